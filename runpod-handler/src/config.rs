@@ -1,0 +1,388 @@
+//! Configuration, read once from the environment and the command line into [`Config`].
+
+use crate::cli::Args;
+use std::fmt;
+use std::time::Duration;
+
+/// What is wrong with the environment or command line.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A variable required in worker mode is unset or empty.
+    #[error("{0} must be set to RunPod's URL template in worker mode")]
+    MissingWebhook(&'static str),
+    /// A variable does not parse.
+    #[error("{name}={value:?} is invalid: {reason}")]
+    Invalid {
+        /// The variable or flag.
+        name: &'static str,
+        /// Its value.
+        value: String,
+        /// What was expected.
+        reason: &'static str,
+    },
+}
+
+/// The runtime's log level (`RUNPOD_LOG_LEVEL`, `--rp_log_level`): a name or its index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    /// Prints nothing.
+    NotSet,
+    /// Everything.
+    Trace,
+    /// Debug and above.
+    Debug,
+    /// Info and above (the default).
+    Info,
+    /// Warnings and errors.
+    Warn,
+    /// Errors only.
+    Error,
+}
+
+impl LogLevel {
+    fn parse(name: &'static str, value: &str) -> Result<Self, ConfigError> {
+        Ok(match value.trim().to_ascii_uppercase().as_str() {
+            "NOTSET" | "0" => Self::NotSet,
+            "TRACE" | "1" => Self::Trace,
+            "DEBUG" | "2" => Self::Debug,
+            "INFO" | "3" => Self::Info,
+            "WARN" | "WARNING" | "4" => Self::Warn,
+            "ERROR" | "5" => Self::Error,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value: value.to_owned(),
+                    reason: "expected NOTSET, TRACE, DEBUG, INFO, WARN, ERROR or 0-5",
+                });
+            }
+        })
+    }
+
+    /// The matching `tracing` filter.
+    pub fn as_filter(self) -> tracing_subscriber::filter::LevelFilter {
+        use tracing_subscriber::filter::LevelFilter;
+        match self {
+            Self::NotSet => LevelFilter::OFF,
+            Self::Trace => LevelFilter::TRACE,
+            Self::Debug => LevelFilter::DEBUG,
+            Self::Info => LevelFilter::INFO,
+            Self::Warn => LevelFilter::WARN,
+            Self::Error => LevelFilter::ERROR,
+        }
+    }
+}
+
+/// An API key: sent as `Authorization`, never printed.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ApiKey(String);
+
+impl ApiKey {
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(if self.0.is_empty() {
+            "ApiKey(<empty>)"
+        } else {
+            "ApiKey(<redacted>)"
+        })
+    }
+}
+
+/// RunPod's URL templates (protocol spec §2.3), placeholders not yet substituted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Webhooks {
+    /// `RUNPOD_WEBHOOK_GET_JOB`.
+    pub get_job: String,
+    /// `RUNPOD_WEBHOOK_POST_OUTPUT`.
+    pub post_output: String,
+    /// `RUNPOD_WEBHOOK_POST_STREAM` (or `RUNPOD_WEBHOOK_JOB_STREAM`); streaming handlers need it.
+    pub post_stream: Option<String>,
+    /// `RUNPOD_WEBHOOK_PING`; `None` when unset or `PING_NOT_SET`.
+    pub ping: Option<String>,
+}
+
+/// Which of the SDK's run modes this process is in (protocol spec §1.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// Serving RunPod's job queue.
+    Worker(Webhooks),
+    /// One local job from `--test_input` (`Some`) or `test_input.json` (`None`).
+    TestInput(Option<String>),
+    /// The local development API (`--rp_serve_api`) or realtime server.
+    ServeApi {
+        /// Bind address.
+        host: String,
+        /// Port.
+        port: u16,
+        /// Jobs run at once.
+        concurrency: usize,
+    },
+}
+
+/// Everything the runtime reads from its environment, once, at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The run mode.
+    pub mode: Mode,
+    /// `RUNPOD_POD_ID`, or a fresh UUID when unset.
+    pub worker_id: String,
+    /// Whether `RUNPOD_POD_ID` was set (error payloads then say `unknown`, and there is no ping).
+    pub worker_id_from_env: bool,
+    /// `RUNPOD_POD_HOSTNAME` or `unknown`.
+    pub hostname: String,
+    /// `RUNPOD_AI_API_KEY`.
+    pub api_key: ApiKey,
+    /// `RUNPOD_ENDPOINT_ID`: set on the platform; switches logs to JSON lines.
+    pub endpoint_id: Option<String>,
+    /// `RUNPOD_LOG_LEVEL` / `RUNPOD_DEBUG_LEVEL` / `--rp_log_level`; defaults to INFO.
+    pub log_level: LogLevel,
+    /// `RUNPOD_PING_INTERVAL` in whole seconds, at least one.
+    pub ping_interval: Duration,
+    /// `RUNPOD_UA_INTEGRATION`.
+    pub ua_integration: Option<String>,
+    /// How long a result post is retried before it is given up
+    /// (`RUNPOD_RESULT_RETRY_SECONDS`, default 300).
+    pub result_retry_budget: Duration,
+}
+
+const DEFAULT_PING_MS: u64 = 10_000;
+
+impl Config {
+    /// Reads the process environment and command line.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_parts(|name| std::env::var(name).ok(), std::env::args().skip(1))
+    }
+
+    /// Reads from a variable lookup and the arguments (without the program name); for tests.
+    pub fn from_parts<I, A>(
+        var: impl Fn(&str) -> Option<String>,
+        args: I,
+    ) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = A>,
+        A: Into<String>,
+    {
+        let args = Args::parse_lenient(args.into_iter().map(Into::into))?;
+        let non_empty = |name: &str| var(name).filter(|v| !v.is_empty());
+
+        let worker_id_env = non_empty("RUNPOD_POD_ID");
+        let mode = if args.rp_serve_api {
+            Mode::ServeApi {
+                host: args.rp_api_host.clone(),
+                port: args.rp_api_port,
+                concurrency: args.rp_api_concurrency.max(1),
+            }
+        } else if let Some(port) = parse_realtime_port(var("RUNPOD_REALTIME_PORT"))? {
+            let concurrency = match var("RUNPOD_REALTIME_CONCURRENCY") {
+                Some(v) => parse_number("RUNPOD_REALTIME_CONCURRENCY", &v)?.max(1),
+                None => 1,
+            };
+            Mode::ServeApi {
+                host: "0.0.0.0".into(),
+                port,
+                concurrency: concurrency as usize,
+            }
+        } else if args.test_input.is_some() || var("RUNPOD_WEBHOOK_GET_JOB").is_none() {
+            Mode::TestInput(args.test_input.clone())
+        } else {
+            Mode::Worker(Webhooks {
+                get_job: non_empty("RUNPOD_WEBHOOK_GET_JOB")
+                    .ok_or(ConfigError::MissingWebhook("RUNPOD_WEBHOOK_GET_JOB"))?,
+                post_output: non_empty("RUNPOD_WEBHOOK_POST_OUTPUT")
+                    .ok_or(ConfigError::MissingWebhook("RUNPOD_WEBHOOK_POST_OUTPUT"))?,
+                post_stream: non_empty("RUNPOD_WEBHOOK_POST_STREAM")
+                    .or_else(|| non_empty("RUNPOD_WEBHOOK_JOB_STREAM")),
+                ping: non_empty("RUNPOD_WEBHOOK_PING").filter(|p| p != "PING_NOT_SET"),
+            })
+        };
+
+        let log_level = match (
+            &args.rp_log_level,
+            var("RUNPOD_LOG_LEVEL"),
+            var("RUNPOD_DEBUG_LEVEL"),
+        ) {
+            (Some(flag), _, _) => LogLevel::parse("--rp_log_level", flag)?,
+            (None, Some(level), _) => LogLevel::parse("RUNPOD_LOG_LEVEL", &level)?,
+            (None, None, Some(level)) => LogLevel::parse("RUNPOD_DEBUG_LEVEL", &level)?,
+            (None, None, None) => LogLevel::Info,
+        };
+
+        let ping_ms = match var("RUNPOD_PING_INTERVAL") {
+            Some(v) => parse_number("RUNPOD_PING_INTERVAL", &v)?,
+            None => DEFAULT_PING_MS,
+        };
+        let result_retry_budget = match var("RUNPOD_RESULT_RETRY_SECONDS") {
+            Some(v) => Duration::from_secs(parse_number("RUNPOD_RESULT_RETRY_SECONDS", &v)?),
+            None => Duration::from_secs(300),
+        };
+
+        Ok(Self {
+            mode,
+            worker_id: worker_id_env
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            worker_id_from_env: worker_id_env.is_some(),
+            hostname: non_empty("RUNPOD_POD_HOSTNAME").unwrap_or_else(|| "unknown".into()),
+            api_key: ApiKey(var("RUNPOD_AI_API_KEY").unwrap_or_default()),
+            endpoint_id: non_empty("RUNPOD_ENDPOINT_ID"),
+            log_level,
+            // The SDK divides by 1000 in whole seconds and dies on 0; clamp instead.
+            ping_interval: Duration::from_secs((ping_ms / 1000).max(1)),
+            ua_integration: non_empty("RUNPOD_UA_INTEGRATION"),
+            result_retry_budget,
+        })
+    }
+
+    /// Whether the heartbeat can run: it needs an API key, a pod id and a ping URL.
+    pub(crate) fn ping_disabled_reason(&self) -> Option<&'static str> {
+        let Mode::Worker(hooks) = &self.mode else {
+            return Some("not in worker mode");
+        };
+        if self.api_key.expose().is_empty() {
+            Some("RUNPOD_AI_API_KEY is not set")
+        } else if !self.worker_id_from_env {
+            Some("RUNPOD_POD_ID is not set")
+        } else if hooks.ping.is_none() {
+            Some("RUNPOD_WEBHOOK_PING is not set")
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn reporter(&self) -> crate::body::Reporter {
+        crate::body::Reporter {
+            hostname: self.hostname.clone(),
+            worker_id: if self.worker_id_from_env {
+                self.worker_id.clone()
+            } else {
+                "unknown".into()
+            },
+        }
+    }
+}
+
+fn parse_number(name: &'static str, value: &str) -> Result<u64, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: "expected a non-negative integer",
+    })
+}
+
+fn parse_realtime_port(value: Option<String>) -> Result<Option<u16>, ConfigError> {
+    let Some(value) = value else { return Ok(None) };
+    match value.trim().parse::<u16>() {
+        Ok(0) => Ok(None),
+        Ok(port) => Ok(Some(port)),
+        Err(_) => Err(ConfigError::Invalid {
+            name: "RUNPOD_REALTIME_PORT",
+            value,
+            reason: "expected a port number",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config(vars: &[(&str, &str)], args: &[&str]) -> Result<Config, ConfigError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_parts(|k| vars.get(k).cloned(), args.iter().copied())
+    }
+
+    const WORKER: &[(&str, &str)] = &[
+        ("RUNPOD_WEBHOOK_GET_JOB", "http://h/job-take/$ID?"),
+        (
+            "RUNPOD_WEBHOOK_POST_OUTPUT",
+            "http://h/job-done/$RUNPOD_POD_ID/$ID?",
+        ),
+    ];
+
+    #[test]
+    fn mode_selection_follows_the_sdk_order() {
+        assert_eq!(config(&[], &[]).unwrap().mode, Mode::TestInput(None));
+        assert!(matches!(config(WORKER, &[]).unwrap().mode, Mode::Worker(_)));
+        assert_eq!(
+            config(WORKER, &["--test_input", "{}"]).unwrap().mode,
+            Mode::TestInput(Some("{}".into()))
+        );
+        assert!(matches!(
+            config(WORKER, &["--rp_serve_api", "--rp_api_port", "9"])
+                .unwrap()
+                .mode,
+            Mode::ServeApi { port: 9, .. }
+        ));
+    }
+
+    #[test]
+    fn empty_webhooks_are_a_config_error_not_a_panic() {
+        let err = config(&[("RUNPOD_WEBHOOK_GET_JOB", "")], &[]).unwrap_err();
+        assert_eq!(err, ConfigError::MissingWebhook("RUNPOD_WEBHOOK_GET_JOB"));
+        let err = config(&WORKER[..1], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::MissingWebhook("RUNPOD_WEBHOOK_POST_OUTPUT")
+        );
+    }
+
+    #[test]
+    fn log_level_names_indexes_and_the_warning_alias() {
+        assert_eq!(config(&[], &[]).unwrap().log_level, LogLevel::Info);
+        assert_eq!(
+            config(&[("RUNPOD_LOG_LEVEL", "warning")], &[])
+                .unwrap()
+                .log_level,
+            LogLevel::Warn
+        );
+        assert_eq!(
+            config(&[("RUNPOD_DEBUG_LEVEL", "2")], &[])
+                .unwrap()
+                .log_level,
+            LogLevel::Debug
+        );
+        assert_eq!(
+            config(
+                &[("RUNPOD_LOG_LEVEL", "ERROR")],
+                &["--rp_log_level", "TRACE"]
+            )
+            .unwrap()
+            .log_level,
+            LogLevel::Trace
+        );
+        assert!(matches!(
+            config(&[("RUNPOD_LOG_LEVEL", "LOUD")], &[]),
+            Err(ConfigError::Invalid {
+                name: "RUNPOD_LOG_LEVEL",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn ping_interval_is_whole_seconds_clamped_to_one() {
+        let secs = |v: &str| {
+            config(&[("RUNPOD_PING_INTERVAL", v)], &[])
+                .unwrap()
+                .ping_interval
+                .as_secs()
+        };
+        assert_eq!((secs("1500"), secs("500"), secs("10000")), (1, 1, 10));
+        assert!(config(&[("RUNPOD_PING_INTERVAL", "soon")], &[]).is_err());
+    }
+
+    #[test]
+    fn api_key_never_prints() {
+        let c = config(&[("RUNPOD_AI_API_KEY", "rpa_SECRET")], &[]).unwrap();
+        assert!(!format!("{c:?}").contains("rpa_SECRET"));
+    }
+}

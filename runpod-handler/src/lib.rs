@@ -1,0 +1,75 @@
+//! Run any [`tower::Service`] as a RunPod serverless worker.
+//!
+//! The worker speaks RunPod's protocol exactly as the official Python SDK `runpod` 1.12.0 does
+//! — the same URLs, headers and bodies — while starting in milliseconds, wasting no time
+//! between jobs and never dropping a finished result.
+//!
+//! ```no_run
+//! use runpod_handler::{service_fn, Job, JobError};
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Input { name: String }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), runpod_handler::Error> {
+//!     runpod_handler::run(service_fn(|job: Job<Input>| async move {
+//!         Ok::<_, JobError>(serde_json::json!({ "greeting": format!("Hello, {}!", job.input.name) }))
+//!     }))
+//!     .await
+//! }
+//! ```
+//!
+//! The same binary runs locally: `--test_input '{"input": {...}}'` (or a `test_input.json` in
+//! the working directory) runs one job and prints its result, and `--rp_serve_api` serves the
+//! SDK's development API (`/run`, `/runsync`, `/status/{id}`, `/stream/{id}`, ...).
+
+mod body;
+mod cli;
+mod client;
+mod concurrency;
+mod config;
+mod error;
+mod inflight;
+mod job;
+mod json;
+mod local;
+mod log;
+mod output;
+mod ping;
+mod post;
+mod progress;
+mod runtime;
+mod service;
+mod signal;
+mod stop;
+mod take;
+mod urls;
+mod worker;
+
+pub use concurrency::Concurrency;
+pub use config::{ApiKey, Config, ConfigError, LogLevel, Mode, Webhooks};
+pub use error::{BoxError, Error, JobError};
+pub use job::{Job, JobContext, ProgressError};
+pub use output::{IntoJobOutput, JobOutput, Output, Streaming};
+pub use runtime::Runtime;
+pub use service::{Completion, Invocation, JobService, Outcome};
+pub use tower::service_fn;
+
+/// The SDK version whose protocol this runtime speaks; sent as `runpod_version`.
+pub const PROTOCOL_VERSION: &str = "1.12.0";
+
+use serde::de::DeserializeOwned;
+
+/// Runs `service` as a RunPod worker configured from the environment, until SIGTERM.
+///
+/// Shorthand for `Runtime::from_env()?.run(service).await`; see [`Runtime`] for options.
+pub async fn run<S, T>(service: S) -> Result<(), Error>
+where
+    S: tower::Service<Job<T>> + Clone + Send + 'static,
+    S::Response: IntoJobOutput,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    T: DeserializeOwned + Send + 'static,
+{
+    Runtime::from_env()?.run(service).await
+}

@@ -1,0 +1,391 @@
+//! `--rp_serve_api`: the SDK's development API (protocol spec §15.3) on axum, with the SDK's
+//! response shapes and statuses. Jobs start as soon as `/run` stores them.
+
+use super::LocalResult;
+use crate::config::Config;
+use crate::error::Error;
+use crate::job::RawJob;
+use crate::service::Invocation;
+use crate::service::handler::Handled;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::Service;
+
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
+
+struct Api<H> {
+    config: Config,
+    // A Mutex only to make the state Sync for axum; the handler is cloned out per job.
+    handler: Mutex<H>,
+    jobs: Mutex<HashMap<String, Entry>>,
+    slots: Semaphore,
+    webhooks: reqwest::Client,
+}
+
+struct Entry {
+    state: JobState,
+    cancellation: CancellationToken,
+}
+
+enum JobState {
+    InQueue,
+    InProgress,
+    Done(LocalResult),
+    Cancelled,
+}
+
+/// Serves until SIGINT.
+pub(crate) async fn serve<H>(
+    config: &Config,
+    host: &str,
+    port: u16,
+    concurrency: usize,
+    handler: H,
+) -> Result<(), Error>
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    let api = Arc::new(Api {
+        config: config.clone(),
+        handler: Mutex::new(handler),
+        jobs: Mutex::new(HashMap::new()),
+        slots: Semaphore::new(concurrency),
+        webhooks: reqwest::Client::builder()
+            .timeout(WEBHOOK_TIMEOUT)
+            .build()
+            .map_err(Error::HttpClient)?,
+    });
+    let mut router = Router::new()
+        .route("/runsync", post(runsync::<H>))
+        .route("/run", post(run::<H>))
+        .route("/status/{id}", post(status::<H>))
+        .route("/stream/{id}", post(stream::<H>))
+        .route("/cancel/{id}", post(cancel::<H>))
+        .route("/health", get(health::<H>))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(|| async { Redirect::temporary("/") }))
+        .route("/", get(docs));
+    if let Some(endpoint) = &config.endpoint_id {
+        router = router.route(&format!("/{endpoint}/realtime"), post(realtime::<H>));
+    }
+    let router = router
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"detail": "Not Found"})),
+            )
+        })
+        .method_not_allowed_fallback(|| async {
+            (
+                StatusCode::METHOD_NOT_ALLOWED,
+                axum::Json(json!({"detail": "Method Not Allowed"})),
+            )
+        })
+        .with_state(api);
+    let listener = tokio::net::TcpListener::bind((host, port))
+        .await
+        .map_err(Error::Serve)?;
+    tracing::info!(
+        "Local API server listening on http://{}",
+        listener.local_addr().map_err(Error::Serve)?
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            tracing::info!("SIGINT received. Shutting down.");
+        })
+        .await
+        .map_err(Error::Serve)
+}
+
+/// A request body checked the way the SDK's FastAPI models check it (422 on mismatch).
+fn parse_request(body: &[u8], need_id: bool) -> Result<Map<String, Value>, Response> {
+    let invalid = |detail: Value| {
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"detail": [detail]})),
+        )
+            .into_response()
+    };
+    let parsed: Value = serde_json::from_slice(body).map_err(|_| {
+        invalid(json!({"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error", "input": {}, "ctx": {"error": "Expecting value"}}))
+    })?;
+    let Value::Object(request) = parsed else {
+        return Err(invalid(
+            json!({"type": "model_attributes_type", "loc": ["body"], "msg": "Input should be a valid dictionary or object to extract fields from", "input": parsed}),
+        ));
+    };
+    if need_id && !request.get("id").is_some_and(Value::is_string) {
+        return Err(invalid(
+            json!({"type": "missing", "loc": ["body", "id"], "msg": "Field required", "input": request}),
+        ));
+    }
+    match request.get("input") {
+        None => Err(invalid(
+            json!({"type": "missing", "loc": ["body", "input"], "msg": "Field required", "input": request}),
+        )),
+        Some(Value::Object(_)) => Ok(request),
+        Some(other) if !need_id => Err(invalid(
+            json!({"type": "dict_type", "loc": ["body", "input"], "msg": "Input should be a valid dictionary", "input": other}),
+        )),
+        Some(_) => Ok(request),
+    }
+}
+
+impl<H> Api<H>
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    fn store(&self, id: &str) -> CancellationToken {
+        let cancellation = CancellationToken::new();
+        let entry = Entry {
+            state: JobState::InQueue,
+            cancellation: cancellation.clone(),
+        };
+        self.lock().insert(id.to_owned(), entry);
+        cancellation
+    }
+
+    fn handler(&self) -> H {
+        self.handler
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.jobs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn set(&self, id: &str, state: JobState) {
+        if let Some(entry) = self.lock().get_mut(id) {
+            entry.state = state;
+        }
+    }
+
+    /// Runs a stored job when a slot is free; `None` when it was cancelled.
+    async fn execute(
+        self: Arc<Self>,
+        id: String,
+        mut request: Map<String, Value>,
+        cancellation: CancellationToken,
+    ) -> Option<Value> {
+        let _slot = self.slots.acquire().await.ok()?;
+        if cancellation.is_cancelled() {
+            return None;
+        }
+        self.set(&id, JobState::InProgress);
+        let webhook = request
+            .remove("webhook")
+            .and_then(|w| w.as_str().map(str::to_owned));
+        request.insert("id".into(), Value::String(id.clone()));
+        let raw = RawJob::parse(Value::Object(request)).ok()?;
+        let context = super::context(&self.config, raw, CancellationToken::new());
+        let job_cancellation = context.cancellation().clone();
+        let run = super::run_job(&self.config, self.handler(), context);
+        let result = tokio::select! {
+            result = run => result,
+            _ = cancellation.cancelled() => { job_cancellation.cancel(); None }
+        };
+        let Some(result) = result else {
+            self.set(&id, JobState::Cancelled);
+            return None;
+        };
+        if let Some(url) = webhook {
+            let output = json!({"output": result.body.get("output")});
+            let client = self.webhooks.clone();
+            tokio::spawn(async move {
+                if let Err(err) = client.post(url).json(&output).send().await {
+                    tracing::warn!("Webhook delivery failed: {}", crate::client::describe(err));
+                }
+            });
+        }
+        let shape = final_shape(&id, &result);
+        self.set(&id, JobState::Done(result));
+        Some(shape)
+    }
+
+    fn status_of(&self, id: &str) -> Value {
+        match self.lock().get(id).map(|e| &e.state) {
+            None => json!({"id": id, "status": "FAILED", "error": "Job ID not found"}),
+            Some(JobState::InQueue) => json!({"id": id, "status": "IN_QUEUE"}),
+            Some(JobState::InProgress) => json!({"id": id, "status": "IN_PROGRESS"}),
+            Some(JobState::Cancelled) => json!({"id": id, "status": "CANCELLED"}),
+            Some(JobState::Done(result)) => final_shape(id, result),
+        }
+    }
+}
+
+fn new_id() -> String {
+    format!("test-{}", uuid::Uuid::new_v4())
+}
+
+/// `COMPLETED` with `output` (omitted when empty), or `FAILED` with `error`.
+fn final_shape(id: &str, result: &LocalResult) -> Value {
+    let mut shape = Map::new();
+    shape.insert("id".into(), id.into());
+    if crate::body::is_failure(&result.body) {
+        shape.insert("status".into(), "FAILED".into());
+        shape.insert("error".into(), result.body["error"].clone());
+    } else {
+        shape.insert("status".into(), "COMPLETED".into());
+        if let Some(output) = result.body.get("output") {
+            shape.insert("output".into(), output.clone());
+        }
+    }
+    Value::Object(shape)
+}
+
+async fn runsync<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    let request = match parse_request(&body, false) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let id = new_id();
+    let cancellation = api.store(&id);
+    let shape = Arc::clone(&api)
+        .execute(id.clone(), request, cancellation)
+        .await;
+    axum::Json(shape.unwrap_or_else(|| json!({"id": id, "status": "CANCELLED"}))).into_response()
+}
+
+async fn run<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    let request = match parse_request(&body, false) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let id = new_id();
+    let cancellation = api.store(&id);
+    tokio::spawn(Arc::clone(&api).execute(id.clone(), request, cancellation));
+    axum::Json(json!({"id": id, "status": "IN_PROGRESS"})).into_response()
+}
+
+async fn status<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    axum::Json(api.status_of(&id))
+}
+
+async fn stream<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    let shape = match api.lock().get(&id).map(|e| &e.state) {
+        Some(JobState::Done(LocalResult {
+            stream: Some(parts),
+            body,
+        })) if !crate::body::is_failure(body) => {
+            let stream: Vec<Value> = parts.iter().map(|p| json!({"output": p})).collect();
+            json!({"id": id, "status": "COMPLETED", "stream": stream})
+        }
+        Some(JobState::Done(LocalResult { stream: None, .. })) => {
+            json!({"id": id, "status": "FAILED", "error": "Stream not supported, handler must be a generator."})
+        }
+        _ => return axum::Json(api.status_of(&id)),
+    };
+    axum::Json(shape)
+}
+
+async fn cancel<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    let cancelled = {
+        let mut jobs = api.lock();
+        match jobs.get_mut(&id) {
+            Some(entry) if matches!(entry.state, JobState::InQueue | JobState::InProgress) => {
+                entry.cancellation.cancel();
+                entry.state = JobState::Cancelled;
+                true
+            }
+            _ => false,
+        }
+    };
+    if cancelled {
+        axum::Json(json!({"id": id, "status": "CANCELLED"}))
+    } else {
+        axum::Json(api.status_of(&id))
+    }
+}
+
+async fn health<H>(State(api): State<Arc<Api<H>>>) -> axum::Json<Value>
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    let jobs = api.lock();
+    let running = jobs
+        .values()
+        .filter(|e| matches!(e.state, JobState::InQueue | JobState::InProgress))
+        .count();
+    axum::Json(json!({"status": "ok", "jobs": {"in_progress": running, "total": jobs.len()}}))
+}
+
+async fn realtime<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
+where
+    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H::Future: Send,
+{
+    let request = match parse_request(&body, true) {
+        Ok(request) => request,
+        Err(response) => return response,
+    };
+    let Ok(raw) = RawJob::parse(Value::Object(request)) else {
+        return StatusCode::UNPROCESSABLE_ENTITY.into_response();
+    };
+    let context = super::context(&api.config, raw, CancellationToken::new());
+    match super::run_job(&api.config, api.handler(), context).await {
+        Some(result) => axum::Json(Value::Object(result.body)).into_response(),
+        None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
+async fn openapi() -> axum::Json<Value> {
+    axum::Json(json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Runpod | Development Worker API", "version": crate::PROTOCOL_VERSION},
+        "paths": {
+            "/run": {"post": {"summary": "Submit a job; poll /status/{id} for its result"}},
+            "/runsync": {"post": {"summary": "Run a job and wait for its result"}},
+            "/status/{id}": {"post": {"summary": "A job's status or result"}},
+            "/stream/{id}": {"post": {"summary": "A streaming job's parts"}},
+            "/cancel/{id}": {"post": {"summary": "Cancel a queued or running job"}},
+            "/health": {"get": {"summary": "Server health"}}
+        }
+    }))
+}
+
+async fn docs() -> axum::response::Html<&'static str> {
+    axum::response::Html(
+        "<!doctype html><title>Runpod | Development Worker API</title><h1>Runpod | Development Worker API</h1>\
+         <p>POST /runsync or /run with {\"input\": {...}}; POST /status/{id}, /stream/{id}, /cancel/{id}; GET /health. \
+         Schema: <a href=\"/openapi.json\">/openapi.json</a>.</p>",
+    )
+}

@@ -1,0 +1,270 @@
+//! [`Runtime`]: the builder that assembles the stack and runs the mode the environment asks for.
+
+use crate::client::Client;
+use crate::concurrency::Concurrency;
+use crate::config::{Config, Mode};
+use crate::error::{BoxError, Error};
+use crate::inflight::InFlight;
+use crate::job::Job;
+use crate::output::IntoJobOutput;
+use crate::post::Poster;
+use crate::service::handler::HandlerService;
+use crate::service::respond::{Respond, Responder, Settings};
+use crate::service::{Completion, Invocation, JobService};
+use crate::urls::Urls;
+use crate::worker::Worker;
+use futures_util::future::BoxFuture;
+use serde::de::DeserializeOwned;
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tower::layer::util::{Identity, Stack};
+use tower::{Layer, Service};
+
+/// The largest job-done body RunPod accepts.
+const DEFAULT_RESULT_CAP: usize = 20_000_000;
+
+type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
+type FitnessCheck = (
+    String,
+    Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>,
+);
+
+/// Runs a handler as a RunPod worker, with more control than [`run`](crate::run).
+///
+/// ```no_run
+/// use runpod_handler::{service_fn, Concurrency, Job, JobError, Runtime};
+/// use std::time::Duration;
+/// use tower::ServiceBuilder;
+///
+/// # async fn example() -> Result<(), runpod_handler::Error> {
+/// let handler = ServiceBuilder::new()
+///     .timeout(Duration::from_secs(600))
+///     .service(service_fn(|job: Job<serde_json::Value>| async move { Ok::<_, JobError>(job.input) }));
+/// Runtime::from_env()?
+///     .concurrency(Concurrency::fixed(4))
+///     .on_start(|| async { /* load models once, before the first job is taken */ })
+///     .run(handler)
+///     .await
+/// # }
+/// ```
+#[must_use = "a Runtime does nothing until `.run(service)` is awaited"]
+pub struct Runtime<L = Identity> {
+    config: Config,
+    layer: L,
+    concurrency: Concurrency,
+    on_start: Option<Hook>,
+    fitness_checks: Vec<FitnessCheck>,
+    settings: Settings,
+}
+
+impl Runtime {
+    /// Reads the configuration from the environment and command line.
+    pub fn from_env() -> Result<Self, crate::ConfigError> {
+        Ok(Self::new(Config::from_env()?))
+    }
+
+    /// Uses an explicit configuration.
+    pub fn new(config: Config) -> Self {
+        Self {
+            config,
+            layer: Identity::new(),
+            concurrency: Concurrency::default(),
+            on_start: None,
+            fitness_checks: Vec::new(),
+            settings: Settings {
+                aggregate_stream: false,
+                refresh_worker: false,
+                result_cap: DEFAULT_RESULT_CAP,
+            },
+        }
+    }
+}
+
+impl<L> Runtime<L> {
+    /// Wraps every job — handler and result post — in a tower layer over a
+    /// [`JobService`]. The first layer added is the outermost.
+    pub fn layer<N>(self, layer: N) -> Runtime<Stack<N, L>> {
+        Runtime {
+            config: self.config,
+            layer: Stack::new(layer, self.layer),
+            concurrency: self.concurrency,
+            on_start: self.on_start,
+            fitness_checks: self.fitness_checks,
+            settings: self.settings,
+        }
+    }
+
+    /// How many jobs run at once (default: one).
+    pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
+        self.concurrency = concurrency;
+        self
+    }
+
+    /// Runs once before the worker serves (before the first ping and take, and before local
+    /// modes run their job): the place for a warm-up.
+    pub fn on_start<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.on_start = Some(Box::new(move || Box::pin(hook())));
+        self
+    }
+
+    /// Registers a fitness check, run once in worker mode before serving; a failure reports the
+    /// worker unhealthy and ends the process with an error.
+    pub fn fitness_check<F, Fut, E>(mut self, name: impl Into<String>, check: F) -> Self
+    where
+        F: FnOnce() -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: Into<BoxError>,
+    {
+        let check = move || -> BoxFuture<'static, Result<(), BoxError>> {
+            let fut = check();
+            Box::pin(async move { fut.await.map_err(Into::into) })
+        };
+        self.fitness_checks.push((name.into(), Box::new(check)));
+        self
+    }
+
+    /// Repeats every streamed part in the final body (the SDK's `return_aggregate_stream`).
+    pub fn return_aggregate_stream(mut self, aggregate: bool) -> Self {
+        self.settings.aggregate_stream = aggregate;
+        self
+    }
+
+    /// Asks RunPod to recycle the worker after every job, and stops taking jobs after the first
+    /// (the SDK's worker-level `refresh_worker`). For one result only, return
+    /// [`Output::refresh_worker`](crate::Output::refresh_worker) instead.
+    pub fn refresh_worker(mut self, refresh: bool) -> Self {
+        self.settings.refresh_worker = refresh;
+        self
+    }
+
+    /// The largest result body to post (default 20,000,000 bytes, RunPod's limit); a larger
+    /// result is replaced by an error that says so.
+    pub fn result_size_limit(mut self, bytes: usize) -> Self {
+        self.settings.result_cap = bytes;
+        self
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Serves `service` in the mode the environment selects until shutdown.
+    pub async fn run<S, T>(self, service: S) -> Result<(), Error>
+    where
+        S: Service<Job<T>> + Clone + Send + 'static,
+        S::Response: IntoJobOutput,
+        S::Error: Into<BoxError>,
+        S::Future: Send + 'static,
+        T: DeserializeOwned + Send + 'static,
+        L: Layer<JobService>,
+        L::Service:
+            Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
+        <L::Service as Service<Invocation>>::Future: Send + 'static,
+    {
+        crate::log::init(self.config.log_level, self.config.endpoint_id.is_some());
+        println!(
+            "--- Starting Serverless Worker |  Version {} (runpod-handler {}) ---",
+            crate::PROTOCOL_VERSION,
+            env!("CARGO_PKG_VERSION")
+        );
+        let handler = HandlerService::new(service);
+        match self.config.mode.clone() {
+            Mode::Worker(hooks) => {
+                let Runtime {
+                    config,
+                    layer,
+                    concurrency,
+                    on_start,
+                    fitness_checks,
+                    settings,
+                } = self;
+                let urls = Urls::new(&hooks, &config.worker_id);
+                let client = Client::new(&config)?;
+                for (name, check) in fitness_checks {
+                    if let Err(err) = check().await {
+                        tracing::error!("Fitness check failed: {name} | Error: {err}");
+                        crate::ping::unhealthy(&config, &urls, &name, &format!("Error: {err}"))
+                            .await;
+                        tracing::error!("Worker is unhealthy, exiting.");
+                        return Err(Error::Unhealthy {
+                            name,
+                            message: err.to_string(),
+                        });
+                    }
+                }
+                if let Some(hook) = on_start {
+                    hook().await;
+                }
+                let poster = Arc::new(Poster::new(client.clone(), config.result_retry_budget));
+                let responder = Arc::new(Responder {
+                    poster: Arc::clone(&poster),
+                    urls: urls.clone(),
+                    reporter: config.reporter(),
+                    settings,
+                });
+                let service = layer.layer(JobService::new(Respond::new(handler, responder)));
+                let inflight = Arc::new(InFlight::new());
+                let shutdown = CancellationToken::new();
+                let stopped = CancellationToken::new();
+                crate::signal::spawn_listener(shutdown.clone());
+                let ping = crate::ping::spawn(
+                    &config,
+                    urls.clone(),
+                    Arc::clone(&inflight),
+                    stopped.clone(),
+                )?;
+                match urls.stop() {
+                    Some(stop_url) => {
+                        tokio::spawn(crate::stop::run(
+                            client.clone(),
+                            stop_url.to_owned(),
+                            Arc::clone(&inflight),
+                            stopped.clone(),
+                        ));
+                    }
+                    None => tracing::warn!(
+                        "The job-take URL has no /job-take/; the job-stop channel is disabled."
+                    ),
+                }
+                let worker = Worker {
+                    stop_after_job: settings.refresh_worker,
+                    config,
+                    client,
+                    urls,
+                    poster,
+                    inflight,
+                    shutdown,
+                };
+                worker.run(concurrency, service).await;
+                stopped.cancel();
+                if let Some(ping) = ping {
+                    let _ = tokio::task::spawn_blocking(move || ping.join()).await;
+                }
+                Ok(())
+            }
+            Mode::TestInput(input) => {
+                if let Some(hook) = self.on_start {
+                    hook().await;
+                }
+                crate::local::test_input::run(&self.config, input, handler).await
+            }
+            Mode::ServeApi {
+                host,
+                port,
+                concurrency,
+            } => {
+                if let Some(hook) = self.on_start {
+                    hook().await;
+                }
+                crate::local::serve(&self.config, &host, port, concurrency, handler).await
+            }
+        }
+    }
+}
