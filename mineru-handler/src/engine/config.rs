@@ -1,0 +1,319 @@
+//! The engine's configuration, read once from the environment (engine specification §13).
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::tier::{Backend, OcrMode, Tier};
+
+/// Which MinerU HTTP API the engine speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdapterKind {
+    /// MinerU 4.x `/v1` API (the default).
+    V4,
+    /// MinerU 3.4.x API (not built yet; selecting it fails the engine start with a clear reason).
+    V3,
+}
+
+/// The document parsed by the warm-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WarmupFixture {
+    /// The one-page born-digital PDF shipped inside the binary.
+    Bundled,
+    /// A file chosen with `MINERU_WARMUP_FIXTURE`.
+    Path(PathBuf),
+}
+
+/// Everything the engine needs, decided once at boot.
+///
+/// ```
+/// use mineru_handler::engine::{EngineConfig, Tier};
+/// let config = EngineConfig::from_lookup(|name| match name {
+///     "MINERU_API_BIN" => Some("/opt/venv/bin/mineru-api".to_owned()),
+///     "MINERU_SERVER_TIER" => Some("flash".to_owned()),
+///     _ => None,
+/// })
+/// .unwrap();
+/// assert_eq!(config.server_tier, Tier::Flash);
+/// assert_eq!(config.program, std::path::PathBuf::from("/opt/venv/bin/mineru-api"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// The server executable: `MINERU_API_BIN`, else `$MINERU_VENV/bin/mineru-api`, else
+    /// `mineru-api` on `PATH`.
+    pub program: PathBuf,
+    /// Arguments placed before the server flags (for example a script run by an interpreter;
+    /// tests use this to run a fake server). Empty from the environment.
+    pub program_args: Vec<OsString>,
+    /// `MINERU_ENGINE_ADAPTER`; `None` = from the installed MinerU version.
+    pub adapter: Option<AdapterKind>,
+    /// `MINERU_SERVER_TIER`: the server's `--tier` (`flash`, `basic` or `standard`).
+    pub server_tier: Tier,
+    /// `MINERU_PRELOAD_MODELS`: add `--preload-models` when the server tier is not flash.
+    pub preload_models: bool,
+    /// `MINERU_MAX_CONCURRENCY`: the server's `--concurrency`.
+    pub max_concurrency: u32,
+    /// `MINERU_API_STARTUP_TIMEOUT_SECONDS`: readiness deadline per start, and how long a job
+    /// waits for a starting engine.
+    pub startup_timeout: Duration,
+    /// `MINERU_API_LOG_LEVEL`: the server's `--log-level`.
+    pub log_level: String,
+    /// `MINERU_ENGINE_MAX_RESTARTS`: consecutive failed starts before the engine is Failed.
+    pub max_restarts: u32,
+    /// `MINERU_JOB_TIMEOUT_SECONDS`: per-job engine deadline; `None` = off.
+    pub job_timeout: Option<Duration>,
+    /// `MINERU_SCRATCH_DIR`; `None` = a private directory under the system temporary directory.
+    pub scratch_dir: Option<PathBuf>,
+    /// `MINERU_SKIP_WARMUP`: no warm-up parse.
+    pub skip_warmup: bool,
+    /// `MINERU_WARMUP_FIXTURE`.
+    pub warmup_fixture: WarmupFixture,
+    /// `MINERU_WARMUP_TIER`.
+    pub warmup_tier: Option<Tier>,
+    /// `MINERU_WARMUP_BACKEND` (mapped to a tier when no warm-up tier is set).
+    pub warmup_backend: Backend,
+    /// `MINERU_DEFAULT_TIER`; `None` = the highest tier the engine offers.
+    pub default_tier: Option<Tier>,
+    /// `MINERU_DEFAULT_OCR_MODE`; `None` = `txt` on a flash-only engine, else `auto`.
+    pub default_ocr_mode: Option<OcrMode>,
+    /// `MINERU_MODEL_VLM_SERVER_URL`: the server's `--vlm-server-url`.
+    pub vlm_server_url: Option<String>,
+    /// `MINERU_HOME`; `None` = a per-boot directory in the scratch area.
+    pub mineru_home: Option<PathBuf>,
+    /// Variables set for the child on top of the inherited environment.
+    pub child_env: Vec<(String, String)>,
+    /// Inherited variables removed from the child's environment (secrets).
+    pub child_env_remove: Vec<String>,
+    /// `MINERU_ENGINE_PARENT_DEATH_SIGNAL` (default on): start the child through
+    /// `setpriv --pdeathsig KILL` when `setpriv` is installed, so it dies with the worker.
+    pub parent_death_signal: bool,
+    /// `MINERU_API_KEY_HARDENING` (default on): a random per-boot `--api-key`, so other local
+    /// processes cannot use the engine's local-file access.
+    pub api_key: bool,
+}
+
+/// A configuration variable with a value the engine cannot use.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{variable}={value:?} is invalid: expected {expected}")]
+pub struct ConfigError {
+    /// The variable's name.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What would have been accepted.
+    pub expected: &'static str,
+}
+
+/// Variables whose values must never reach the engine (or its logs).
+const SECRET_VARIABLES: &[&str] = &[
+    "RUNPOD_AI_API_KEY",
+    "BUCKET_ACCESS_KEY_ID",
+    "BUCKET_SECRET_ACCESS_KEY",
+    "HF_TOKEN",
+];
+
+impl EngineConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let names: Vec<String> = std::env::vars_os()
+            .filter_map(|(k, _)| k.into_string().ok())
+            .collect();
+        Self::build(|name| std::env::var(name).ok(), &names)
+    }
+
+    /// Reads the configuration from a lookup function (the environment in production).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Self::build(lookup, &[])
+    }
+
+    fn build(
+        lookup: impl Fn(&str) -> Option<String>,
+        inherited_names: &[String],
+    ) -> Result<Self, ConfigError> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        let tier = |name: &'static str| -> Result<Option<Tier>, ConfigError> {
+            get(name)
+                .map(|v| {
+                    v.to_ascii_lowercase().parse().map_err(|_| ConfigError {
+                        variable: name,
+                        value: v,
+                        expected: "flash, basic, standard or advanced",
+                    })
+                })
+                .transpose()
+        };
+        let seconds = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+            get(name).map_or(Ok(default), |v| {
+                v.parse().map_err(|_| ConfigError {
+                    variable: name,
+                    value: v,
+                    expected: "a whole number of seconds",
+                })
+            })
+        };
+        let flag = |name: &str, default: bool| {
+            get(name).map_or(default, |v| {
+                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            })
+        };
+
+        let program = get("MINERU_API_BIN").map(PathBuf::from).unwrap_or_else(|| {
+            get("MINERU_VENV").map_or_else(
+                || PathBuf::from("mineru-api"),
+                |venv| PathBuf::from(venv).join("bin").join("mineru-api"),
+            )
+        });
+        let adapter = match get("MINERU_ENGINE_ADAPTER").as_deref() {
+            None => None,
+            Some("v4") => Some(AdapterKind::V4),
+            Some("v3") => Some(AdapterKind::V3),
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "MINERU_ENGINE_ADAPTER",
+                    value: other.to_owned(),
+                    expected: "v4 or v3",
+                });
+            }
+        };
+        let server_tier = tier("MINERU_SERVER_TIER")?.unwrap_or(Tier::Standard);
+        if server_tier == Tier::Advanced {
+            return Err(ConfigError {
+                variable: "MINERU_SERVER_TIER",
+                value: "advanced".into(),
+                expected: "flash, basic or standard (standard offers advanced)",
+            });
+        }
+        let default_ocr_mode = match get("MINERU_DEFAULT_OCR_MODE") {
+            None => None,
+            Some(v) => Some(v.to_ascii_lowercase().parse().map_err(|_| ConfigError {
+                variable: "MINERU_DEFAULT_OCR_MODE",
+                value: v,
+                expected: "auto, txt or ocr",
+            })?),
+        };
+        let warmup_backend = match get("MINERU_WARMUP_BACKEND") {
+            None => Backend::VlmAutoEngine,
+            Some(v) => v.parse().map_err(|_| ConfigError {
+                variable: "MINERU_WARMUP_BACKEND",
+                value: v,
+                expected: "a backend name such as vlm-auto-engine or pipeline",
+            })?,
+        };
+        // `0` or garbage ⇒ 1, as the job contract reads this variable (§13).
+        let max_concurrency = get("MINERU_MAX_CONCURRENCY")
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1)
+            .max(1);
+        let job_timeout = seconds("MINERU_JOB_TIMEOUT_SECONDS", 0)?;
+
+        // Offline by default: `auto` model sources probe the network and rewrite config.yaml.
+        let mut child_env = Vec::new();
+        for (name, default) in [
+            ("MINERU_MODEL_SOURCE", "local"),
+            ("HF_HUB_OFFLINE", "1"),
+            ("TRANSFORMERS_OFFLINE", "1"),
+        ] {
+            if get(name).is_none() {
+                child_env.push((name.to_owned(), default.to_owned()));
+            }
+        }
+        child_env.push(("MINERU_API_ENABLE_FASTAPI_DOCS".into(), "0".into()));
+        let mut child_env_remove: Vec<String> =
+            SECRET_VARIABLES.iter().map(|s| (*s).to_owned()).collect();
+        child_env_remove.extend(
+            inherited_names
+                .iter()
+                .filter(|n| n.starts_with("OTEL_EXPORTER_OTLP_") && n.ends_with("HEADERS"))
+                .cloned(),
+        );
+
+        Ok(EngineConfig {
+            program,
+            program_args: Vec::new(),
+            adapter,
+            server_tier,
+            preload_models: flag("MINERU_PRELOAD_MODELS", true),
+            max_concurrency,
+            startup_timeout: Duration::from_secs(seconds(
+                "MINERU_API_STARTUP_TIMEOUT_SECONDS",
+                600,
+            )?),
+            log_level: get("MINERU_API_LOG_LEVEL").unwrap_or_else(|| "warning".into()),
+            max_restarts: u32::try_from(seconds("MINERU_ENGINE_MAX_RESTARTS", 5)?)
+                .unwrap_or(u32::MAX),
+            job_timeout: (job_timeout > 0).then(|| Duration::from_secs(job_timeout)),
+            scratch_dir: get("MINERU_SCRATCH_DIR").map(PathBuf::from),
+            skip_warmup: flag("MINERU_SKIP_WARMUP", false),
+            warmup_fixture: get("MINERU_WARMUP_FIXTURE")
+                .map_or(WarmupFixture::Bundled, |p| WarmupFixture::Path(p.into())),
+            warmup_tier: tier("MINERU_WARMUP_TIER")?,
+            warmup_backend,
+            default_tier: tier("MINERU_DEFAULT_TIER")?,
+            default_ocr_mode,
+            vlm_server_url: get("MINERU_MODEL_VLM_SERVER_URL"),
+            mineru_home: get("MINERU_HOME").map(PathBuf::from),
+            child_env,
+            child_env_remove,
+            parent_death_signal: flag("MINERU_ENGINE_PARENT_DEATH_SIGNAL", true),
+            api_key: flag("MINERU_API_KEY_HARDENING", true),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> Result<EngineConfig, ConfigError> {
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        EngineConfig::from_lookup(move |name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+    }
+
+    #[test]
+    fn defaults_follow_the_specification() {
+        let c = config(&[]).unwrap();
+        assert_eq!(c.program, PathBuf::from("mineru-api"));
+        assert_eq!(c.server_tier, Tier::Standard);
+        assert!(c.preload_models);
+        assert_eq!(c.max_concurrency, 1);
+        assert_eq!(c.startup_timeout, Duration::from_secs(600));
+        assert_eq!(c.max_restarts, 5);
+        assert_eq!(c.job_timeout, None);
+        assert_eq!(c.warmup_backend, Backend::VlmAutoEngine);
+        assert!(
+            c.child_env
+                .contains(&("MINERU_MODEL_SOURCE".into(), "local".into()))
+        );
+        assert!(c.child_env_remove.contains(&"HF_TOKEN".to_owned()));
+    }
+
+    #[test]
+    fn venv_locates_the_server() {
+        let c = config(&[("MINERU_VENV", "/v")]).unwrap();
+        assert_eq!(c.program, PathBuf::from("/v/bin/mineru-api"));
+    }
+
+    #[test]
+    fn explicit_model_source_is_kept() {
+        let c = config(&[("MINERU_MODEL_SOURCE", "huggingface")]).unwrap();
+        assert!(!c.child_env.iter().any(|(k, _)| k == "MINERU_MODEL_SOURCE"));
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        let e = config(&[("MINERU_SERVER_TIER", "turbo")]).unwrap_err();
+        assert_eq!(e.variable, "MINERU_SERVER_TIER");
+        let e = config(&[("MINERU_JOB_TIMEOUT_SECONDS", "soon")]).unwrap_err();
+        assert_eq!(e.variable, "MINERU_JOB_TIMEOUT_SECONDS");
+        assert!(config(&[("MINERU_ENGINE_ADAPTER", "v5")]).is_err());
+    }
+}

@@ -1,0 +1,507 @@
+//! The `mineru-api` child process: starting it in its own process group, forwarding its
+//! output, waiting for readiness, restarting it when it dies, and stopping it.
+
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::adapter::{Connection, Health, Launch};
+use super::tier::Tier;
+use super::{Live, Phase, Shared};
+
+/// Forwarded child output lines are cut to this many bytes.
+const MAX_LINE: usize = 4096;
+/// How long a stopping child gets between SIGTERM and SIGKILL.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+/// After this long in Ready, a crash no longer counts towards the restart backoff.
+const STABLE_AFTER: Duration = Duration::from_secs(300);
+
+/// Why the running engine is being replaced.
+#[derive(Clone, Debug)]
+pub(crate) enum RestartCause {
+    /// The child exited by itself.
+    Exited(String),
+    /// A job found the engine dead or unreachable.
+    EngineDead(String),
+    /// A running parse had to be cancelled.
+    Cancel,
+}
+
+impl RestartCause {
+    fn label(&self) -> &'static str {
+        match self {
+            RestartCause::Exited(_) => "exited",
+            RestartCause::EngineDead(_) => "engine_dead",
+            RestartCause::Cancel => "cancel",
+        }
+    }
+
+    /// What a job whose parse was in flight is told.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            RestartCause::Exited(status) => status.clone(),
+            RestartCause::EngineDead(detail) => detail.clone(),
+            RestartCause::Cancel => "stopped to cancel another job's parse".into(),
+        }
+    }
+}
+
+/// A request from a job to replace the engine generation it was using.
+#[derive(Debug)]
+pub(crate) struct RestartRequest {
+    pub generation: u64,
+    pub cause: RestartCause,
+}
+
+/// Kills the whole process group when dropped, so MinerU's render pool and any engine
+/// subprocesses never outlive the worker's handle on them (a dropped runtime included).
+struct GroupGuard(Option<Pid>);
+
+impl GroupGuard {
+    fn signal(&self, signal: Signal) {
+        if let Some(pid) = self.0 {
+            // ESRCH (nobody left in the group) is the expected outcome of a clean stop.
+            let _ = kill_process_group(pid, signal);
+        }
+    }
+}
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        self.signal(Signal::KILL);
+    }
+}
+
+/// A started child.
+struct Running {
+    child: Child,
+    group: GroupGuard,
+}
+
+impl Running {
+    /// SIGTERM to the group, SIGKILL after `grace`, then SIGKILL to any straggler.
+    async fn stop(&mut self, grace: Duration) {
+        self.group.signal(Signal::TERM);
+        if tokio::time::timeout(grace, self.child.wait())
+            .await
+            .is_err()
+        {
+            self.group.signal(Signal::KILL);
+            let _ = self.child.wait().await;
+        }
+        // The group id cannot be reused while stragglers hold it, so this reaches only ours.
+        self.group.signal(Signal::KILL);
+    }
+}
+
+/// Why a start attempt failed.
+enum StartFailure {
+    Preload { code: String, message: String },
+    Other(String),
+}
+
+/// The supervisor task: owns the child for the engine's whole life.
+pub(crate) async fn supervise(
+    shared: Arc<Shared>,
+    mut restarts: mpsc::UnboundedReceiver<RestartRequest>,
+    stop: CancellationToken,
+) {
+    let config = &shared.config;
+    let mut generation = 0_u64;
+    let mut failed_starts = 0_u32;
+    let mut crash_streak = 0_u32;
+    // Set once the configured tier could not load its models: run flash-only from then on.
+    let mut degraded: Option<String> = None;
+    let mut started_once = false;
+    loop {
+        generation += 1;
+        let attempt = tokio::select! {
+            attempt = start(&shared, generation, degraded.as_deref()) => attempt,
+            () = stop.cancelled() => break,
+        };
+        let (mut running, live) = match attempt {
+            Ok(started) => started,
+            Err(StartFailure::Preload { code, message })
+                if degraded.is_none() && config.server_tier != Tier::Flash =>
+            {
+                tracing::error!(
+                    code = %code,
+                    "MinerU models could not be loaded ({message}); restarting the engine flash-only"
+                );
+                shared.count_restart("preload_failed");
+                degraded = Some(format!("{message} ({code})"));
+                continue;
+            }
+            Err(failure) => {
+                let reason = match failure {
+                    StartFailure::Preload { code, message } => format!("{message} ({code})"),
+                    StartFailure::Other(reason) => reason,
+                };
+                failed_starts += 1;
+                if failed_starts >= config.max_restarts.max(1) {
+                    tracing::error!(
+                        attempts = failed_starts,
+                        "MinerU engine failed to start {failed_starts} times in a row; giving up: {reason}"
+                    );
+                    shared.set_phase(Phase::Failed { reason });
+                    stop.cancelled().await;
+                    break;
+                }
+                let delay = backoff(failed_starts);
+                tracing::warn!(
+                    attempt = failed_starts,
+                    retry_in_s = delay.as_secs(),
+                    "MinerU engine failed to start: {reason}"
+                );
+                shared.set_phase(Phase::Restarting {
+                    cause: reason.clone(),
+                    last_start_error: Some(reason),
+                });
+                tokio::select! {
+                    () = tokio::time::sleep(delay) => continue,
+                    () = stop.cancelled() => break,
+                }
+            }
+        };
+        failed_starts = 0;
+        let ready_at = Instant::now();
+        shared.set_phase(Phase::Ready(Arc::new(live)));
+        // The first start is warmed by `Engine::warmup`; later ones warm themselves.
+        if started_once {
+            Shared::spawn_rewarm(&shared);
+        }
+        started_once = true;
+
+        let cause = loop {
+            tokio::select! {
+                status = running.child.wait() => {
+                    break RestartCause::Exited(describe_exit(status));
+                }
+                request = restarts.recv() => match request {
+                    Some(r) if r.generation == generation => break r.cause,
+                    Some(_) => continue,
+                    None => {
+                        stop.cancelled().await;
+                        running.stop(SHUTDOWN_GRACE).await;
+                        shared.set_phase(Phase::Stopped);
+                        return;
+                    }
+                },
+                () = stop.cancelled() => {
+                    running.stop(SHUTDOWN_GRACE).await;
+                    shared.set_phase(Phase::Stopped);
+                    return;
+                }
+            }
+        };
+        tracing::warn!(
+            reason = cause.label(),
+            "restarting the MinerU engine: {}",
+            cause.describe()
+        );
+        shared.count_restart(cause.label());
+        shared.set_phase(Phase::Restarting {
+            cause: cause.describe(),
+            last_start_error: None,
+        });
+        running.stop(CANCEL_GRACE).await;
+        if matches!(cause, RestartCause::Cancel) {
+            continue;
+        }
+        if ready_at.elapsed() >= STABLE_AFTER {
+            crash_streak = 0;
+        }
+        crash_streak += 1;
+        tokio::select! {
+            () = tokio::time::sleep(backoff(crash_streak)) => {}
+            () = stop.cancelled() => break,
+        }
+    }
+    shared.set_phase(Phase::Stopped);
+}
+
+/// 1 s, 2 s, 4 s, … capped at 30 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1_u64 << attempt.saturating_sub(1).min(5)).min(Duration::from_secs(30))
+}
+
+fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => format!("exit code {code}"),
+            (None, Some(signal)) => format!("killed by signal {signal}"),
+            _ => s.to_string(),
+        },
+        Err(e) => format!("could not be waited for: {e}"),
+    }
+}
+
+/// One start attempt: spawn, wait for readiness, read the tiers.
+async fn start(
+    shared: &Arc<Shared>,
+    generation: u64,
+    degraded: Option<&str>,
+) -> Result<(Running, Live), StartFailure> {
+    let config = &shared.config;
+    let tier = if degraded.is_some() {
+        Tier::Flash
+    } else {
+        config.server_tier
+    };
+    let port = free_port().map_err(|e| StartFailure::Other(format!("no free port: {e}")))?;
+    let launch = Launch {
+        port,
+        tier,
+        preload_models: config.preload_models && tier != Tier::Flash,
+        concurrency: config.max_concurrency,
+        upload_dir: shared.dirs.uploads.clone(),
+        log_level: config.log_level.clone(),
+        api_key: shared.api_key.clone(),
+        vlm_server_url: config.vlm_server_url.clone(),
+    };
+    let mut command = shared.command(&launch);
+    let child = command.spawn().map_err(|e| {
+        StartFailure::Other(format!("could not start {}: {e}", config.program.display()))
+    })?;
+    let mut running = Running {
+        group: GroupGuard(
+            child
+                .id()
+                .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?)),
+        ),
+        child,
+    };
+    let starting = Arc::new(AtomicBool::new(true));
+    if let Some(out) = running.child.stdout.take() {
+        tokio::spawn(forward_lines(out, Arc::clone(&starting)));
+    }
+    if let Some(err) = running.child.stderr.take() {
+        tokio::spawn(forward_lines(err, Arc::clone(&starting)));
+    }
+    let result = ready(shared, &mut running, port).await;
+    starting.store(false, Ordering::Relaxed);
+    match result {
+        Ok((version, tiers, connection)) => {
+            tracing::info!(
+                version = %version,
+                tiers = ?tiers.iter().map(|t| t.as_str()).collect::<Vec<_>>(),
+                pid = running.child.id(),
+                "MinerU engine ready"
+            );
+            shared.set_version(&version);
+            let live = Live {
+                generation,
+                pid: running.child.id(),
+                connection,
+                tiers,
+                degraded: degraded.map(str::to_owned),
+            };
+            Ok((running, live))
+        }
+        Err(failure) => {
+            running.stop(CANCEL_GRACE).await;
+            Err(failure)
+        }
+    }
+}
+
+async fn ready(
+    shared: &Shared,
+    running: &mut Running,
+    port: u16,
+) -> Result<(String, Vec<Tier>, Connection), StartFailure> {
+    let connection = Connection::new(port, shared.api_key.clone())
+        .map_err(|e| StartFailure::Other(e.to_string()))?;
+    let deadline = Instant::now() + shared.config.startup_timeout;
+    let mut interval = Duration::from_millis(100);
+    let mut last = String::from("no answer yet");
+    let version = loop {
+        tokio::select! {
+            status = running.child.wait() => {
+                return Err(StartFailure::Other(format!(
+                    "mineru-api exited during start-up ({}); last health check: {last}",
+                    describe_exit(status)
+                )));
+            }
+            health = shared.adapter.health(&connection) => match health {
+                Health::Ready { version } => break version,
+                Health::PreloadFailed { code, message } => {
+                    return Err(StartFailure::Preload { code, message });
+                }
+                Health::EngineDead { message } => {
+                    return Err(StartFailure::Other(format!("{message} (engine_dead)")));
+                }
+                Health::Unusable { reason } => return Err(StartFailure::Other(reason)),
+                Health::NotYet { detail } => last = detail,
+            },
+        }
+        if Instant::now() >= deadline {
+            return Err(StartFailure::Other(format!(
+                "mineru-api was not ready within {}s (MINERU_API_STARTUP_TIMEOUT_SECONDS); last health check: {last}",
+                shared.config.startup_timeout.as_secs()
+            )));
+        }
+        // Bounded readiness polling, backing off from 100 ms to 500 ms.
+        tokio::time::sleep(interval).await;
+        interval = (interval * 2).min(Duration::from_millis(500));
+    };
+    let tiers = shared
+        .adapter
+        .tiers(&connection)
+        .await
+        .map_err(|e| StartFailure::Other(format!("could not list the engine's tiers: {e}")))?;
+    Ok((version, tiers, connection))
+}
+
+/// Binds `127.0.0.1:0` to learn a free port; the child binds it right after. If another
+/// process takes it in between, the child exits and the next start picks a new port.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind(("127.0.0.1", 0))?
+        .local_addr()?
+        .port())
+}
+
+impl Shared {
+    /// The child's command line, environment and process settings.
+    fn command(&self, launch: &Launch) -> Command {
+        let config = &self.config;
+        let mut command = match &self.setpriv {
+            // Parent-death signal without unsafe code: setpriv sets it, then execs the server.
+            // The signal is tied to the spawning thread, which is a runtime worker thread here.
+            Some(setpriv) => {
+                let mut c = Command::new(setpriv);
+                c.args(["--pdeathsig", "KILL", "--"]).arg(&config.program);
+                c
+            }
+            None => Command::new(&config.program),
+        };
+        command
+            .args(&config.program_args)
+            .args(self.adapter.server_args(launch));
+        for name in &config.child_env_remove {
+            command.env_remove(name);
+        }
+        command
+            .envs(config.child_env.iter().map(|(k, v)| (k, v)))
+            .env("MINERU_HOME", &self.dirs.home)
+            .env("TMPDIR", &self.dirs.tmp)
+            .current_dir(&self.dirs.engine)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        command
+    }
+}
+
+/// `setpriv` from util-linux, when installed.
+pub(crate) fn find_setpriv() -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join("setpriv"))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    path.metadata()
+        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Forwards the child's output as log events, line by line, never letting the pipe fill up.
+async fn forward_lines(stream: impl AsyncRead + Unpin, starting: Arc<AtomicBool>) {
+    let mut reader = BufReader::new(stream);
+    let mut line = Vec::with_capacity(MAX_LINE);
+    loop {
+        line.clear();
+        match (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if line.last() != Some(&b'\n')
+            && line.len() == MAX_LINE
+            && !skip_rest_of_line(&mut reader).await
+        {
+            return;
+        }
+        let text = String::from_utf8_lossy(&line);
+        let text = text.trim_end();
+        if text.is_empty() {
+            continue;
+        }
+        if looks_like_error(text) {
+            tracing::warn!(target: "mineru-api", logger = "mineru-api", "{text}");
+        } else if starting.load(Ordering::Relaxed) {
+            tracing::info!(target: "mineru-api", logger = "mineru-api", "{text}");
+        } else {
+            tracing::debug!(target: "mineru-api", logger = "mineru-api", "{text}");
+        }
+    }
+}
+
+/// Discards the remainder of an over-long line; false at end of stream.
+async fn skip_rest_of_line(reader: &mut (impl AsyncBufReadExt + Unpin)) -> bool {
+    let mut sink = Vec::with_capacity(MAX_LINE);
+    loop {
+        sink.clear();
+        match reader
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut sink)
+            .await
+        {
+            Ok(0) | Err(_) => return false,
+            Ok(_) if sink.last() == Some(&b'\n') => return true,
+            Ok(_) => {}
+        }
+    }
+}
+
+fn looks_like_error(line: &str) -> bool {
+    ["ERROR", "CRITICAL", "Traceback", "Error:", "Exception"]
+        .iter()
+        .any(|marker| line.contains(marker))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_thirty_seconds() {
+        let delays: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+
+    #[tokio::test]
+    async fn long_lines_are_cut_and_the_stream_keeps_flowing() {
+        let mut input = vec![b'x'; MAX_LINE * 3];
+        input.extend_from_slice(b"\nsecond\n");
+        let mut reader = BufReader::new(&input[..]);
+        let mut line = Vec::new();
+        (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut line)
+            .await
+            .unwrap();
+        assert_eq!(line.len(), MAX_LINE);
+        assert!(skip_rest_of_line(&mut reader).await);
+        line.clear();
+        reader.read_until(b'\n', &mut line).await.unwrap();
+        assert_eq!(line, b"second\n");
+    }
+}

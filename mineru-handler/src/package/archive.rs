@@ -1,0 +1,212 @@
+//! The `tarball_b64` transport: every artefact in a tar.gz or zip with normalised metadata,
+//! written to a file in the job directory, then base64-encoded straight into the response
+//! string. The raw archive never sits in memory, and an archive whose encoding would already
+//! exceed the response cap is rejected before it is encoded.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::STANDARD;
+use flate2::Compression;
+use flate2::write::GzEncoder;
+
+use super::members::{ResultArchive, Role};
+use super::{ArchiveFormat, Degraded, DegradedReason, PackageError, encoded_len};
+
+/// Writes the archive of every artefact to `dest`; returns its size in bytes. Usable by any
+/// transport that ships the archive (base64 or an object store).
+pub(crate) fn write_archive(
+    result: &mut ResultArchive,
+    basename: &str,
+    format: ArchiveFormat,
+    mtime: SystemTime,
+    dest: &Path,
+    degraded: &mut Degraded,
+) -> Result<u64, PackageError> {
+    let markdown = result
+        .find(&Role::Markdown)
+        .ok_or_else(|| PackageError::markdown_missing(basename))?;
+    let file = BufWriter::new(File::create(dest).map_err(PackageError::Archive)?);
+    let mut writer = match format {
+        ArchiveFormat::TarGz => {
+            let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::new(6)));
+            builder.mode(tar::HeaderMode::Deterministic);
+            Writer::Tar(builder)
+        }
+        ArchiveFormat::Zip => Writer::Zip(Box::new(zip::ZipWriter::new(file))),
+    };
+    let seconds = mtime.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    for member in result.members.clone() {
+        let bytes = match result.read(&member) {
+            Ok(bytes) => bytes,
+            Err(e) if member.index == markdown.index => {
+                return Err(PackageError::markdown_unreadable(&member.output_name, &e));
+            }
+            Err(e) => {
+                degraded.push(
+                    None,
+                    super::members::file_name(&member.output_name),
+                    DegradedReason::Unreadable,
+                    Some(io_error_type(&e)),
+                );
+                continue;
+            }
+        };
+        if member.role == Role::Markdown && std::str::from_utf8(&bytes).is_err() {
+            return Err(PackageError::markdown_not_utf8(&member.output_name));
+        }
+        let compressed = matches!(member.role, Role::Image(_));
+        writer.append(&member.output_name, &bytes, seconds, compressed)?;
+    }
+    writer.finish()?;
+    Ok(std::fs::metadata(dest)
+        .map_err(PackageError::Archive)?
+        .len())
+}
+
+enum Writer {
+    Tar(tar::Builder<GzEncoder<BufWriter<File>>>),
+    Zip(Box<zip::ZipWriter<BufWriter<File>>>),
+}
+
+impl Writer {
+    fn append(
+        &mut self,
+        name: &str,
+        bytes: &[u8],
+        mtime: u64,
+        already_compressed: bool,
+    ) -> Result<(), PackageError> {
+        match self {
+            Writer::Tar(builder) => {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Regular);
+                header.set_size(bytes.len() as u64);
+                header.set_mode(0o644);
+                header.set_uid(0);
+                header.set_gid(0);
+                header.set_mtime(mtime);
+                builder
+                    .append_data(&mut header, name, bytes)
+                    .map_err(PackageError::Archive)
+            }
+            Writer::Zip(zip) => {
+                let method = if already_compressed {
+                    zip::CompressionMethod::Stored
+                } else {
+                    zip::CompressionMethod::Deflated
+                };
+                let options = zip::write::SimpleFileOptions::default()
+                    .compression_method(method)
+                    .unix_permissions(0o644)
+                    .last_modified_time(zip_time(mtime));
+                zip.start_file(name, options).map_err(zip_error)?;
+                zip.write_all(bytes).map_err(PackageError::Archive)
+            }
+        }
+    }
+
+    fn finish(self) -> Result<(), PackageError> {
+        match self {
+            Writer::Tar(builder) => {
+                let gz = builder.into_inner().map_err(PackageError::Archive)?;
+                let mut file = gz.finish().map_err(PackageError::Archive)?;
+                file.flush().map_err(PackageError::Archive)
+            }
+            Writer::Zip(zip) => {
+                let mut file = zip.finish().map_err(zip_error)?;
+                file.flush().map_err(PackageError::Archive)
+            }
+        }
+    }
+}
+
+fn zip_error(e: zip::result::ZipError) -> PackageError {
+    PackageError::Archive(std::io::Error::other(e))
+}
+
+fn io_error_type(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::InvalidData => "BadZipFile".into(),
+        std::io::ErrorKind::PermissionDenied => "PermissionError".into(),
+        _ => "OSError".into(),
+    }
+}
+
+/// Base64 of the archive file, refusing before encoding when the result would not fit.
+pub(crate) fn encode_file(
+    path: &Path,
+    bytes: u64,
+    max_response_bytes: u64,
+    transport: &str,
+) -> Result<String, PackageError> {
+    let encoded = encoded_len(bytes);
+    if encoded > max_response_bytes {
+        return Err(PackageError::TooLarge {
+            bytes: encoded,
+            limit: max_response_bytes,
+            transport: transport.to_owned(),
+        });
+    }
+    let capacity = usize::try_from(encoded).map_err(|_| PackageError::TooLarge {
+        bytes: encoded,
+        limit: max_response_bytes,
+        transport: transport.to_owned(),
+    })?;
+    let mut writer = base64::write::EncoderStringWriter::from_consumer(
+        String::with_capacity(capacity),
+        &STANDARD,
+    );
+    let mut file = File::open(path).map_err(PackageError::Archive)?;
+    std::io::copy(&mut file, &mut writer).map_err(PackageError::Archive)?;
+    Ok(writer.into_inner())
+}
+
+/// A zip timestamp for a Unix time (zip cannot store dates before 1980).
+fn zip_time(unix_seconds: u64) -> zip::DateTime {
+    let days = i64::try_from(unix_seconds / 86_400).unwrap_or(0);
+    let secs = unix_seconds % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    let parts = (
+        u16::try_from(year).ok(),
+        u8::try_from(secs / 3600).ok(),
+        u8::try_from(secs % 3600 / 60).ok(),
+        u8::try_from(secs % 60).ok(),
+    );
+    match parts {
+        (Some(year), Some(hour), Some(minute), Some(second)) => {
+            zip::DateTime::from_date_and_time(year, month, day, hour, minute, second)
+                .unwrap_or_default()
+        }
+        _ => zip::DateTime::default(),
+    }
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = u8::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
+    let month = u8::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_convert() {
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
+        // 2026-11-21
+        assert_eq!(civil_from_days(20_778), (2026, 11, 21));
+        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+}
