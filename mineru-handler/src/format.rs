@@ -1,0 +1,241 @@
+//! Identifying the fetched document from its leading bytes (job contract §7), and the file
+//! extension the engine needs: MinerU 4.x decides how to parse a file by its name's extension.
+//!
+//! Text formats that MinerU 4.x can also read (HTML, CSV, RTF, MHTML) and legacy binary Office
+//! files are deliberately not detected: magic bytes cannot identify them reliably, and the
+//! contract rejects them until the input gains an explicit format hint.
+
+use std::fs::File;
+use std::io::{self, Read as _};
+use std::path::Path;
+
+use crate::input::MineruMajor;
+
+/// The coarse label used by metrics, progress and `debug.input_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputFormat {
+    /// A PDF.
+    Pdf,
+    /// A raster image.
+    Image,
+    /// A ZIP-based office or e-book document (OOXML, and under 4.x also ODF and EPUB).
+    Ooxml,
+}
+
+impl InputFormat {
+    /// `pdf`, `image` or `ooxml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputFormat::Pdf => "pdf",
+            InputFormat::Image => "image",
+            InputFormat::Ooxml => "ooxml",
+        }
+    }
+}
+
+/// The precise document type (`debug.input_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputType {
+    /// PDF.
+    Pdf,
+    /// PNG.
+    Png,
+    /// JPEG.
+    Jpeg,
+    /// GIF (first frame parsed).
+    Gif,
+    /// BMP.
+    Bmp,
+    /// TIFF (first frame parsed).
+    Tiff,
+    /// WebP.
+    Webp,
+    /// Word (OOXML).
+    Docx,
+    /// PowerPoint (OOXML).
+    Pptx,
+    /// Excel (OOXML).
+    Xlsx,
+    /// EPUB (4.x only).
+    Epub,
+    /// OpenDocument text (4.x only).
+    Odt,
+    /// OpenDocument spreadsheet (4.x only).
+    Ods,
+    /// OpenDocument presentation (4.x only).
+    Odp,
+}
+
+impl InputType {
+    /// The `debug.input_type` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputType::Pdf => "pdf",
+            InputType::Png => "png",
+            InputType::Jpeg => "jpeg",
+            InputType::Gif => "gif",
+            InputType::Bmp => "bmp",
+            InputType::Tiff => "tiff",
+            InputType::Webp => "webp",
+            InputType::Docx => "docx",
+            InputType::Pptx => "pptx",
+            InputType::Xlsx => "xlsx",
+            InputType::Epub => "epub",
+            InputType::Odt => "odt",
+            InputType::Ods => "ods",
+            InputType::Odp => "odp",
+        }
+    }
+
+    /// The extension (without the dot) to stage the document with, so the engine picks the
+    /// matching parser.
+    ///
+    /// ```
+    /// use mineru_handler::format::InputType;
+    /// assert_eq!(InputType::Jpeg.extension(), "jpg");
+    /// assert_eq!(InputType::Docx.extension(), "docx");
+    /// ```
+    pub fn extension(self) -> &'static str {
+        match self {
+            InputType::Jpeg => "jpg",
+            other => other.as_str(),
+        }
+    }
+
+    /// The coarse label.
+    pub fn format(self) -> InputFormat {
+        match self {
+            InputType::Pdf => InputFormat::Pdf,
+            InputType::Png
+            | InputType::Jpeg
+            | InputType::Gif
+            | InputType::Bmp
+            | InputType::Tiff
+            | InputType::Webp => InputFormat::Image,
+            InputType::Docx
+            | InputType::Pptx
+            | InputType::Xlsx
+            | InputType::Epub
+            | InputType::Odt
+            | InputType::Ods
+            | InputType::Odp => InputFormat::Ooxml,
+        }
+    }
+}
+
+/// The document matches no supported format. Display is the contract text after
+/// `ValueError: `.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    /// Unknown bytes (or an empty document, or a ZIP of another kind).
+    #[error(
+        "input bytes do not match any supported format (PDF, PNG/JPEG/GIF/BMP/TIFF/WebP image, or DOCX/PPTX/XLSX). Check that file_b64 was base64-encoded correctly and that file_url returned the file body (not an error page)."
+    )]
+    Unsupported,
+    /// The document could not be read.
+    #[error("could not read the fetched document: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl FormatError {
+    /// The Python-compatible error type.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            FormatError::Unsupported => "ValueError",
+            FormatError::Io(_) => "OSError",
+        }
+    }
+}
+
+/// Identify the document at `path`. ZIP containers are classified by their central directory;
+/// EPUB and OpenDocument are recognised only for MinerU 4.x, which can parse them.
+///
+/// ```
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use mineru_handler::format::{detect_file, InputType};
+/// use mineru_handler::input::MineruMajor;
+/// let dir = std::env::temp_dir().join(format!("fmt-doc-{}", std::process::id()));
+/// std::fs::write(&dir, b"%PDF-1.7\n...")?;
+/// assert_eq!(detect_file(&dir, MineruMajor::V4)?, InputType::Pdf);
+/// # std::fs::remove_file(&dir)?;
+/// # Ok(()) }
+/// ```
+pub fn detect_file(path: &Path, major: MineruMajor) -> Result<InputType, FormatError> {
+    let mut file = File::open(path)?;
+    let mut head = [0u8; 12];
+    let mut filled = 0;
+    while filled < head.len() {
+        match file.read(&mut head[filled..])? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    let head = &head[..filled];
+    if let Some(t) = detect_magic(head) {
+        return Ok(t);
+    }
+    if head.starts_with(b"PK\x03\x04") {
+        return classify_zip(file, major)?.ok_or(FormatError::Unsupported);
+    }
+    Err(FormatError::Unsupported)
+}
+
+/// Non-container types by their leading bytes.
+fn detect_magic(head: &[u8]) -> Option<InputType> {
+    let t = if head.starts_with(b"%PDF") {
+        InputType::Pdf
+    } else if head.starts_with(b"\x89PNG\r\n\x1a\n") {
+        InputType::Png
+    } else if head.starts_with(b"\xff\xd8\xff") {
+        InputType::Jpeg
+    } else if head.starts_with(b"GIF87a") || head.starts_with(b"GIF89a") {
+        InputType::Gif
+    } else if head.starts_with(b"BM") {
+        InputType::Bmp
+    } else if head.starts_with(b"II*\x00") || head.starts_with(b"MM\x00*") {
+        InputType::Tiff
+    } else if head.starts_with(b"RIFF") && head.get(8..12) == Some(b"WEBP") {
+        InputType::Webp
+    } else {
+        return None;
+    };
+    Some(t)
+}
+
+/// Largest `mimetype` entry worth reading; the real ones are under 50 bytes.
+const MIMETYPE_MAX: u64 = 128;
+
+fn classify_zip(file: File, major: MineruMajor) -> Result<Option<InputType>, FormatError> {
+    // A file with a ZIP signature but no readable central directory is simply not a document.
+    let Ok(mut archive) = zip::ZipArchive::new(file) else {
+        return Ok(None);
+    };
+    for (member, t) in [
+        ("word/document.xml", InputType::Docx),
+        ("ppt/presentation.xml", InputType::Pptx),
+        ("xl/workbook.xml", InputType::Xlsx),
+    ] {
+        if archive.index_for_name(member).is_some() {
+            return Ok(Some(t));
+        }
+    }
+    if major == MineruMajor::V3 {
+        return Ok(None);
+    }
+    // EPUB and ODF declare themselves in a stored (uncompressed) `mimetype` entry.
+    let Ok(entry) = archive.by_name("mimetype") else {
+        return Ok(None);
+    };
+    if entry.compression() != zip::CompressionMethod::Stored {
+        return Ok(None);
+    }
+    let mut mimetype = Vec::new();
+    entry.take(MIMETYPE_MAX).read_to_end(&mut mimetype)?;
+    Ok(match mimetype.trim_ascii() {
+        b"application/epub+zip" => Some(InputType::Epub),
+        b"application/vnd.oasis.opendocument.text" => Some(InputType::Odt),
+        b"application/vnd.oasis.opendocument.spreadsheet" => Some(InputType::Ods),
+        b"application/vnd.oasis.opendocument.presentation" => Some(InputType::Odp),
+        _ => None,
+    })
+}
