@@ -1,0 +1,294 @@
+//! The job layer (specification §5.1, §6.2, §10.1): a tower layer over the runtime's
+//! whole-job service. It runs inside the runtime's job span, names and annotates it, records
+//! the job metrics when the result post is done, ends the span, and then flushes all signals
+//! under a bound before the job's slot is released.
+
+use std::borrow::Cow;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Status, TraceContextExt};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::flashboot::StartKind;
+use crate::telemetry::Telemetry;
+
+/// What the layer needs from a job request. Implemented for the runtime's
+/// [`runpod_handler::Invocation`]; implement it to use the layer around another service.
+pub trait JobRequest {
+    /// The job id.
+    fn job_id(&self) -> &str;
+    /// The worker (pod) id, when known.
+    fn worker_id(&self) -> Option<&str> {
+        None
+    }
+    /// The RunPod endpoint id, when known.
+    fn endpoint_id(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// What the layer needs from a finished job. Implemented for the runtime's
+/// [`runpod_handler::Completion`].
+pub trait JobResponse {
+    /// How the job ended.
+    fn status(&self) -> JobStatus<'_>;
+    /// Whether the result reached RunPod (meaningless for a cancelled job).
+    fn posted(&self) -> bool;
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus<'a> {
+    /// The result carries no error.
+    Success,
+    /// The result carries an error of this type (`Panic` for a caught panic).
+    Failed {
+        /// The error type, as in the result's `error` field.
+        error_type: &'a str,
+    },
+    /// The job was stopped; nothing was posted.
+    Cancelled,
+}
+
+impl JobStatus<'_> {
+    /// The bounded `status` label: `success`, `error`, `panic` or `cancelled`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            JobStatus::Success => "success",
+            JobStatus::Failed {
+                error_type: "Panic",
+            } => "panic",
+            JobStatus::Failed { .. } => "error",
+            JobStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// What a job-start hook sees.
+#[derive(Debug, Clone, Copy)]
+pub struct JobStart<'a> {
+    /// The job id.
+    pub job_id: &'a str,
+    /// Cold, restore or warm.
+    pub start_kind: StartKind,
+}
+
+/// What a job-end hook sees.
+#[derive(Debug, Clone, Copy)]
+pub struct JobEnd<'a> {
+    /// The job id.
+    pub job_id: &'a str,
+    /// How it ended.
+    pub status: JobStatus<'a>,
+    /// Receipt to the end of the result post.
+    pub duration: Duration,
+}
+
+type StartHook = Arc<dyn Fn(&JobStart<'_>, &tracing::Span) + Send + Sync>;
+type EndHook = Arc<dyn Fn(&JobEnd<'_>, &tracing::Span) + Send + Sync>;
+
+/// The runtime-level telemetry layer; get it from [`Telemetry::job_layer`].
+///
+/// ```
+/// # fn demo(telemetry: &runpod_otel_layer::Telemetry) {
+/// let layer = telemetry
+///     .job_layer()
+///     .span_name("mineru.job")
+///     .on_start(|job, span| {
+///         use runpod_otel_layer::OpenTelemetrySpanExt;
+///         span.set_attribute("runpod.job_id", job.job_id.to_owned());
+///     });
+/// # let _ = layer;
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct JobLayer {
+    telemetry: Telemetry,
+    span_name: Cow<'static, str>,
+    flush_timeout: Option<Duration>,
+    on_start: Option<StartHook>,
+    on_end: Option<EndHook>,
+}
+
+impl std::fmt::Debug for JobLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobLayer")
+            .field("span_name", &self.span_name)
+            .field("flush_timeout", &self.flush_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobLayer {
+    pub(crate) fn new(telemetry: Telemetry) -> Self {
+        JobLayer {
+            span_name: Cow::Owned(telemetry.settings().job_span_name.clone()),
+            flush_timeout: telemetry.settings().flush_timeout,
+            telemetry,
+            on_start: None,
+            on_end: None,
+        }
+    }
+
+    /// The exported name of the job span (default: the builder's, `runpod.job`).
+    pub fn span_name(mut self, name: impl Into<Cow<'static, str>>) -> Self {
+        self.span_name = name.into();
+        self
+    }
+
+    /// Bound of the per-job flush; `None` disables it (default: `RUNPOD_OTEL_FLUSH_TIMEOUT_MS`,
+    /// 2 s).
+    pub fn flush_timeout(mut self, bound: Option<Duration>) -> Self {
+        self.flush_timeout = bound;
+        self
+    }
+
+    /// Runs at the start of each job inside the job span, e.g. to add attributes.
+    pub fn on_start(
+        mut self,
+        hook: impl Fn(&JobStart<'_>, &tracing::Span) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_start = Some(Arc::new(hook));
+        self
+    }
+
+    /// Runs when the job's result post is done, before the span ends.
+    pub fn on_end(
+        mut self,
+        hook: impl Fn(&JobEnd<'_>, &tracing::Span) + Send + Sync + 'static,
+    ) -> Self {
+        self.on_end = Some(Arc::new(hook));
+        self
+    }
+}
+
+impl<S> tower::Layer<S> for JobLayer {
+    type Service = JobService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        JobService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service [`JobLayer`] produces.
+#[derive(Clone, Debug)]
+pub struct JobService<S> {
+    inner: S,
+    layer: JobLayer,
+}
+
+impl<S, R> tower::Service<R> for JobService<S>
+where
+    S: tower::Service<R, Error = Infallible>,
+    S::Future: Send + 'static,
+    S::Response: JobResponse + Send + 'static,
+    R: JobRequest,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: R) -> Self::Future {
+        let layer = self.layer.clone();
+        let job_id = request.job_id().to_owned();
+        let endpoint = request.endpoint_id().map(str::to_owned);
+        let worker = request.worker_id().map(str::to_owned);
+        let received = Instant::now();
+        let job = self.inner.call(request);
+        // Everything else happens when polled: the runtime enters the job span around the
+        // future, not necessarily around `call`.
+        Box::pin(async move {
+            let telemetry = &layer.telemetry;
+            let span = tracing::Span::current();
+            let start_kind = telemetry.start_state().next_job();
+            if telemetry.traces_on() {
+                let cx = span.context();
+                let otel = cx.span();
+                otel.update_name(layer.span_name.clone());
+                let endpoint = endpoint.or_else(|| telemetry.settings().endpoint_id.clone());
+                let worker = worker.or_else(|| telemetry.settings().worker_id.clone());
+                otel.set_attributes(
+                    [
+                        Some(KeyValue::new("faas.invocation_id", job_id.clone())),
+                        Some(KeyValue::new("faas.trigger", "pubsub")),
+                        Some(KeyValue::new(
+                            "faas.coldstart",
+                            start_kind == StartKind::Cold,
+                        )),
+                        Some(KeyValue::new("runpod.start_kind", start_kind.as_str())),
+                        endpoint.map(|e| KeyValue::new("runpod.endpoint_id", e)),
+                        worker.map(|w| KeyValue::new("runpod.worker_id", w)),
+                    ]
+                    .into_iter()
+                    .flatten(),
+                );
+            }
+            if let Some(hook) = &layer.on_start {
+                hook(
+                    &JobStart {
+                        job_id: &job_id,
+                        start_kind,
+                    },
+                    &span,
+                );
+            }
+            telemetry.job_metrics().active.add(1, &[]);
+            let Ok(completion) = job.await;
+            let duration = received.elapsed();
+            let status = completion.status();
+            let label = status.label();
+            let metrics = telemetry.job_metrics();
+            let labels = [KeyValue::new("status", label)];
+            metrics.jobs.add(1, &labels);
+            metrics.duration.record(duration.as_secs_f64(), &labels);
+            metrics.active.add(-1, &[]);
+            if status != JobStatus::Cancelled && !completion.posted() {
+                metrics
+                    .result_post_failures
+                    .add(1, &[KeyValue::new("reason", "not_delivered")]);
+            }
+            span.record("outcome", label);
+            if let JobStatus::Failed { error_type } = status {
+                span.record("error_type", error_type);
+            }
+            if let Some(hook) = &layer.on_end {
+                hook(
+                    &JobEnd {
+                        job_id: &job_id,
+                        status,
+                        duration,
+                    },
+                    &span,
+                );
+            }
+            if telemetry.traces_on() {
+                let cx = span.context();
+                let otel = cx.span();
+                if let JobStatus::Failed { error_type } = status {
+                    otel.set_attribute(KeyValue::new("error.type", error_type.to_owned()));
+                    otel.set_status(Status::error(error_type.to_owned()));
+                }
+                // The runtime's span closes only after this future returns; ending the OTel
+                // span now puts it into this job's flush (a second end is a no-op).
+                otel.end();
+            }
+            if let Some(bound) = layer.flush_timeout {
+                telemetry.flush(bound).await;
+            }
+            Ok(completion)
+        })
+    }
+}

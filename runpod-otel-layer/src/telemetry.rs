@@ -1,0 +1,502 @@
+//! Initialisation and the [`Telemetry`] handle: one set of providers, one subscriber, one
+//! handle per process (FlashBoot restores a process snapshot, so the handle survives).
+
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use opentelemetry::KeyValue;
+use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry::metrics::{Meter, MeterProvider as _};
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use tracing_subscriber::Layer as _;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt as _;
+
+use crate::config::{EnvConfig, ExportConfig};
+use crate::error::TelemetryError;
+use crate::export::Pipeline;
+use crate::flashboot::{self, StartState};
+use crate::flush::{FlushOutcome, Flusher};
+use crate::job::JobLayer;
+use crate::job_metrics::JobMetrics;
+use crate::log::EventLayer;
+
+static GLOBAL: OnceLock<Telemetry> = OnceLock::new();
+
+/// Settings of an initialised [`Telemetry`] that the job layer reads.
+#[derive(Debug)]
+pub(crate) struct Settings {
+    pub(crate) job_span_name: String,
+    pub(crate) flush_timeout: Option<Duration>,
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) endpoint_id: Option<String>,
+    pub(crate) worker_id: Option<String>,
+}
+
+/// Configuration for [`init`]: the environment (read once by [`Telemetry::from_env`]) plus
+/// the application's defaults.
+///
+/// ```
+/// let builder = runpod_otel_layer::Telemetry::from_env()
+///     .service_name("mineru-runpod")
+///     .service_version(env!("CARGO_PKG_VERSION"))
+///     .logger_name("mineru-worker")
+///     .job_span_name("mineru.job")
+///     .metric_prefix("mineru");
+/// # let _ = builder;
+/// ```
+#[derive(Debug)]
+#[must_use = "call runpod_otel_layer::init(builder) or builder.init()"]
+pub struct TelemetryBuilder {
+    env: EnvConfig,
+    service_name: Option<String>,
+    service_version: Option<String>,
+    logger_name: Option<String>,
+    job_span_name: String,
+    metric_prefix: String,
+    resource: Vec<KeyValue>,
+}
+
+impl TelemetryBuilder {
+    /// The service name used when neither `OTEL_SERVICE_NAME` nor `service.name` in
+    /// `OTEL_RESOURCE_ATTRIBUTES` gives one (default: the executable's name).
+    pub fn service_name(mut self, name: impl Into<String>) -> Self {
+        self.service_name = Some(name.into());
+        self
+    }
+
+    /// `service.version` on the resource.
+    pub fn service_version(mut self, version: impl Into<String>) -> Self {
+        self.service_version = Some(version.into());
+        self
+    }
+
+    /// The `logger` of application log lines and the instrumentation scope of the meter
+    /// (default: the service name).
+    pub fn logger_name(mut self, name: impl Into<String>) -> Self {
+        self.logger_name = Some(name.into());
+        self
+    }
+
+    /// The exported name of the job span (default `runpod.job`).
+    pub fn job_span_name(mut self, name: impl Into<String>) -> Self {
+        self.job_span_name = name.into();
+        self
+    }
+
+    /// Prefix of the GPU gauges (default `runpod`: `runpod.gpu.memory_used_bytes`, ...).
+    pub fn metric_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.metric_prefix = prefix.into();
+        self
+    }
+
+    /// An extra resource attribute (e.g. `mineru.version`); the environment's
+    /// `OTEL_RESOURCE_ATTRIBUTES` lose to it on a key conflict.
+    pub fn resource_attribute(mut self, key: &'static str, value: impl Into<String>) -> Self {
+        self.resource.push(KeyValue::new(key, value.into()));
+        self
+    }
+
+    /// Whether this configuration exports (an endpoint is set and the SDK is not disabled).
+    pub fn exports(&self) -> bool {
+        matches!(self.env.export, Ok(Some(_)))
+    }
+
+    /// Same as [`init`].
+    pub fn init(self) -> Telemetry {
+        init(self)
+    }
+
+    /// Like [`init`], but an export pipeline that cannot start is returned as an error
+    /// (stdout logging is installed either way).
+    pub fn try_init(self) -> Result<Telemetry, TelemetryError> {
+        let mut error = None;
+        let telemetry = GLOBAL
+            .get_or_init(|| {
+                let (telemetry, build_error) = build(self);
+                error = build_error;
+                telemetry
+            })
+            .clone();
+        match error {
+            Some(error) => Err(error),
+            None => Ok(telemetry),
+        }
+    }
+}
+
+/// Installs telemetry once per process and returns its handle; later calls return the same
+/// handle. Never fails: without `OTEL_EXPORTER_OTLP_ENDPOINT` only the stdout logger is
+/// installed (no exporter, thread or HTTP client); a broken export configuration prints one
+/// line, `[runpod-otel] init failed, continuing without OTel: <Type>: <message>`, and the
+/// worker goes on with stdout logging.
+///
+/// ```no_run
+/// let telemetry = runpod_otel_layer::init(runpod_otel_layer::Telemetry::from_env());
+/// tracing::info!(exporting = telemetry.is_exporting(), "telemetry ready");
+/// ```
+pub fn init(builder: TelemetryBuilder) -> Telemetry {
+    match builder.try_init() {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            println!("[runpod-otel] init failed, continuing without OTel: {error}");
+            GLOBAL.get().cloned().unwrap_or_else(Telemetry::disabled)
+        }
+    }
+}
+
+/// Handle to the process's telemetry. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Telemetry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    settings: Settings,
+    flusher: Option<Flusher>,
+    traces_on: bool,
+    meter: Meter,
+    job_metrics: JobMetrics,
+    start: Arc<StartState>,
+    restore_watch: OnceLock<()>,
+    restore_thresholds: crate::config::RestoreThresholds,
+    #[cfg(feature = "gpu")]
+    _gpu: Option<crate::gpu::GpuGauges>,
+}
+
+impl Telemetry {
+    /// Reads the `OTEL_*`, `RUNPOD_*` and logging variables once, into a builder.
+    pub fn from_env() -> TelemetryBuilder {
+        TelemetryBuilder {
+            env: EnvConfig::from_env(),
+            service_name: None,
+            service_version: None,
+            logger_name: None,
+            job_span_name: "runpod.job".to_owned(),
+            metric_prefix: "runpod".to_owned(),
+            resource: Vec::new(),
+        }
+    }
+
+    /// Whether any signal is exported over OTLP.
+    pub fn is_exporting(&self) -> bool {
+        self.inner.flusher.is_some()
+    }
+
+    /// The runtime-level job layer (span, metrics, per-job flush).
+    pub fn job_layer(&self) -> JobLayer {
+        JobLayer::new(self.clone())
+    }
+
+    /// The meter for the service's own counters, histograms and gauges; its instruments carry
+    /// the resource and are exported every `OTEL_METRIC_EXPORT_INTERVAL` (10 s), and are cheap
+    /// no-ops when metrics export is off.
+    ///
+    /// ```
+    /// # fn demo(telemetry: &runpod_otel_layer::Telemetry) {
+    /// use runpod_otel_layer::KeyValue;
+    /// let pages = telemetry.meter().u64_counter("mineru.pages.total").with_unit("1").build();
+    /// pages.add(3, &[KeyValue::new("backend", "pipeline")]);
+    /// # }
+    /// ```
+    pub fn meter(&self) -> Meter {
+        self.inner.meter.clone()
+    }
+
+    /// Flushes spans, logs and metrics, waiting at most `bound`, off the async executor.
+    pub async fn flush(&self, bound: Duration) -> FlushOutcome {
+        match &self.inner.flusher {
+            Some(flusher) => flusher.flush(bound).await,
+            None => FlushOutcome::Skipped,
+        }
+    }
+
+    /// Final flush and shutdown, bounded by `bound` (use [`Telemetry::shutdown_timeout`] for
+    /// `RUNPOD_OTEL_SHUTDOWN_TIMEOUT_MS`). Call once, after the runtime has drained its jobs.
+    pub async fn shutdown(&self, bound: Duration) -> FlushOutcome {
+        match &self.inner.flusher {
+            Some(flusher) => flusher.shutdown(bound).await,
+            None => FlushOutcome::Skipped,
+        }
+    }
+
+    /// `RUNPOD_OTEL_SHUTDOWN_TIMEOUT_MS` (default 5 s).
+    pub fn shutdown_timeout(&self) -> Duration {
+        self.inner.settings.shutdown_timeout
+    }
+
+    /// Runs `hook` (on the detector's thread, with the observed gap) on every detected
+    /// FlashBoot restore, e.g. to health-check an engine. Starts the detector if needed.
+    pub fn on_restore(&self, hook: impl Fn(Duration) + Send + Sync + 'static) {
+        self.inner.start.add_hook(Arc::new(hook));
+        self.ensure_restore_watch();
+    }
+
+    /// Restores detected since the process started.
+    pub fn restores(&self) -> u64 {
+        self.inner.start.restores()
+    }
+
+    fn ensure_restore_watch(&self) {
+        self.inner.restore_watch.get_or_init(|| {
+            let start = Arc::clone(&self.inner.start);
+            let starts = self.inner.job_metrics.clone();
+            let generation = self
+                .inner
+                .flusher
+                .as_ref()
+                .map(|f| Arc::clone(&f.pipeline().generation));
+            let spawned = flashboot::spawn_ticker(self.inner.restore_thresholds, move |gap| {
+                tracing::info!(
+                    gap_ms = gap.as_millis() as u64,
+                    "flashboot restore detected"
+                );
+                starts.count_start("restore");
+                if let Some(generation) = &generation {
+                    generation.invalidate();
+                }
+                start.restored(gap);
+            });
+            if spawned.is_err() {
+                tracing::warn!("could not start the FlashBoot restore detector");
+            }
+        });
+    }
+
+    pub(crate) fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub(crate) fn traces_on(&self) -> bool {
+        self.inner.traces_on
+    }
+
+    pub(crate) fn job_metrics(&self) -> &JobMetrics {
+        &self.inner.job_metrics
+    }
+
+    pub(crate) fn start_state(&self) -> &StartState {
+        &self.inner.start
+    }
+
+    /// A handle with nothing installed, for the impossible case of a failed first init
+    /// racing another.
+    fn disabled() -> Telemetry {
+        let meter = opentelemetry::global::meter("runpod-otel-layer");
+        Telemetry {
+            inner: Arc::new(Inner {
+                settings: Settings {
+                    job_span_name: "runpod.job".to_owned(),
+                    flush_timeout: None,
+                    shutdown_timeout: Duration::ZERO,
+                    endpoint_id: None,
+                    worker_id: None,
+                },
+                flusher: None,
+                traces_on: false,
+                job_metrics: JobMetrics::new(&meter),
+                meter,
+                start: Arc::default(),
+                restore_watch: OnceLock::new(),
+                restore_thresholds: crate::config::RestoreThresholds {
+                    gap: Duration::from_secs(5),
+                    skew: Duration::from_secs(2),
+                },
+                #[cfg(feature = "gpu")]
+                _gpu: None,
+            }),
+        }
+    }
+}
+
+fn default_service_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "runpod-worker".to_owned())
+}
+
+fn build_resource(builder: &TelemetryBuilder, service_name: &str) -> Resource {
+    let env = &builder.env;
+    // Later attributes win: environment first, then what the application and RunPod set.
+    let mut attributes: Vec<KeyValue> = env
+        .resource_attributes
+        .iter()
+        .map(|(k, v)| KeyValue::new(k.clone(), v.clone()))
+        .collect();
+    attributes.push(KeyValue::new("service.name", service_name.to_owned()));
+    if let Some(version) = &builder.service_version {
+        attributes.push(KeyValue::new("service.version", version.clone()));
+    }
+    attributes.extend(builder.resource.iter().cloned());
+    attributes.extend(
+        env.runpod_attributes
+            .iter()
+            .map(|(k, v)| KeyValue::new(*k, v.clone())),
+    );
+    Resource::builder_empty()
+        .with_detector(Box::new(
+            opentelemetry_sdk::resource::TelemetryResourceDetector,
+        ))
+        .with_attributes(attributes)
+        .build()
+}
+
+/// Builds everything; the error (if any) is the reason export is off.
+fn build(builder: TelemetryBuilder) -> (Telemetry, Option<TelemetryError>) {
+    let started = Instant::now();
+    let service_name = builder
+        .env
+        .service_name
+        .clone()
+        .or_else(|| builder.service_name.clone())
+        .unwrap_or_else(default_service_name);
+    let logger_name = builder
+        .logger_name
+        .clone()
+        .unwrap_or_else(|| service_name.clone());
+    let mut error = None;
+    let pipeline = match &builder.env.export {
+        Ok(None) => None,
+        Err(e) => {
+            error = Some(TelemetryError::from(e.clone()));
+            None
+        }
+        Ok(Some(export)) => {
+            let resource = build_resource(&builder, &service_name);
+            match Pipeline::build(export, &resource, &builder.env.redactor) {
+                Ok(pipeline) => Some((Arc::new(pipeline), export)),
+                Err(e) => {
+                    error = Some(e);
+                    None
+                }
+            }
+        }
+    };
+    let env = &builder.env;
+    let tracer = pipeline
+        .as_ref()
+        .and_then(|(p, _)| p.tracer_provider.as_ref())
+        .map(|tp| tp.tracer(logger_name.clone()));
+    let otlp_logger = pipeline
+        .as_ref()
+        .and_then(|(p, _)| p.logger_provider.as_ref())
+        .map(|lp| lp.logger(logger_name.clone()));
+    let filter = env
+        .log_filter
+        .parse::<Targets>()
+        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
+    let span_layer = tracer.map(|tracer| {
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_level(false)
+            .with_tracked_inactivity(false)
+            // Log events are log records, not span events (specification §5.3).
+            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                metadata.is_span()
+            }))
+    });
+    let subscriber = tracing_subscriber::registry()
+        .with(filter)
+        .with(span_layer)
+        .with(EventLayer {
+            format: env.log_format,
+            logger_name: logger_name.clone(),
+            redactor: env.redactor.clone(),
+            otlp: otlp_logger,
+        });
+    if tracing::subscriber::set_global_default(subscriber).is_err() {
+        error.get_or_insert(TelemetryError::SubscriberAlreadySet);
+    }
+    for notice in &env.notices {
+        if notice.warning {
+            tracing::warn!(target: "runpod_otel_layer", "{}", notice.message);
+        } else {
+            tracing::info!(target: "runpod_otel_layer", "{}", notice.message);
+        }
+    }
+    let meter = match pipeline
+        .as_ref()
+        .and_then(|(p, _)| p.meter_provider.as_ref())
+    {
+        Some(mp) => {
+            opentelemetry::global::set_meter_provider(mp.clone());
+            mp.meter_with_scope(
+                opentelemetry::InstrumentationScope::builder(logger_name.clone()).build(),
+            )
+        }
+        None => opentelemetry::global::meter("runpod-otel-layer"),
+    };
+    if let Some(tp) = pipeline
+        .as_ref()
+        .and_then(|(p, _)| p.tracer_provider.as_ref())
+    {
+        opentelemetry::global::set_tracer_provider(tp.clone());
+    }
+    let job_metrics = JobMetrics::new(&meter);
+    #[cfg(feature = "gpu")]
+    let gpu = pipeline
+        .as_ref()
+        .filter(|(p, _)| p.meter_provider.is_some() && env.gpu_metrics)
+        .map(|_| crate::gpu::register(&meter, &builder.metric_prefix));
+    let flusher = match pipeline {
+        None => None,
+        Some((pipeline, export)) => {
+            log_export_config(export);
+            match Flusher::start(pipeline) {
+                Ok(flusher) => Some(flusher),
+                Err(_) => {
+                    tracing::warn!(
+                        "could not start the telemetry flush thread; per-job flushes are off"
+                    );
+                    None
+                }
+            }
+        }
+    };
+    let traces_on = flusher
+        .as_ref()
+        .is_some_and(|f| f.pipeline().tracer_provider.is_some());
+    let telemetry = Telemetry {
+        inner: Arc::new(Inner {
+            settings: Settings {
+                job_span_name: builder.job_span_name.clone(),
+                flush_timeout: env.flush_timeout,
+                shutdown_timeout: env.shutdown_timeout,
+                endpoint_id: env.endpoint_id.clone(),
+                worker_id: env.worker_id.clone(),
+            },
+            traces_on,
+            job_metrics,
+            meter,
+            start: Arc::default(),
+            restore_watch: OnceLock::new(),
+            restore_thresholds: env.restore,
+            #[cfg(feature = "gpu")]
+            _gpu: gpu,
+            flusher,
+        }),
+    };
+    if telemetry.is_exporting() {
+        telemetry.job_metrics().count_start("cold");
+        telemetry.ensure_restore_watch();
+        tracing::debug!(
+            target: "runpod_otel_layer",
+            init_us = started.elapsed().as_micros() as u64,
+            "telemetry initialised"
+        );
+    }
+    (telemetry, error)
+}
+
+/// Logs once which endpoint each signal goes to and which header names it sends.
+fn log_export_config(export: &ExportConfig) {
+    for signal in export.signals() {
+        tracing::info!(target: "runpod_otel_layer", "OTLP export: {}", signal.describe());
+    }
+}

@@ -1,0 +1,6 @@
+//! Shared test support: an OTLP receiver, child-process scenarios and a fake job driver.
+#![allow(dead_code, clippy::unwrap_used)]
+
+pub mod child;
+pub mod fake_jobs;
+pub mod receiver;
