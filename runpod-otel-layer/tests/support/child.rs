@@ -21,10 +21,17 @@ pub struct ChildOutput {
 }
 
 impl ChildOutput {
+    /// Stdout lines, without the `test name ... ` prefix libtest puts before the first one.
+    pub fn lines(&self) -> impl Iterator<Item = &str> {
+        self.stdout.lines().map(|l| match l.strip_prefix("test ") {
+            Some(rest) => rest.split_once(" ... ").map_or(l, |(_, line)| line),
+            None => l,
+        })
+    }
+
     /// The JSON log lines on stdout.
     pub fn json_lines(&self) -> Vec<serde_json::Value> {
-        self.stdout
-            .lines()
+        self.lines()
             .filter(|l| l.starts_with('{'))
             .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("bad JSON line {l:?}: {e}")))
             .collect()

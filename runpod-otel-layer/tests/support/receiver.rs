@@ -46,7 +46,9 @@ impl Received {
         if self.is_json() {
             serde_json::from_slice(&self.body).expect("valid OTLP/JSON")
         } else {
-            T::decode(self.body.as_ref()).expect("valid OTLP protobuf")
+            T::decode(self.body.as_ref()).unwrap_or_else(|e| {
+                panic!("invalid OTLP protobuf on {} ({:?}): {e}; starts {:02x?}", self.path, self.headers, &self.body[..self.body.len().min(16)])
+            })
         }
     }
 
@@ -92,6 +94,15 @@ impl Receiver {
                     move |uri: Uri, headers: HeaderMap, body: Bytes| {
                         let shared = Arc::clone(&server_shared);
                         async move {
+                            // Collectors compress by default; decode as a collector would.
+                            let body = if headers.get("content-encoding").is_some_and(|e| e == "gzip") {
+                                let mut plain = Vec::new();
+                                let mut decoder = flate2::read::GzDecoder::new(&body[..]);
+                                std::io::Read::read_to_end(&mut decoder, &mut plain).unwrap();
+                                Bytes::from(plain)
+                            } else {
+                                body
+                            };
                             shared.requests.lock().unwrap().push(Received {
                                 path: uri.path().to_owned(),
                                 headers,
