@@ -237,6 +237,7 @@ pub(crate) struct Shared {
     restart_rx: Mutex<Option<mpsc::UnboundedReceiver<RestartRequest>>>,
     stop: CancellationToken,
     started: AtomicBool,
+    supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     version: RwLock<Option<String>>,
     restarts: AtomicU64,
 }
@@ -287,6 +288,7 @@ impl Engine {
             restart_rx: Mutex::new(Some(restart_rx)),
             stop: stop.clone(),
             started: AtomicBool::new(false),
+            supervisor: Mutex::new(None),
             version: RwLock::new(version),
             restarts: AtomicU64::new(0),
             config,
@@ -326,7 +328,8 @@ impl Engine {
         cancel: &CancellationToken,
     ) -> Result<ParseOutput, EngineError> {
         self.start();
-        self.shared.parse(request, cancel).await
+        let deadline = self.shared.config.job_timeout.map(|t| Instant::now() + t);
+        self.shared.parse(request, cancel, deadline).await
     }
 
     /// A private directory under the engine's scratch area for staging a job's input (removed
@@ -398,10 +401,17 @@ impl Engine {
     /// Stops the child (SIGTERM to its process group, SIGKILL after 10 s) and waits for it.
     pub async fn shutdown(&self) {
         self.shared.stop.cancel();
-        if self.shared.started.load(Ordering::SeqCst) {
-            let mut rx = self.shared.phase.subscribe();
-            let _ = rx.wait_for(|p| matches!(p, Phase::Stopped)).await;
+        let task = self
+            .shared
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            // A panic in the supervisor has nothing left to stop; the guard killed the group.
+            let _ = task.await;
         }
+        self.shared.set_phase(Phase::Stopped);
     }
 }
 
@@ -422,11 +432,15 @@ impl Shared {
             return;
         };
         self.set_phase(Phase::Starting);
-        tokio::spawn(supervisor::supervise(
+        let task = tokio::spawn(supervisor::supervise(
             Arc::clone(self),
             rx,
             self.stop.clone(),
         ));
+        *self
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(task);
     }
 
     fn set_phase(&self, phase: Phase) {
@@ -527,8 +541,8 @@ impl Shared {
         self: &Arc<Self>,
         request: &ParseRequest,
         cancel: &CancellationToken,
+        deadline: Option<Instant>,
     ) -> Result<ParseOutput, EngineError> {
-        let deadline = self.config.job_timeout.map(|t| Instant::now() + t);
         let live = tokio::select! {
             live = self.wait_live() => live?,
             () = cancel.cancelled() => return Err(EngineError::Cancelled),
@@ -728,7 +742,8 @@ impl Shared {
             ocr_mode: default_ocr_mode(self.config.default_ocr_mode, highest),
             lang: "en".into(),
         };
-        match self.parse(&request, &CancellationToken::new()).await {
+        // Not a job: the job timeout does not apply (lazy initialisation may take long).
+        match self.parse(&request, &CancellationToken::new(), None).await {
             Ok(_) => {
                 tracing::info!(
                     "[mineru-warmup] done in {:.1}s",
