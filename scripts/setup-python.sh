@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Creates the two Python environments the tests and the worker need, idempotently:
+#   .venv/mineru  mineru==4.0.12           (the engine: mineru-api, offline flash tier)
+#   .venv/sdk     runpod==1.12.0, rotel    (the SDK as the wire reference; an OTLP collector)
+# They are separate because runpod's and mineru's dependency pins conflict.
+# Needs python3 (3.10-3.14) with the venv module (Debian: apt-get install python3-venv).
+# Uses uv when it is on PATH (much faster), pip otherwise. Re-running only installs what is
+# missing or at the wrong version.
+#
+# Environment: PYTHON (interpreter, default python3), VENV_ROOT (default <repo>/.venv).
+set -euo pipefail
+
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv_root="${VENV_ROOT:-$repo/.venv}"
+python="${PYTHON:-python3}"
+
+MINERU_REQS=(mineru==4.0.12)
+SDK_REQS=(runpod==1.12.0 rotel==0.0.1a15)
+
+command -v "$python" >/dev/null || { echo "error: $python not found; install python3 (3.10-3.14)" >&2; exit 1; }
+"$python" - <<'PY' || { echo "error: MinerU 4.0.12 needs Python >= 3.10 and < 3.15" >&2; exit 1; }
+import sys
+sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 15) else 1)
+PY
+
+# Prints nothing and succeeds when every "name==version" is installed in the environment.
+installed() {
+    local venv="$1"; shift
+    "$venv/bin/python" - "$@" <<'PY'
+import sys
+from importlib.metadata import PackageNotFoundError, version
+for req in sys.argv[1:]:
+    name, want = req.split("==")
+    try:
+        if version(name) != want:
+            sys.exit(1)
+    except PackageNotFoundError:
+        sys.exit(1)
+PY
+}
+
+ensure_venv() {
+    local venv="$1"; shift
+    if [[ ! -x "$venv/bin/python" ]]; then
+        echo "creating $venv"
+        if command -v uv >/dev/null; then
+            uv venv --quiet --python "$python" "$venv"
+        else
+            "$python" -m venv "$venv" || {
+                echo "error: '$python -m venv' failed (Debian: apt-get install python3-venv)" >&2
+                exit 1
+            }
+        fi
+    fi
+    if installed "$venv" "$@"; then
+        echo "up to date: $venv ($*)"
+        return
+    fi
+    echo "installing into $venv: $*"
+    if command -v uv >/dev/null; then
+        uv pip install --quiet --python "$venv/bin/python" "$@"
+    else
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
+    fi
+    installed "$venv" "$@" || { echo "error: $* did not install into $venv" >&2; exit 1; }
+}
+
+ensure_venv "$venv_root/mineru" "${MINERU_REQS[@]}"
+ensure_venv "$venv_root/sdk" "${SDK_REQS[@]}"
+
+cat <<EOF_SUMMARY
+
+Python environments ready:
+  MinerU:     $venv_root/mineru   (mineru-api: $venv_root/mineru/bin/mineru-api)
+  SDK:        $venv_root/sdk      (python: $venv_root/sdk/bin/python)
+
+The worker finds mineru-api with MINERU_VENV=$venv_root/mineru (or MINERU_API_BIN); the
+tests use the same variable and default to <repo>/.venv/mineru.
+EOF_SUMMARY
