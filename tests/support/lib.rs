@@ -1,1 +1,9 @@
-//! Support code for the workspace-level tests and benchmarks: fakes of what cannot run here.
+//! Support code for the workspace-level tests and benchmarks: a FAKE RunPod job server (the
+//! real one cannot run here) and helpers to run worker binaries.
+#![allow(missing_docs)]
+
+pub mod fake_runpod;
+pub mod process;
+
+pub use fake_runpod::{FakeRunpod, Recorded, TakeReply};
+pub use process::{Worker, example};

@@ -110,15 +110,19 @@ where
         .map_err(Error::Serve)
 }
 
-/// A request body checked the way the SDK's FastAPI models check it (422 on mismatch).
-fn parse_request(body: &[u8], need_id: bool) -> Result<Map<String, Value>, Response> {
-    let invalid = |detail: Value| {
-        (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            axum::Json(json!({"detail": [detail]})),
-        )
-            .into_response()
-    };
+/// A 422 with one FastAPI-style validation detail.
+fn unprocessable(detail: Value) -> Response {
+    (
+        StatusCode::UNPROCESSABLE_ENTITY,
+        axum::Json(json!({"detail": [detail]})),
+    )
+        .into_response()
+}
+
+/// A request body checked the way the SDK's FastAPI models check it; the error is the 422's
+/// validation detail.
+fn parse_request(body: &[u8], need_id: bool) -> Result<Map<String, Value>, Value> {
+    let invalid = |detail: Value| detail;
     let parsed: Value = serde_json::from_slice(body).map_err(|_| {
         invalid(json!({"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error", "input": {}, "ctx": {"error": "Expecting value"}}))
     })?;
@@ -258,7 +262,7 @@ where
 {
     let request = match parse_request(&body, false) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(detail) => return unprocessable(detail),
     };
     let id = new_id();
     let cancellation = api.store(&id);
@@ -275,7 +279,7 @@ where
 {
     let request = match parse_request(&body, false) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(detail) => return unprocessable(detail),
     };
     let id = new_id();
     let cancellation = api.store(&id);
@@ -355,7 +359,7 @@ where
 {
     let request = match parse_request(&body, true) {
         Ok(request) => request,
-        Err(response) => return response,
+        Err(detail) => return unprocessable(detail),
     };
     let Ok(raw) = RawJob::parse(Value::Object(request)) else {
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
