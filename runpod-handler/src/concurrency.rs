@@ -16,6 +16,7 @@ use std::fmt;
 pub struct Concurrency {
     current: usize,
     modifier: Option<Box<dyn FnMut(usize) -> usize + Send>>,
+    warned_zero: bool,
 }
 
 impl Concurrency {
@@ -44,7 +45,10 @@ impl Concurrency {
         };
         let mut wanted = modifier(self.current);
         if wanted == 0 {
-            tracing::warn!("The concurrency modifier returned 0; using 1.");
+            if !self.warned_zero {
+                tracing::warn!("The concurrency modifier returned 0; using 1.");
+                self.warned_zero = true;
+            }
             wanted = 1;
         }
         if wanted == self.current {

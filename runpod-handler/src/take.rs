@@ -16,6 +16,8 @@ pub(crate) enum Taken {
     Nothing,
     /// 429: wait five seconds.
     RateLimited,
+    /// The long-poll outlived its limit: back off quietly.
+    TimedOut,
     /// Anything else: log and back off.
     Failed { kind: &'static str, message: String },
 }

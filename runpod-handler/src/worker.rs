@@ -73,6 +73,10 @@ impl Worker {
                     None
                 }
                 Taken::RateLimited => Some(RATE_LIMITED),
+                Taken::TimedOut => {
+                    tracing::debug!("Job take timed out; polling again.");
+                    Some(backoff.next_wait())
+                }
                 Taken::Failed { kind, message } => {
                     tracing::error!(
                         "Failed to get job. | Error Type: {kind} | Error Message: {message}"
