@@ -25,6 +25,7 @@ impl Concurrency {
         Self {
             current: n.max(1),
             modifier: None,
+            warned_zero: false,
         }
     }
 
@@ -34,6 +35,7 @@ impl Concurrency {
         Self {
             current: 1,
             modifier: Some(Box::new(modifier)),
+            warned_zero: false,
         }
     }
 
