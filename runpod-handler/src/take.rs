@@ -25,13 +25,7 @@ pub(crate) enum Taken {
 pub(crate) async fn take(client: &Client, url: &str) -> Taken {
     let response = match client.get(url, TAKE_LIMIT).send().await {
         Ok(response) => response,
-        Err(err) if err.is_timeout() => {
-            tracing::debug!("Job take timed out; polling again.");
-            return Taken::Failed {
-                kind: "TimeoutError",
-                message: describe(err),
-            };
-        }
+        Err(err) if err.is_timeout() => return Taken::TimedOut,
         Err(err) => {
             return Taken::Failed {
                 kind: "ClientConnectionError",
