@@ -91,9 +91,19 @@ pub enum TakeReply {
     Body(&'static str, Vec<u8>),
 }
 
+/// A job handed to the worker by a take.
+#[derive(Debug, Clone)]
+pub struct Served {
+    /// The job's `id` (empty when the served value has none).
+    pub id: String,
+    /// When the take answered with it.
+    pub at: Instant,
+}
+
 #[derive(Default)]
 struct Inner {
     jobs: VecDeque<Value>,
+    served: Vec<Served>,
     take_script: VecDeque<TakeReply>,
     post_script: VecDeque<u16>,
     stop_list: Vec<String>,
@@ -193,6 +203,31 @@ impl FakeRunpod {
     /// Asks the worker, through job-stop, to stop these jobs.
     pub fn stop_jobs(&self, ids: &[&str]) {
         self.with(|i| i.stop_list.extend(ids.iter().map(|s| s.to_string())));
+    }
+
+    /// Every job handed out by a take, in order.
+    pub fn served(&self) -> Vec<Served> {
+        self.read(|i| i.served.clone())
+    }
+
+    /// How many requests of one kind arrived, without copying the traffic (for long runs).
+    pub fn count_of(&self, kind: &str) -> usize {
+        self.read(|i| i.requests.iter().filter(|r| r.kind() == kind).count())
+    }
+
+    /// Waits until at least `n` requests of one kind arrived; cheap enough for benchmarks.
+    pub async fn wait_for_count(&self, kind: &str, n: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let changed = self.shared.changed.notified();
+            let seen = self.count_of(kind);
+            if seen >= n {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                panic!("timed out waiting for {n} {kind} requests; {seen} arrived");
+            }
+        }
     }
 
     /// Every request so far.
@@ -331,11 +366,20 @@ async fn take(shared: &Shared, batch: bool, size: usize) -> Response {
                 };
             }
             if !inner.jobs.is_empty() {
+                let n = if batch { size.min(inner.jobs.len()) } else { 1 };
+                let jobs: Vec<Value> = inner.jobs.drain(..n).collect();
+                let at = Instant::now();
+                for job in &jobs {
+                    let id = job.get("id").and_then(Value::as_str).unwrap_or_default();
+                    inner.served.push(Served {
+                        id: id.to_owned(),
+                        at,
+                    });
+                }
                 let body = if batch {
-                    let n = size.min(inner.jobs.len());
-                    Value::Array(inner.jobs.drain(..n).collect())
+                    Value::Array(jobs)
                 } else {
-                    inner.jobs.pop_front().unwrap_or(Value::Null)
+                    jobs.into_iter().next().unwrap_or(Value::Null)
                 };
                 return axum::Json(body).into_response();
             }

@@ -5,5 +5,5 @@
 pub mod fake_runpod;
 pub mod process;
 
-pub use fake_runpod::{FakeRunpod, Recorded, TakeReply};
+pub use fake_runpod::{FakeRunpod, Recorded, Served, TakeReply};
 pub use process::{Worker, example};

@@ -20,13 +20,19 @@ pub fn target_dir() -> PathBuf {
 }
 
 /// The path of an example of the root package. `cargo test` builds every example; a test run
-/// alone (`cargo test --test x`) builds the one it needs here.
+/// alone (`cargo test --test x`) builds the one it needs here, in the profile of the running
+/// test or benchmark (release for `cargo bench`).
 pub fn example(name: &str) -> PathBuf {
-    let path = target_dir().join("examples").join(name);
+    let target = target_dir();
+    let path = target.join("examples").join(name);
     if !path.exists() {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut args = vec!["build", "--example", name];
+        if target.ends_with("release") {
+            args.push("--release");
+        }
         let status = std::process::Command::new(cargo)
-            .args(["build", "--example", name])
+            .args(&args)
             .status()
             .expect("run cargo build");
         assert!(
@@ -89,6 +95,11 @@ impl Worker {
             lines,
             new_line,
         }
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
     }
 
     /// Every stdout line so far.
