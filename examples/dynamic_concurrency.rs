@@ -1,0 +1,77 @@
+//! Dynamic concurrency, like the Python SDK's `concurrency_modifier`: before every job take the
+//! runtime asks a function how many jobs the worker should hold at once.
+//!
+//! This one scales with how the handler is doing: while jobs finish within a latency target it
+//! takes one more job at a time (up to a ceiling); once they get slower it backs off. A change
+//! applies when the worker next holds no job, as in the SDK.
+//!
+//! ```sh
+//! cargo run --example dynamic_concurrency -- --test_input '{"input": {"wait_ms": 50}}'
+//! ```
+//!
+//! (`--test_input` runs a single job, so the policy only shows on RunPod or with
+//! `--rp_serve_api --rp_api_concurrency N`, which fixes the concurrency instead.)
+
+use runpod_handler::{Concurrency, Job, JobError, Runtime, service_fn};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+const MAX_CONCURRENCY: usize = 8;
+const LATENCY_TARGET: Duration = Duration::from_millis(500);
+
+#[derive(Deserialize)]
+struct Input {
+    wait_ms: u64,
+}
+
+/// The latest job latency in milliseconds, written by the handler and read by the policy.
+/// The policy runs on the take loop and the handler in job tasks, hence an atomic.
+#[derive(Clone, Default)]
+struct Latency(Arc<AtomicU64>);
+
+impl Latency {
+    fn record(&self, elapsed: Duration) {
+        let millis = u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX);
+        self.0.store(millis, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Duration {
+        Duration::from_millis(self.0.load(Ordering::Relaxed))
+    }
+}
+
+fn policy(latency: Latency) -> Concurrency {
+    Concurrency::dynamic(move |current| {
+        if latency.last() <= LATENCY_TARGET {
+            (current + 1).min(MAX_CONCURRENCY)
+        } else {
+            current.saturating_sub(1).max(1)
+        }
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), runpod_handler::Error> {
+    let latency = Latency::default();
+    let handler = {
+        let latency = latency.clone();
+        service_fn(move |job: Job<Input>| {
+            let latency = latency.clone();
+            async move {
+                let started = Instant::now();
+                // Stands in for I/O-bound work (a model server, an HTTP API): the kind of job
+                // where holding several at once pays off.
+                tokio::time::sleep(Duration::from_millis(job.input.wait_ms)).await;
+                latency.record(started.elapsed());
+                Ok::<_, JobError>(json!({ "waited_ms": job.input.wait_ms }))
+            }
+        })
+    };
+    Runtime::from_env()?
+        .concurrency(policy(latency))
+        .run(handler)
+        .await
+}
