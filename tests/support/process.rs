@@ -48,6 +48,8 @@ pub struct Worker {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
     new_line: Arc<Notify>,
+    /// The stdout reader; joined on exit so that no line is missed.
+    reader: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Worker {
@@ -81,7 +83,7 @@ impl Worker {
         let lines = Arc::new(Mutex::new(Vec::new()));
         let new_line = Arc::new(Notify::new());
         let (sink, notify) = (Arc::clone(&lines), Arc::clone(&new_line));
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut reader = BufReader::new(stdout).lines();
             while let Ok(Some(line)) = reader.next_line().await {
                 eprintln!("[worker] {line}");
@@ -94,6 +96,7 @@ impl Worker {
             child,
             lines,
             new_line,
+            reader: Some(reader),
         }
     }
 
@@ -134,7 +137,7 @@ impl Worker {
         assert!(status.is_ok_and(|s| s.success()), "kill -{name} {pid}");
     }
 
-    /// Waits for the process to exit; its exit code.
+    /// Waits for the process to exit and for its last stdout line; its exit code.
     pub async fn wait(&mut self, limit: Duration) -> i32 {
         let status = tokio::time::timeout(limit, self.child.wait())
             .await
@@ -145,6 +148,10 @@ impl Worker {
                 )
             })
             .expect("wait for the worker");
+        if let Some(reader) = self.reader.take() {
+            // The pipe closes with the process (unless it left children holding it).
+            let _ = tokio::time::timeout(limit, reader).await;
+        }
         status.code().unwrap_or(-1)
     }
 }
