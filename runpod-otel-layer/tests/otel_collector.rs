@@ -37,7 +37,11 @@ fn rotel_binary() -> PathBuf {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The collector process, killed when the test ends.
@@ -60,7 +64,11 @@ fn exports_are_accepted_and_forwarded_by_a_real_collector() {
     let dir = std::env::temp_dir().join(format!("rotel-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut process = Command::new(rotel_binary())
-        .args(["start", "--otlp-http-endpoint", &format!("127.0.0.1:{http_port}")])
+        .args([
+            "start",
+            "--otlp-http-endpoint",
+            &format!("127.0.0.1:{http_port}"),
+        ])
         .args(["--otlp-grpc-endpoint", &format!("127.0.0.1:{grpc_port}")])
         .args(["--exporter", "otlp", "--otlp-exporter-protocol", "http"])
         .args(["--otlp-exporter-endpoint", &receiver.base_url()])
@@ -77,26 +85,41 @@ fn exports_are_accepted_and_forwarded_by_a_real_collector() {
     let collector = Collector(process);
     // Ready when it says so.
     let mut lines = BufReader::new(stdout).lines();
-    let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("Starting Rotel"));
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("Starting Rotel"));
     assert!(started, "rotel did not start");
     std::thread::spawn(move || lines.for_each(drop));
 
     let out = child::run(
         "exports_are_accepted_and_forwarded_by_a_real_collector",
         &[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://127.0.0.1:{http_port}")),
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT",
+                format!("http://127.0.0.1:{http_port}"),
+            ),
             ("OTEL_SERVICE_NAME", "via-rotel".into()),
             ("RUNPOD_OTEL_GPU_METRICS", "0".into()),
         ],
     );
     assert!(
-        out.json_lines().iter().all(|l| !l["msg"].as_str().unwrap_or("").starts_with("OTLP export failed")),
+        out.json_lines().iter().all(|l| !l["msg"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("OTLP export failed")),
         "the collector accepted every export:\n{}",
         out.stdout
     );
-    let requests = receiver.wait_until("forwarded spans, logs and metrics", Duration::from_secs(30), |rs| {
-        ["/v1/traces", "/v1/logs", "/v1/metrics"].iter().all(|p| rs.iter().any(|r| r.path == *p))
-    });
+    let requests = receiver.wait_until(
+        "forwarded spans, logs and metrics",
+        Duration::from_secs(30),
+        |rs| {
+            ["/v1/traces", "/v1/logs", "/v1/metrics"]
+                .iter()
+                .all(|p| rs.iter().any(|r| r.path == *p))
+        },
+    );
     let spans: Vec<_> = requests
         .iter()
         .filter(|r| r.path == "/v1/traces")
@@ -104,8 +127,15 @@ fn exports_are_accepted_and_forwarded_by_a_real_collector() {
         .flat_map(|rs| rs.scope_spans)
         .flat_map(|ss| ss.spans)
         .collect();
-    let job = spans.iter().find(|s| s.name == "runpod.job").expect("job span forwarded");
-    assert!(spans.iter().any(|s| s.name == "phase" && s.parent_span_id == job.span_id));
+    let job = spans
+        .iter()
+        .find(|s| s.name == "runpod.job")
+        .expect("job span forwarded");
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "phase" && s.parent_span_id == job.span_id)
+    );
     let records: Vec<_> = requests
         .iter()
         .filter(|r| r.path == "/v1/logs")
@@ -123,6 +153,9 @@ fn exports_are_accepted_and_forwarded_by_a_real_collector() {
         .flat_map(|sm| sm.metrics)
         .map(|m| m.name)
         .collect();
-    assert!(metric_names.iter().any(|n| n == "runpod.jobs"), "{metric_names:?}");
+    assert!(
+        metric_names.iter().any(|n| n == "runpod.jobs"),
+        "{metric_names:?}"
+    );
     drop(collector);
 }

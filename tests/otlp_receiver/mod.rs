@@ -1,3 +1,4 @@
+#![allow(dead_code, clippy::unwrap_used)]
 //! An in-process OTLP/HTTP receiver (axum on 127.0.0.1) that decodes protobuf and JSON
 //! requests with the official proto definitions (`opentelemetry-proto`) and keeps them, with
 //! their headers, for assertions. It can also misbehave: answer a fixed status, or hang.
@@ -47,7 +48,12 @@ impl Received {
             serde_json::from_slice(&self.body).expect("valid OTLP/JSON")
         } else {
             T::decode(self.body.as_ref()).unwrap_or_else(|e| {
-                panic!("invalid OTLP protobuf on {} ({:?}): {e}; starts {:02x?}", self.path, self.headers, &self.body[..self.body.len().min(16)])
+                panic!(
+                    "invalid OTLP protobuf on {} ({:?}): {e}; starts {:02x?}",
+                    self.path,
+                    self.headers,
+                    &self.body[..self.body.len().min(16)]
+                )
             })
         }
     }
@@ -95,14 +101,15 @@ impl Receiver {
                         let shared = Arc::clone(&server_shared);
                         async move {
                             // Collectors compress by default; decode as a collector would.
-                            let body = if headers.get("content-encoding").is_some_and(|e| e == "gzip") {
-                                let mut plain = Vec::new();
-                                let mut decoder = flate2::read::GzDecoder::new(&body[..]);
-                                std::io::Read::read_to_end(&mut decoder, &mut plain).unwrap();
-                                Bytes::from(plain)
-                            } else {
-                                body
-                            };
+                            let body =
+                                if headers.get("content-encoding").is_some_and(|e| e == "gzip") {
+                                    let mut plain = Vec::new();
+                                    let mut decoder = flate2::read::GzDecoder::new(&body[..]);
+                                    std::io::Read::read_to_end(&mut decoder, &mut plain).unwrap();
+                                    Bytes::from(plain)
+                                } else {
+                                    body
+                                };
                             shared.requests.lock().unwrap().push(Received {
                                 path: uri.path().to_owned(),
                                 headers,

@@ -3,4 +3,5 @@
 
 pub mod child;
 pub mod fake_jobs;
+#[path = "../../../tests/otlp_receiver/mod.rs"]
 pub mod receiver;

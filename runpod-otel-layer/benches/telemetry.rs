@@ -1,0 +1,255 @@
+//! Telemetry costs, each scenario in a fresh process (telemetry is per process):
+//!
+//! - init time with an endpoint set (target < 10 ms);
+//! - per-job CPU overhead of the job layer, OTLP on vs off (target < 100 µs);
+//! - job latency with the collector down vs up (target < 5 % difference).
+//!
+//! `cargo bench -p runpod-otel-layer --bench telemetry`
+#![allow(clippy::unwrap_used, missing_docs)]
+
+#[path = "../../tests/otlp_receiver/mod.rs"]
+mod receiver;
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::process::Command;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use runpod_otel_layer::{JobRequest, JobResponse, JobStatus, Telemetry};
+use tower::{Layer, Service, ServiceExt};
+use tracing::Instrument;
+
+const ROLE: &str = "RUNPOD_OTEL_BENCH_CHILD";
+
+struct BenchJob(String);
+impl JobRequest for BenchJob {
+    fn job_id(&self) -> &str {
+        &self.0
+    }
+}
+struct Done;
+impl JobResponse for Done {
+    fn status(&self) -> JobStatus<'_> {
+        JobStatus::Success
+    }
+    fn posted(&self) -> bool {
+        true
+    }
+}
+
+/// FAKE whole-job service: two log lines in a phase span and optional simulated work.
+#[derive(Clone)]
+struct Work(Duration);
+impl Service<BenchJob> for Work {
+    type Response = Done;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Done, Infallible>> + Send>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, _: BenchJob) -> Self::Future {
+        let work = self.0;
+        Box::pin(
+            async move {
+                tracing::info!(pages = 3_u64, "starting job");
+                if !work.is_zero() {
+                    tokio::time::sleep(work).await;
+                }
+                tracing::info!(elapsed_seconds = 0.1, "done");
+                Ok(Done)
+            }
+            .instrument(tracing::info_span!("phase", phase = "parse")),
+        )
+    }
+}
+
+/// Process CPU time (user + system) from /proc/self/stat, in seconds.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>().unwrap() + fields[12].parse::<f64>().unwrap();
+    ticks / 100.0
+}
+
+fn child(mode: &str) {
+    let started = Instant::now();
+    let telemetry = runpod_otel_layer::init(Telemetry::from_env().service_name("bench"));
+    let init_ms = started.elapsed().as_secs_f64() * 1e3;
+    if mode == "init" {
+        println!("BENCH {}", serde_json::json!({"init_ms": init_ms}));
+        return;
+    }
+    let jobs: usize = std::env::var("BENCH_JOBS").unwrap().parse().unwrap();
+    let work = Duration::from_millis(std::env::var("BENCH_WORK_MS").unwrap().parse().unwrap());
+    let layered = mode != "bare";
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (cpu, wall) = rt.block_on(async {
+        let mut with_layer = telemetry.job_layer().layer(Work(work));
+        let mut bare = Work(work);
+        let cpu0 = cpu_seconds();
+        let t0 = Instant::now();
+        for i in 0..jobs {
+            let id = format!("bench-{i}");
+            let span = tracing::info_span!(
+                "runpod.job",
+                job_id = id.as_str(),
+                outcome = tracing::field::Empty,
+                error_type = tracing::field::Empty
+            );
+            if layered {
+                with_layer
+                    .ready()
+                    .await
+                    .unwrap()
+                    .call(BenchJob(id))
+                    .instrument(span)
+                    .await
+                    .unwrap();
+            } else {
+                bare.ready()
+                    .await
+                    .unwrap()
+                    .call(BenchJob(id))
+                    .instrument(span)
+                    .await
+                    .unwrap();
+            }
+        }
+        (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64())
+    });
+    println!(
+        "BENCH {}",
+        serde_json::json!({"cpu_us_per_job": cpu * 1e6 / jobs as f64, "wall_ms_per_job": wall * 1e3 / jobs as f64})
+    );
+    std::process::exit(0);
+}
+
+fn run(mode: &str, env: &[(&str, String)]) -> serde_json::Value {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.env(ROLE, mode).stdout(std::process::Stdio::piped());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("OTEL_") || k.starts_with("RUNPOD_OTEL") {
+            command.env_remove(k);
+        }
+    }
+    command.env("RUNPOD_OTEL_GPU_METRICS", "0");
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let out = command.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    serde_json::from_str(line).unwrap()
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var(ROLE) {
+        return child(&mode);
+    }
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let up = receiver::Receiver::start(receiver::Behaviour::Accept);
+    let down = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let endpoint = |url: String| ("OTEL_EXPORTER_OTLP_ENDPOINT", url);
+
+    let init: Vec<f64> = (0..7)
+        .map(|_| {
+            run("init", &[endpoint(up.base_url())])["init_ms"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    println!(
+        "init with endpoint set: median {:.2} ms (7 runs, min {:.2})",
+        median(init.clone()),
+        init.iter().cloned().fold(f64::MAX, f64::min)
+    );
+
+    let jobs = ("BENCH_JOBS", "2000".to_owned());
+    let no_work = ("BENCH_WORK_MS", "0".to_owned());
+    let cpu = |mode: &str, env: Vec<(&str, String)>| {
+        median(
+            (0..3)
+                .map(|_| run(mode, &env)["cpu_us_per_job"].as_f64().unwrap())
+                .collect(),
+        )
+    };
+    let bare = cpu("bare", vec![jobs.clone(), no_work.clone()]);
+    let off = cpu("layer", vec![jobs.clone(), no_work.clone()]);
+    let on_noflush = cpu(
+        "layer",
+        vec![
+            jobs.clone(),
+            no_work.clone(),
+            endpoint(up.base_url()),
+            ("RUNPOD_OTEL_FLUSH_TIMEOUT_MS", "0".into()),
+        ],
+    );
+    let on = cpu(
+        "layer",
+        vec![
+            ("BENCH_JOBS", "300".into()),
+            no_work.clone(),
+            endpoint(up.base_url()),
+        ],
+    );
+    println!("CPU per job (process total, incl. exporter threads), 2 log lines + 2 spans per job:");
+    println!("  no layer, no telemetry:        {bare:8.1} µs");
+    println!(
+        "  layer, OTLP off:               {off:8.1} µs  (overhead {:+.1} µs)",
+        off - bare
+    );
+    println!(
+        "  layer, OTLP on, no job flush:  {on_noflush:8.1} µs  (overhead {:+.1} µs)",
+        on_noflush - bare
+    );
+    println!(
+        "  layer, OTLP on, per-job flush: {on:8.1} µs  (overhead {:+.1} µs)",
+        on - bare
+    );
+
+    let work = ("BENCH_WORK_MS", "100".to_owned());
+    let lat = |url: String| {
+        median(
+            (0..3)
+                .map(|_| {
+                    run(
+                        "layer",
+                        &[
+                            ("BENCH_JOBS", "20".into()),
+                            work.clone(),
+                            endpoint(url.clone()),
+                        ],
+                    )["wall_ms_per_job"]
+                        .as_f64()
+                        .unwrap()
+                })
+                .collect(),
+        )
+    };
+    let latency_up = lat(up.base_url());
+    let latency_down = lat(format!("http://{down}"));
+    println!(
+        "job latency (100 ms of work): collector up {latency_up:.2} ms, down {latency_down:.2} ms ({:+.2} %)",
+        (latency_down - latency_up) / latency_up * 100.0
+    );
+}

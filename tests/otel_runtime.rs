@@ -1,0 +1,117 @@
+//! The telemetry example (real runtime + runpod-otel-layer's job layer) against the FAKE
+//! RunPod server, exporting to the in-process OTLP receiver: the runtime's job span carries
+//! the layer's attributes and its custom child span, logs carry the job id, and the job's
+//! metrics arrive by the per-job flush, before the worker is stopped.
+#![allow(clippy::unwrap_used)]
+
+mod otlp_receiver;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use otlp_receiver::{Behaviour, Receiver};
+use serde_json::json;
+use test_support::{FakeRunpod, Worker, example};
+
+fn attrs(kvs: &[KeyValue]) -> HashMap<String, String> {
+    kvs.iter()
+        .map(|kv| {
+            let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                Some(Value::StringValue(s)) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            (kv.key.clone(), v)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn runtime_jobs_are_traced_logged_and_counted() {
+    let server = FakeRunpod::start().await;
+    let receiver = Receiver::start(Behaviour::Accept);
+    server.push_job(json!({"id": "job-ok", "input": {"words": ["a", "b"]}}));
+    server.push_job(json!({"id": "job-bad", "input": {"words": []}}));
+    let mut env = server.worker_env();
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.base_url()));
+    env.push((
+        "OTEL_EXPORTER_OTLP_HEADERS".into(),
+        "authorization=Bearer otlp-secret-token".into(),
+    ));
+    env.push(("RUNPOD_OTEL_GPU_METRICS".into(), "0".into()));
+    let mut worker = Worker::spawn(&example("telemetry"), &[], &env, None);
+    server.result_of("job-ok").await;
+    server.result_of("job-bad").await;
+
+    // Both jobs' spans and metrics arrive through the per-job flush, with the worker still up.
+    let requests = tokio::task::spawn_blocking(move || {
+        receiver.wait_until(
+            "both job spans and the job counter",
+            Duration::from_secs(20),
+            |rs| {
+                let spans = rs
+                    .iter()
+                    .filter(|r| r.path == "/v1/traces")
+                    .flat_map(|r| r.traces().resource_spans)
+                    .flat_map(|rs| rs.scope_spans)
+                    .flat_map(|ss| ss.spans)
+                    .filter(|s| s.name == "runpod.job")
+                    .count();
+                let counted = rs
+                    .iter()
+                    .filter(|r| r.path == "/v1/metrics")
+                    .flat_map(|r| r.metrics().resource_metrics)
+                    .flat_map(|rm| rm.scope_metrics)
+                    .flat_map(|sm| sm.metrics)
+                    .any(|m| m.name == "runpod.jobs");
+                spans == 2 && counted
+            },
+        )
+    })
+    .await
+    .unwrap();
+    let spans: Vec<_> = requests
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .flat_map(|r| r.traces().resource_spans)
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .collect();
+    let job = |id: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == "runpod.job" && attrs(&s.attributes)["job_id"] == id)
+            .unwrap()
+    };
+    let ok = attrs(&job("job-ok").attributes);
+    assert_eq!(ok["outcome"], "success");
+    assert_eq!(ok["runpod.start_kind"], "cold");
+    assert_eq!(ok["runpod.endpoint_id"], "ep-test");
+    assert_eq!(ok["runpod.worker_id"], "worker-7f3");
+    assert!(ok.contains_key("example.job_id_length"));
+    let custom = spans
+        .iter()
+        .find(|s| s.name == "example.uppercase")
+        .expect("custom span");
+    assert_eq!(custom.parent_span_id, job("job-ok").span_id);
+    let bad = job("job-bad");
+    assert_eq!(attrs(&bad.attributes)["error.type"], "ValueError");
+    assert_eq!(bad.status.as_ref().unwrap().code, 2);
+
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(15)).await, 0);
+    let lines = worker.lines();
+    let uppercasing: serde_json::Value = lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|l| l["msg"] == "uppercasing")
+        .expect("the handler's line");
+    assert_eq!(uppercasing["job_id"], "job-ok");
+    assert_eq!(uppercasing["trace_id"].as_str().unwrap().len(), 32);
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.contains("otlp-secret-token") && !l.contains("rpa_TESTKEY"))
+    );
+}
