@@ -374,3 +374,72 @@ fn http_json_protocol() {
         Some("application/x-protobuf")
     );
 }
+
+#[test]
+fn gpu_gauges_with_a_driver_and_one_info_line_without() {
+    if child::is_child() {
+        return run_jobs(&["gpu-1"]);
+    }
+    let receiver = Receiver::start(Behaviour::Accept);
+    let out = child::run(
+        "gpu_gauges_with_a_driver_and_one_info_line_without",
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", receiver.base_url()),
+            ("OTEL_TRACES_EXPORTER", "none".into()),
+        ],
+    );
+    let names: Vec<(String, Vec<String>)> = receiver
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/v1/metrics")
+        .flat_map(|r| r.metrics().resource_metrics)
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+        .filter(|m| m.name.contains(".gpu."))
+        .map(|m| {
+            let devices = match &m.data {
+                Some(Data::Gauge(g)) => g
+                    .data_points
+                    .iter()
+                    .map(|p| attrs(&p.attributes)["device"].clone())
+                    .collect(),
+                other => panic!("{} is not a gauge: {other:?}", m.name),
+            };
+            (format!("{} [{}]", m.name, m.unit), devices)
+        })
+        .collect();
+    let unavailable: Vec<_> = out
+        .json_lines()
+        .into_iter()
+        .filter(|l| l["msg"] == "GPU metrics unavailable: NVML could not be initialised")
+        .collect();
+    let has_driver = std::path::Path::new("/proc/driver/nvidia/version").exists();
+    if has_driver {
+        assert!(unavailable.is_empty(), "{unavailable:?}");
+        for gauge in [
+            "runpod.gpu.memory_used_bytes [By]",
+            "runpod.gpu.memory_total_bytes [By]",
+            "runpod.gpu.utilization_percent [%]",
+        ] {
+            let (_, devices) = names
+                .iter()
+                .find(|(n, _)| n == gauge)
+                .unwrap_or_else(|| panic!("{gauge} in {names:?}"));
+            assert!(devices.contains(&"0".to_owned()), "{gauge}: {devices:?}");
+        }
+    } else {
+        assert!(
+            names.is_empty(),
+            "no GPU gauges without a driver: {names:?}"
+        );
+        assert_eq!(
+            unavailable.len(),
+            1,
+            "exactly one info line:\n{}",
+            out.stdout
+        );
+        assert_eq!(unavailable[0]["level"], "info");
+    }
+    // Spans are off for this run: the traces exporter was disabled by name.
+    assert!(receiver.requests().iter().all(|r| r.path != "/v1/traces"));
+}
