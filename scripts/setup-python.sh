@@ -7,8 +7,17 @@
 # Uses uv when it is on PATH (much faster), pip otherwise. Re-running only installs what is
 # missing or at the wrong version.
 #
+# Usage: setup-python.sh [--mineru-only]   (--mineru-only: just the engine's environment, all
+# the worker itself needs; scripts/main-job.sh uses it)
 # Environment: PYTHON (interpreter, default python3), VENV_ROOT (default <repo>/.venv).
 set -euo pipefail
+
+mineru_only=0
+case "${1:-}" in
+    "") ;;
+    --mineru-only) mineru_only=1 ;;
+    *) echo "usage: $0 [--mineru-only]" >&2; exit 2 ;;
+esac
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv_root="${VENV_ROOT:-$repo/.venv}"
@@ -66,6 +75,10 @@ ensure_venv() {
 }
 
 ensure_venv "$venv_root/mineru" "${MINERU_REQS[@]}"
+if [[ $mineru_only == 1 ]]; then
+    echo "MinerU environment ready: $venv_root/mineru (mineru-api: $venv_root/mineru/bin/mineru-api)"
+    exit 0
+fi
 ensure_venv "$venv_root/sdk" "${SDK_REQS[@]}"
 
 cat <<EOF_SUMMARY

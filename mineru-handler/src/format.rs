@@ -1,9 +1,22 @@
 //! Identifying the fetched document from its leading bytes (job contract §7), and the file
 //! extension the engine needs: MinerU 4.x decides how to parse a file by its name's extension.
 //!
-//! Text formats that MinerU 4.x can also read (HTML, CSV, RTF, MHTML) and legacy binary Office
-//! files are deliberately not detected: magic bytes cannot identify them reliably, and the
-//! contract rejects them until the input gains an explicit format hint.
+//! # Extension over the contract: text formats (MinerU 4.x only)
+//!
+//! Contract §7 rejects every text format. The worker's issue requires HTML to parse, so under
+//! the 4.x adapter three text formats are recognised, with rules strict enough that an error
+//! page or a mis-encoded upload still fails with the contract's `unknown` message:
+//!
+//! * **HTML**: after an optional UTF-8 byte-order mark and ASCII whitespace, the document
+//!   starts with `<!doctype html`, `<html`, `<head` or `<body` (case-insensitive). An HTML
+//!   error page returned instead of the requested file is therefore parsed as HTML, as the
+//!   requested document would have been.
+//! * **RTF**: the document starts with `{\rtf`.
+//! * **CSV**: no magic bytes exist, so only when the source has a name (the `file_url` path or
+//!   the `volume_path`) ending in `.csv` and the leading bytes are UTF-8 text (no NUL).
+//!
+//! Their `debug.input_format` label is `text` (the contract's three labels stay for the
+//! formats it defines). MHTML and legacy binary Office files stay unsupported.
 
 use std::fs::File;
 use std::io::{self, Read as _};
@@ -20,6 +33,8 @@ pub enum InputFormat {
     Image,
     /// A ZIP-based office or e-book document (OOXML, and under 4.x also ODF and EPUB).
     Ooxml,
+    /// A text format (HTML, RTF, CSV); an extension over the contract, see the module docs.
+    Text,
 }
 
 impl InputFormat {
@@ -29,6 +44,7 @@ impl InputFormat {
             InputFormat::Pdf => "pdf",
             InputFormat::Image => "image",
             InputFormat::Ooxml => "ooxml",
+            InputFormat::Text => "text",
         }
     }
 }
@@ -64,6 +80,12 @@ pub enum InputType {
     Ods,
     /// OpenDocument presentation (4.x only).
     Odp,
+    /// HTML (4.x only).
+    Html,
+    /// RTF (4.x only).
+    Rtf,
+    /// CSV, named `.csv` by its source (4.x only).
+    Csv,
 }
 
 impl InputType {
@@ -84,6 +106,9 @@ impl InputType {
             InputType::Odt => "odt",
             InputType::Ods => "ods",
             InputType::Odp => "odp",
+            InputType::Html => "html",
+            InputType::Rtf => "rtf",
+            InputType::Csv => "csv",
         }
     }
 
@@ -119,6 +144,7 @@ impl InputType {
             | InputType::Odt
             | InputType::Ods
             | InputType::Odp => InputFormat::Ooxml,
+            InputType::Html | InputType::Rtf | InputType::Csv => InputFormat::Text,
         }
     }
 }
@@ -147,8 +173,14 @@ impl FormatError {
     }
 }
 
+/// How many leading bytes text detection looks at (HTML may follow some whitespace; CSV must
+/// be valid UTF-8 in this window).
+const TEXT_SNIFF_BYTES: usize = 4096;
+
 /// Identify the document at `path`. ZIP containers are classified by their central directory;
-/// EPUB and OpenDocument are recognised only for MinerU 4.x, which can parse them.
+/// EPUB, OpenDocument and the text formats are recognised only for MinerU 4.x, which can parse
+/// them. `source_name` is the name the caller gave the document (the `file_url` path or the
+/// `volume_path`), used only to recognise CSV.
 ///
 /// ```
 /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -156,13 +188,22 @@ impl FormatError {
 /// use mineru_handler::input::MineruMajor;
 /// let dir = std::env::temp_dir().join(format!("fmt-doc-{}", std::process::id()));
 /// std::fs::write(&dir, b"%PDF-1.7\n...")?;
-/// assert_eq!(detect_file(&dir, MineruMajor::V4)?, InputType::Pdf);
+/// assert_eq!(detect_file(&dir, MineruMajor::V4, None)?, InputType::Pdf);
+/// std::fs::write(&dir, b"\n  <!DOCTYPE html><html><body>Hi</body></html>")?;
+/// assert_eq!(detect_file(&dir, MineruMajor::V4, None)?, InputType::Html);
+/// std::fs::write(&dir, b"a,b\n1,2\n")?;
+/// assert_eq!(detect_file(&dir, MineruMajor::V4, Some("/data/table.csv"))?, InputType::Csv);
+/// assert!(detect_file(&dir, MineruMajor::V4, None).is_err());
 /// # std::fs::remove_file(&dir)?;
 /// # Ok(()) }
 /// ```
-pub fn detect_file(path: &Path, major: MineruMajor) -> Result<InputType, FormatError> {
+pub fn detect_file(
+    path: &Path,
+    major: MineruMajor,
+    source_name: Option<&str>,
+) -> Result<InputType, FormatError> {
     let mut file = File::open(path)?;
-    let mut head = [0u8; 12];
+    let mut head = vec![0u8; TEXT_SNIFF_BYTES];
     let mut filled = 0;
     while filled < head.len() {
         match file.read(&mut head[filled..])? {
@@ -170,14 +211,53 @@ pub fn detect_file(path: &Path, major: MineruMajor) -> Result<InputType, FormatE
             n => filled += n,
         }
     }
-    let head = &head[..filled];
-    if let Some(t) = detect_magic(head) {
+    head.truncate(filled);
+    if let Some(t) = detect_magic(&head) {
         return Ok(t);
     }
     if head.starts_with(b"PK\x03\x04") {
         return classify_zip(file, major)?.ok_or(FormatError::Unsupported);
     }
+    if major == MineruMajor::V4 {
+        if let Some(t) = detect_text(&head, source_name) {
+            return Ok(t);
+        }
+    }
     Err(FormatError::Unsupported)
+}
+
+/// The text formats of the module docs' extension.
+fn detect_text(head: &[u8], source_name: Option<&str>) -> Option<InputType> {
+    let body = head.strip_prefix(b"\xef\xbb\xbf").unwrap_or(head);
+    let body = body.trim_ascii_start();
+    let starts_with_ci = |prefix: &[u8]| {
+        body.len() >= prefix.len() && body[..prefix.len()].eq_ignore_ascii_case(prefix)
+    };
+    if [&b"<!doctype html"[..], b"<html", b"<head", b"<body"]
+        .into_iter()
+        .any(starts_with_ci)
+    {
+        return Some(InputType::Html);
+    }
+    if head.starts_with(b"{\\rtf") {
+        return Some(InputType::Rtf);
+    }
+    let named_csv = source_name.is_some_and(|name| {
+        let name = name.as_bytes();
+        name.len() >= 4 && name[name.len() - 4..].eq_ignore_ascii_case(b".csv")
+    });
+    (named_csv && !head.is_empty() && is_utf8_text(head)).then_some(InputType::Csv)
+}
+
+/// UTF-8 without NUL bytes; a character cut by the end of the sniffed window is fine.
+fn is_utf8_text(head: &[u8]) -> bool {
+    if head.contains(&0) {
+        return false;
+    }
+    match std::str::from_utf8(head) {
+        Ok(_) => true,
+        Err(e) => e.error_len().is_none() && head.len() == TEXT_SNIFF_BYTES,
+    }
 }
 
 /// Non-container types by their leading bytes.

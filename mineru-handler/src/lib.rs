@@ -1,13 +1,18 @@
 //! A RunPod serverless worker that parses documents with MinerU.
 //!
-//! The job flows through three phases, each in its own module: [`fetch`] brings the input
-//! document to a local file, [`engine`] parses it with a supervised `mineru-api` child process,
-//! and [`package`] turns the engine's output into the job result.
+//! [`service::MineruService`] is the job handler: [`input`] validates the job, [`fetch`] brings
+//! the input document to a local file, [`format`] identifies it, [`engine`] parses it with a
+//! supervised `mineru-api` child process, and [`package`] turns the engine's output into the
+//! job result ([`response`] for failures). [`config`] reads the environment once at boot.
 
+pub mod config;
 pub mod engine;
 pub mod fetch;
 pub mod format;
+pub mod host;
 pub mod input;
 pub mod package;
+pub mod probe;
 pub mod redact;
 pub mod response;
+pub mod service;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use serde::Serialize;
-use serde_json::Value;
 
+use crate::package::DebugInfo;
 use crate::redact::redact_urls_in_text;
 
 /// Most characters of `error` (§14).
@@ -101,38 +101,6 @@ pub fn compact(text: &str, limit: usize, secrets: &Secrets) -> String {
     }
 }
 
-/// `debug.phase_ms`: whole milliseconds of the phases completed so far.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct PhaseMs {
-    /// The fetch phase.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub fetch_input: Option<u64>,
-    /// The engine parse.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mineru_parse: Option<u64>,
-    /// Packaging.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub package: Option<u64>,
-}
-
-impl PhaseMs {
-    /// Milliseconds of `d`, truncated.
-    pub fn ms(d: Duration) -> u64 {
-        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-    }
-}
-
-/// The `debug` block of a failure: `gpu`, `model_dir`, `phase_ms`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FailureDebug {
-    /// `{"available": false}`, the GPU's static properties, or `{"error": ...}`.
-    pub gpu: Value,
-    /// The model directory, or `null`.
-    pub model_dir: Option<String>,
-    /// Completed phases.
-    pub phase_ms: PhaseMs,
-}
-
 /// A job failure as returned by the handler (keys in contract order). The runtime lifts
 /// `error` out of `output` on the wire and turns `refresh_worker` into `stopPod`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -147,8 +115,8 @@ pub struct FailureResponse {
     pub mineru_version: String,
     /// The cause chain, compacted to 4,000 characters.
     pub traceback: String,
-    /// Diagnostics.
-    pub debug: FailureDebug,
+    /// Diagnostics: `gpu`, `model_dir` and the completed phases (success-only fields unset).
+    pub debug: DebugInfo,
     /// Present (and `true`) only when the worker must be recycled.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub refresh_worker: bool,
@@ -170,12 +138,13 @@ impl FailureResponse {
     ///
     /// ```
     /// use std::time::Duration;
+    /// use mineru_handler::package::DebugInfo;
     /// use mineru_handler::response::*;
     /// let resp = FailureResponse::new(
     ///     Failure { error_type: "ValueError", message: "input validation failed: x", traceback: "" },
     ///     Duration::from_millis(1234),
     ///     "4.0.12".into(),
-    ///     FailureDebug { gpu: serde_json::json!({"available": false}), model_dir: None, phase_ms: PhaseMs::default() },
+    ///     DebugInfo::default(),
     ///     &Secrets::default(),
     /// );
     /// assert_eq!(
@@ -187,7 +156,7 @@ impl FailureResponse {
         failure: Failure<'_>,
         elapsed: Duration,
         mineru_version: String,
-        debug: FailureDebug,
+        debug: DebugInfo,
         secrets: &Secrets,
     ) -> FailureResponse {
         FailureResponse {
@@ -209,6 +178,7 @@ impl FailureResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::package::PhaseTimings;
 
     #[test]
     fn compaction_cuts_long_text_and_counts_the_rest() {
@@ -245,13 +215,12 @@ mod tests {
             },
             Duration::from_secs(2),
             "4.0.12".into(),
-            FailureDebug {
-                gpu: serde_json::json!({"available": false}),
-                model_dir: None,
-                phase_ms: PhaseMs {
+            DebugInfo {
+                phase_ms: PhaseTimings {
                     fetch_input: Some(3),
-                    ..PhaseMs::default()
+                    ..PhaseTimings::default()
                 },
+                ..DebugInfo::default()
             },
             &secrets,
         );

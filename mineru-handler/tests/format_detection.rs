@@ -8,10 +8,18 @@ use mineru_handler::input::MineruMajor;
 use zip::write::SimpleFileOptions;
 
 fn detect_bytes(bytes: &[u8], major: MineruMajor) -> Result<InputType, FormatError> {
+    detect_named(bytes, major, None)
+}
+
+fn detect_named(
+    bytes: &[u8],
+    major: MineruMajor,
+    source_name: Option<&str>,
+) -> Result<InputType, FormatError> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("input");
     std::fs::write(&path, bytes).unwrap();
-    detect_file(&path, major)
+    detect_file(&path, major, source_name)
 }
 
 /// A ZIP holding `members` (name, content); the first is stored, as EPUB/ODF require for
@@ -53,8 +61,10 @@ fn unknown_inputs_fail_with_the_contract_message() {
     let expected = "input bytes do not match any supported format (PDF, PNG/JPEG/GIF/BMP/TIFF/WebP image, or DOCX/PPTX/XLSX). Check that file_b64 was base64-encoded correctly and that file_url returned the file body (not an error page).";
     for bytes in [
         &b""[..],
-        b"<!DOCTYPE html><html>",
-        b"a,b,c\n1,2,3\n",
+        b"a,b,c\n1,2,3\n", // CSV without a .csv source name
+        b"<p>a fragment is not a document</p>",
+        b"<?xml version=\"1.0\"?><svg/>",
+        b"<!-- comment --><html>",
         b"RIFF\x24\0\0\0WAVEfmt ",
         b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1", // legacy .doc
         b"PK\x03\x04 truncated, no central directory",
@@ -113,4 +123,90 @@ fn epub_and_opendocument_only_under_mineru_4() {
     }
     let other = zip_of(&[("mimetype", b"application/java-archive")]);
     assert!(detect_bytes(&other, MineruMajor::V4).is_err());
+}
+
+/// The extension over contract §7 (see the `format` module docs): HTML, RTF and CSV.
+#[test]
+fn html_is_sniffed_after_a_bom_and_whitespace_in_any_case() {
+    for bytes in [
+        &b"<!DOCTYPE html><html><body>x</body></html>"[..],
+        b"<!doctype HTML>\n<title>t</title>",
+        b"\xef\xbb\xbf\r\n\t  <HTML lang=en>",
+        b"<head><title>x</title></head>",
+        b"  <Body>only a body</Body>",
+    ] {
+        let got = detect_bytes(bytes, MineruMajor::V4).unwrap();
+        assert_eq!(
+            (got, got.extension(), got.format().as_str()),
+            (InputType::Html, "html", "text"),
+            "{bytes:?}"
+        );
+    }
+    // A BOM or whitespace alone, or text before the tag, is not HTML.
+    for bytes in [&b"\xef\xbb\xbf  "[..], b"hello <html>", b"<htm"] {
+        assert!(detect_bytes(bytes, MineruMajor::V4).is_err(), "{bytes:?}");
+    }
+}
+
+#[test]
+fn rtf_by_its_signature() {
+    let got = detect_bytes(b"{\\rtf1\\ansi hello}", MineruMajor::V4).unwrap();
+    assert_eq!((got, got.extension()), (InputType::Rtf, "rtf"));
+    assert!(detect_bytes(b"{\\rt", MineruMajor::V4).is_err());
+}
+
+#[test]
+fn csv_needs_a_csv_source_name_and_utf8_text() {
+    let csv = "name,city\nZoë,Zürich\n".as_bytes();
+    for name in [
+        "/exports/table.csv",
+        "/data/T.CSV",
+        "/runpod-volume/a/b.csv",
+    ] {
+        assert_eq!(
+            detect_named(csv, MineruMajor::V4, Some(name)).unwrap(),
+            InputType::Csv,
+            "{name}"
+        );
+    }
+    assert_eq!(InputType::Csv.format(), InputFormat::Text);
+    for name in [
+        None,
+        Some("/exports/table.txt"),
+        Some("/csv"),
+        Some("/tablé"),
+    ] {
+        assert!(
+            detect_named(csv, MineruMajor::V4, name).is_err(),
+            "{name:?}"
+        );
+    }
+    // Binary or mis-encoded bytes behind a .csv name are still unknown.
+    for bytes in [&b"a,b\n\0\x01"[..], b"a,\xff\xfe,b\n", b""] {
+        assert!(
+            detect_named(bytes, MineruMajor::V4, Some("/x.csv")).is_err(),
+            "{bytes:?}"
+        );
+    }
+    // A multi-byte character cut by the end of the sniffed window does not matter.
+    let mut long = "é".repeat(5000).into_bytes();
+    long.insert(0, b'x');
+    assert_eq!(
+        detect_named(&long, MineruMajor::V4, Some("/x.csv")).unwrap(),
+        InputType::Csv
+    );
+}
+
+#[test]
+fn text_formats_only_under_mineru_4() {
+    for (bytes, name) in [
+        (&b"<html><body>x</body></html>"[..], None),
+        (b"{\\rtf1 x}", None),
+        (b"a,b\n", Some("/t.csv")),
+    ] {
+        assert!(matches!(
+            detect_named(bytes, MineruMajor::V3, name),
+            Err(FormatError::Unsupported)
+        ));
+    }
 }

@@ -63,8 +63,12 @@ fn defaults_fill_every_field() {
     assert_eq!(req.archive_format, ArchiveFormat::TarGz);
     assert_eq!((req.tier, req.ocr_mode), (None, None));
     assert_eq!(req.pages_requested(), -1);
-    assert_eq!(req.tier_choice(), TierChoice::WorkerDefault);
-    assert_eq!(req.page_range_v4(), None);
+    // The caller relied on the default backend: the worker's default tier applies.
+    assert_eq!(
+        (req.tier_or(Tier::Flash), req.tier_or(Tier::Basic)),
+        (Tier::Flash, Tier::Basic)
+    );
+    assert_eq!(req.pages().page_range(), None);
 }
 
 #[test]
@@ -290,11 +294,11 @@ fn steps9_and_10_backend_and_effort() {
         &ctx(),
     )
     .unwrap();
-    assert_eq!(req.tier_choice(), TierChoice::FromBackend(Tier::Advanced));
+    assert_eq!(req.tier_or(Tier::Flash), Tier::Advanced);
     let req = parse_request(&with(json!({"backend": "pipeline"})), &ctx()).unwrap();
-    assert_eq!(req.tier_choice(), TierChoice::FromBackend(Tier::Basic));
+    assert_eq!(req.tier_or(Tier::Flash), Tier::Basic);
     let req = parse_request(&with(json!({"backend": "vlm-auto-engine"})), &ctx()).unwrap();
-    assert_eq!(req.tier_choice(), TierChoice::FromBackend(Tier::Standard));
+    assert_eq!(req.tier_or(Tier::Flash), Tier::Standard);
 }
 
 #[test]
@@ -312,13 +316,13 @@ fn steps11_and_12_pages() {
         (
             req.end_page,
             req.pages_requested(),
-            req.page_range_v4().as_deref()
+            req.pages().page_range().as_deref()
         ),
         (None, -1, Some("5-r1"))
     );
     let req = parse_request(&with(json!({"start_page": 0, "end_page": 4})), &ctx()).unwrap();
     assert_eq!(
-        (req.pages_requested(), req.page_range_v4().as_deref()),
+        (req.pages_requested(), req.pages().page_range().as_deref()),
         (5, Some("1-5"))
     );
 
@@ -445,8 +449,8 @@ fn steps17_to_21_tiers_and_remote_vlm() {
     )
     .unwrap();
     assert_eq!(
-        (req.tier_choice(), req.ocr_mode),
-        (TierChoice::Explicit(Tier::Flash), Some(OcrMode::Txt))
+        (req.tier_or(Tier::Standard), req.ocr_mode),
+        (Tier::Flash, Some(OcrMode::Txt))
     );
 
     let remote = ValidationContext {

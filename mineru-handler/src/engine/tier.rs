@@ -115,9 +115,7 @@ impl Backend {
     pub fn tier(self, effort: Option<Effort>) -> Tier {
         match (self, effort) {
             (Backend::Pipeline, _) => Tier::Basic,
-            (Backend::HybridAutoEngine | Backend::HybridHttpClient, Some(Effort::High)) => {
-                Tier::Advanced
-            }
+            (backend, Some(Effort::High)) if backend.is_hybrid() => Tier::Advanced,
             _ => Tier::Standard,
         }
     }
@@ -125,6 +123,11 @@ impl Backend {
     /// Whether the backend talks to a remote VLM server (`server_url`).
     pub fn is_http_client(self) -> bool {
         matches!(self, Backend::VlmHttpClient | Backend::HybridHttpClient)
+    }
+
+    /// `hybrid-*`: the backends that accept `effort`.
+    pub fn is_hybrid(self) -> bool {
+        matches!(self, Backend::HybridAutoEngine | Backend::HybridHttpClient)
     }
 }
 

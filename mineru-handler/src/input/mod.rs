@@ -10,7 +10,10 @@ mod python;
 
 use serde_json::{Map, Value};
 
+pub use crate::engine::{Backend, Effort, OcrMode, Tier};
+use crate::engine::{PageSelection, resolve_tier};
 use crate::fetch::{UrlShapeError, check_url_shape};
+pub use crate::package::{ArchiveFormat, Format as OutputFormat};
 use crate::redact::redact_url_text;
 pub use python::{PyInt, py_repr};
 use python::{is_alnum, py_repr_list, py_type_name};
@@ -94,70 +97,6 @@ macro_rules! string_enum {
 }
 
 string_enum!(
-    /// The legacy MinerU 3.x backend names.
-    Backend {
-        /// `pipeline`
-        Pipeline = "pipeline",
-        /// `vlm-auto-engine` (the default)
-        VlmAutoEngine = "vlm-auto-engine",
-        /// `vlm-http-client`
-        VlmHttpClient = "vlm-http-client",
-        /// `hybrid-auto-engine`
-        HybridAutoEngine = "hybrid-auto-engine",
-        /// `hybrid-http-client`
-        HybridHttpClient = "hybrid-http-client",
-    }
-);
-
-impl Backend {
-    /// `*-http-client`: the VLM runs on an external server.
-    pub fn is_http_client(self) -> bool {
-        matches!(self, Backend::VlmHttpClient | Backend::HybridHttpClient)
-    }
-
-    /// `hybrid-*`: accepts `effort`.
-    pub fn is_hybrid(self) -> bool {
-        matches!(self, Backend::HybridAutoEngine | Backend::HybridHttpClient)
-    }
-}
-
-string_enum!(
-    /// `effort` for hybrid backends.
-    Effort {
-        /// `medium`
-        Medium = "medium",
-        /// `high`
-        High = "high",
-    }
-);
-
-string_enum!(
-    /// MinerU 4.x quality tiers.
-    Tier {
-        /// `flash`: native extraction, no models.
-        Flash = "flash",
-        /// `basic`: classic layout/OCR models.
-        Basic = "basic",
-        /// `standard`: plus the VLM.
-        Standard = "standard",
-        /// `advanced`: the VLM at the highest effort.
-        Advanced = "advanced",
-    }
-);
-
-string_enum!(
-    /// MinerU 4.x OCR mode.
-    OcrMode {
-        /// `auto`: MinerU decides per page.
-        Auto = "auto",
-        /// `txt`: text layer only.
-        Txt = "txt",
-        /// `ocr`: force OCR.
-        Ocr = "ocr",
-    }
-);
-
-string_enum!(
     /// How results travel back.
     Transport {
         /// `tarball_b64` (the default).
@@ -168,41 +107,6 @@ string_enum!(
         S3 = "s3",
     }
 );
-
-string_enum!(
-    /// Archive container for `tarball_b64` and `s3`.
-    ArchiveFormat {
-        /// `tar.gz` (the default).
-        TarGz = "tar.gz",
-        /// `zip`.
-        Zip = "zip",
-    }
-);
-
-string_enum!(
-    /// An `inline` output format.
-    OutputFormat {
-        /// `markdown`.
-        Markdown = "markdown",
-        /// `content_list`.
-        ContentList = "content_list",
-        /// `middle`.
-        Middle = "middle",
-        /// `images`.
-        Images = "images",
-    }
-);
-
-/// How the 4.x tier is chosen (job contract §16.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TierChoice {
-    /// The caller sent `tier`.
-    Explicit(Tier),
-    /// Mapped from an explicitly sent `backend`/`effort`.
-    FromBackend(Tier),
-    /// The caller relied on the default backend: use the worker's default tier.
-    WorkerDefault,
-}
 
 /// A validated job input.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,36 +151,31 @@ impl ParseRequest {
         self.end_page.map_or(-1, |e| e - self.start_page + 1)
     }
 
-    /// The 4.x `page_range` (1-based text) for a PDF, `None` for the whole document.
+    /// The requested pages in MinerU 4's numbering.
     ///
     /// ```
     /// # use mineru_handler::input::*;
     /// # let ctx = ValidationContext { mineru_major: MineruMajor::V4, mineru_version: "4.0.12".into(),
     /// #     max_pages_per_job: 0, vlm_server_url: None, s3: S3Readiness::Configured };
     /// let req = parse_request(&serde_json::json!({"file_b64": "JVBERg==", "start_page": 2}), &ctx).unwrap();
-    /// assert_eq!(req.page_range_v4().as_deref(), Some("3-r1"));
+    /// assert_eq!(req.pages().page_range().as_deref(), Some("3-r1"));
     /// ```
-    pub fn page_range_v4(&self) -> Option<String> {
-        match (self.start_page, self.end_page) {
-            (0, None) => None,
-            (s, None) => Some(format!("{}-r1", s + 1)),
-            (s, Some(e)) => Some(format!("{}-{}", s + 1, e + 1)),
-        }
+    pub fn pages(&self) -> PageSelection {
+        PageSelection::from_zero_based(
+            u64::try_from(self.start_page).unwrap_or(0),
+            self.end_page.unwrap_or(-1),
+        )
     }
 
-    /// The tier rule of job contract §16.2.
-    pub fn tier_choice(&self) -> TierChoice {
-        if let Some(tier) = self.tier {
-            return TierChoice::Explicit(tier);
-        }
-        if !self.backend_explicit && self.effort.is_none() {
-            return TierChoice::WorkerDefault;
-        }
-        TierChoice::FromBackend(match (self.backend, self.effort) {
-            (Backend::Pipeline, _) => Tier::Basic,
-            (b, Some(Effort::High)) if b.is_hybrid() => Tier::Advanced,
-            _ => Tier::Standard,
-        })
+    /// The tier to send (job contract §16.2): `tier`, else the explicitly sent
+    /// `backend`/`effort` mapped, else `default_tier` (the worker's).
+    pub fn tier_or(&self, default_tier: Tier) -> Tier {
+        resolve_tier(
+            self.tier,
+            self.backend_explicit.then_some(self.backend),
+            self.effort,
+            default_tier,
+        )
     }
 }
 
@@ -595,7 +494,10 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     let transport = Transport::parse(transport_text)
         .ok_or_else(|| InputError::Transport(transport_text.to_owned()))?;
     let archive_text = str_or_default(input, "archive_format", "tar.gz");
-    let archive_format = ArchiveFormat::parse(archive_text)
+    let archive_format = ArchiveFormat::ALL
+        .iter()
+        .copied()
+        .find(|f| f.as_str() == archive_text)
         .ok_or_else(|| InputError::ArchiveFormat(archive_text.to_owned()))?;
 
     // Step 8.
@@ -603,12 +505,17 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
 
     // Steps 9–10.
     let backend_text = str_or_default(input, "backend", "vlm-auto-engine");
-    let backend =
-        Backend::parse(backend_text).ok_or_else(|| InputError::Backend(backend_text.to_owned()))?;
+    let backend = backend_text
+        .parse::<Backend>()
+        .ok()
+        .ok_or_else(|| InputError::Backend(backend_text.to_owned()))?;
     let effort = match str_field(input, "effort") {
         None => None,
         Some(text) => {
-            let effort = Effort::parse(text).ok_or_else(|| InputError::Effort(text.to_owned()))?;
+            let effort = text
+                .parse::<Effort>()
+                .ok()
+                .ok_or_else(|| InputError::Effort(text.to_owned()))?;
             if !backend.is_hybrid() {
                 return Err(InputError::EffortWithoutHybrid(backend));
             }
@@ -669,11 +576,19 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     // Steps 17–21.
     let tier = match str_field(input, "tier") {
         None => None,
-        Some(t) => Some(Tier::parse(t).ok_or_else(|| InputError::Tier(t.to_owned()))?),
+        Some(t) => Some(
+            t.parse::<Tier>()
+                .ok()
+                .ok_or_else(|| InputError::Tier(t.to_owned()))?,
+        ),
     };
     let ocr_mode = match str_field(input, "ocr_mode") {
         None => None,
-        Some(m) => Some(OcrMode::parse(m).ok_or_else(|| InputError::OcrMode(m.to_owned()))?),
+        Some(m) => Some(
+            m.parse::<OcrMode>()
+                .ok()
+                .ok_or_else(|| InputError::OcrMode(m.to_owned()))?,
+        ),
     };
     if ctx.mineru_major == MineruMajor::V3 && (tier.is_some() || ocr_mode.is_some()) {
         return Err(InputError::TierNeedsV4(ctx.mineru_version.clone()));
@@ -722,12 +637,7 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
 
 fn parse_formats(value: Option<&Value>) -> Result<Vec<OutputFormat>, InputError> {
     let Some(value) = value else {
-        return Ok(vec![
-            OutputFormat::Markdown,
-            OutputFormat::ContentList,
-            OutputFormat::Middle,
-            OutputFormat::Images,
-        ]);
+        return Ok(OutputFormat::ALL.to_vec());
     };
     let Value::Array(items) = value else {
         return Err(InputError::FormatsNotAList(py_type_name(value)));
@@ -740,7 +650,10 @@ fn parse_formats(value: Option<&Value>) -> Result<Vec<OutputFormat>, InputError>
         let Value::String(text) = item else {
             return Err(InputError::FormatsEntryNotAString(py_type_name(item)));
         };
-        let format = OutputFormat::parse(text)
+        let format = OutputFormat::ALL
+            .iter()
+            .copied()
+            .find(|f| f.key() == text)
             .ok_or_else(|| InputError::FormatsUnknownEntry(text.clone()))?;
         if !formats.contains(&format) {
             formats.push(format);

@@ -34,6 +34,9 @@ pub enum ArchiveFormat {
 }
 
 impl ArchiveFormat {
+    /// Every container.
+    pub const ALL: &'static [ArchiveFormat] = &[ArchiveFormat::TarGz, ArchiveFormat::Zip];
+
     /// The input spelling and file extension: `tar.gz` or `zip`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -360,9 +363,10 @@ impl Serialize for ResultEntry {
 }
 
 /// `debug.gpu` (job contract §9.5).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub enum GpuInfo {
     /// `{"available": false}`
+    #[default]
     Unavailable,
     /// `{"available": true, "name", "compute_capability", "total_memory_gb"}`
     Available {
@@ -415,8 +419,15 @@ pub struct PhaseTimings {
     pub package: Option<u64>,
 }
 
+impl PhaseTimings {
+    /// Whole milliseconds of `d`, truncated.
+    pub fn ms(d: std::time::Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
 /// The `debug` block (job contract §9.5). Success-only fields are `None` on failures.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct DebugInfo {
     /// GPU properties, read once at boot.
     pub gpu: GpuInfo,

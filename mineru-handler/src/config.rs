@@ -1,0 +1,202 @@
+//! The worker's configuration, read once at boot from the environment (job contract §15):
+//! the engine's and the fetcher's settings plus the service's own.
+
+use crate::engine::{self, EngineConfig};
+use crate::fetch::FetchConfig;
+use crate::input::S3Readiness;
+use crate::package::DEFAULT_MAX_RESPONSE_BYTES;
+use crate::response::Secrets;
+
+/// Everything the worker reads from the environment.
+///
+/// ```
+/// use mineru_handler::config::WorkerConfig;
+/// let config = WorkerConfig::from_lookup(|name| match name {
+///     "REFRESH_WORKER_AFTER_JOBS" => Some("100".to_owned()),
+///     "MINERU_DISABLE_PROBE" => Some("off".to_owned()),
+///     _ => None,
+/// })
+/// .unwrap();
+/// assert_eq!(config.service.refresh_after_jobs, 100);
+/// assert!(config.service.probe_allowed);
+/// assert_eq!(config.service.max_response_bytes, 19_000_000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The supervised `mineru-api` engine.
+    pub engine: EngineConfig,
+    /// Fetching the input document.
+    pub fetch: FetchConfig,
+    /// The service's own settings.
+    pub service: ServiceConfig,
+}
+
+/// The job service's settings (job contract §5, §12, §13, §15).
+#[derive(Debug, Clone)]
+pub struct ServiceConfig {
+    /// `MINERU_MAX_RESPONSE_BYTES` (19,000,000).
+    pub max_response_bytes: u64,
+    /// `REFRESH_WORKER_AFTER_JOBS` (0 = off).
+    pub refresh_after_jobs: u64,
+    /// `REFRESH_WORKER_AFTER_PAGES` (0 = off).
+    pub refresh_after_pages: u64,
+    /// `MINERU_MAX_PAGES_PER_JOB` (0 = off).
+    pub max_pages_per_job: u64,
+    /// `MINERU_DISABLE_PROBE` parsed fail-closed: only unset, blank, `0`, `false`, `no`, `off`
+    /// allow the probe.
+    pub probe_allowed: bool,
+    /// Which required `BUCKET_*` variables are missing.
+    pub s3: S3Readiness,
+    /// Secret values scrubbed from every error text.
+    pub secrets: Secrets,
+}
+
+/// A configuration variable the worker cannot use.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ConfigError(#[from] engine::ConfigError);
+
+/// The required S3 variables, in the contract's order (§11).
+const S3_REQUIRED: [&str; 4] = [
+    "BUCKET_ENDPOINT_URL",
+    "BUCKET_NAME",
+    "BUCKET_ACCESS_KEY_ID",
+    "BUCKET_SECRET_ACCESS_KEY",
+];
+
+impl WorkerConfig {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let mut service = ServiceConfig::from_lookup(|name| std::env::var(name).ok());
+        // Every secret of the environment, including the `OTEL_*HEADERS` values.
+        service.secrets = Secrets::from_env();
+        Ok(WorkerConfig {
+            engine: EngineConfig::from_env()?,
+            fetch: FetchConfig::from_env(),
+            service,
+        })
+    }
+
+    /// Reads the configuration through `lookup` (tests; production uses
+    /// [`WorkerConfig::from_env`]).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        Ok(WorkerConfig {
+            engine: EngineConfig::from_lookup(&lookup)?,
+            fetch: FetchConfig::from_lookup(&lookup),
+            service: ServiceConfig::from_lookup(&lookup),
+        })
+    }
+}
+
+impl ServiceConfig {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
+        // Negative or unparseable counts mean "off" (§13, §15).
+        let count = |name: &str| {
+            get(name).map_or(0, |v| {
+                v.parse::<i64>()
+                    .map_or(0, |n| u64::try_from(n).unwrap_or(0))
+            })
+        };
+        let probe_allowed = get("MINERU_DISABLE_PROBE").is_none_or(|v| {
+            matches!(
+                v.to_ascii_lowercase().as_str(),
+                "0" | "false" | "no" | "off"
+            )
+        });
+        let missing: Vec<String> = S3_REQUIRED
+            .iter()
+            .filter(|name| get(name).is_none())
+            .map(|name| (*name).to_owned())
+            .collect();
+        let secrets = Secrets::from_vars(
+            S3_REQUIRED
+                .iter()
+                .chain(&["HF_TOKEN", "RUNPOD_AI_API_KEY"])
+                .filter_map(|name| lookup(name).map(|v| ((*name).to_owned(), v))),
+        );
+        ServiceConfig {
+            max_response_bytes: get("MINERU_MAX_RESPONSE_BYTES")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
+            refresh_after_jobs: count("REFRESH_WORKER_AFTER_JOBS"),
+            refresh_after_pages: count("REFRESH_WORKER_AFTER_PAGES"),
+            max_pages_per_job: count("MINERU_MAX_PAGES_PER_JOB"),
+            probe_allowed,
+            s3: if missing.is_empty() {
+                S3Readiness::Configured
+            } else {
+                S3Readiness::Missing(missing)
+            },
+            secrets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(vars: &[(&str, &str)]) -> ServiceConfig {
+        WorkerConfig::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        })
+        .unwrap_or_else(|e| panic!("{e}"))
+        .service
+    }
+
+    #[test]
+    fn probe_parsing_fails_closed() {
+        for allowed in ["", " ", "0", "false", "NO", " off "] {
+            assert!(
+                config(&[("MINERU_DISABLE_PROBE", allowed)]).probe_allowed,
+                "{allowed:?}"
+            );
+        }
+        for denied in ["1", "true", "yes", "of", "disabled"] {
+            assert!(
+                !config(&[("MINERU_DISABLE_PROBE", denied)]).probe_allowed,
+                "{denied:?}"
+            );
+        }
+        assert!(config(&[]).probe_allowed);
+    }
+
+    #[test]
+    fn counts_are_off_when_negative_or_unparseable() {
+        let c = config(&[
+            ("REFRESH_WORKER_AFTER_JOBS", "-3"),
+            ("REFRESH_WORKER_AFTER_PAGES", "lots"),
+            ("MINERU_MAX_PAGES_PER_JOB", "40"),
+        ]);
+        assert_eq!(
+            (
+                c.refresh_after_jobs,
+                c.refresh_after_pages,
+                c.max_pages_per_job
+            ),
+            (0, 0, 40)
+        );
+    }
+
+    #[test]
+    fn missing_s3_variables_are_listed_in_contract_order() {
+        let c = config(&[
+            ("BUCKET_ENDPOINT_URL", "https://s3"),
+            ("BUCKET_ACCESS_KEY_ID", "k"),
+        ]);
+        assert_eq!(
+            c.s3,
+            S3Readiness::Missing(vec![
+                "BUCKET_NAME".to_owned(),
+                "BUCKET_SECRET_ACCESS_KEY".to_owned()
+            ])
+        );
+    }
+}

@@ -1,0 +1,51 @@
+//! `mineru-handler`: the MinerU RunPod worker. Worker mode against RunPod, or locally with
+//! `--test_input '{"input": {...}}'` and `--rp_serve_api` (see the README).
+
+use std::process::ExitCode;
+
+use mineru_handler::config::WorkerConfig;
+use mineru_handler::service::MineruService;
+use runpod_handler::{Concurrency, Runtime};
+use runpod_otel_layer::{OpenTelemetrySpanExt as _, Telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let telemetry = runpod_otel_layer::init(
+        Telemetry::from_env()
+            .service_name("mineru-runpod")
+            .service_version(env!("CARGO_PKG_VERSION"))
+            .logger_name("mineru-worker")
+            .job_span_name("mineru.job")
+            .metric_prefix("mineru"),
+    );
+    let result = serve(&telemetry).await;
+    telemetry.shutdown(telemetry.shutdown_timeout()).await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("mineru-handler: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(telemetry: &Telemetry) -> Result<(), String> {
+    let config = WorkerConfig::from_env().map_err(|e| e.to_string())?;
+    let concurrency = config.engine.max_concurrency;
+    let service = MineruService::new(config).map_err(|e| e.to_string())?;
+    let warm = service.clone();
+    let runtime = Runtime::from_env()
+        .map_err(|e| e.to_string())?
+        .concurrency(Concurrency::fixed(
+            usize::try_from(concurrency).unwrap_or(1),
+        ))
+        .layer(telemetry.job_layer().on_start(|job, span| {
+            span.set_attribute("runpod.job_id", job.job_id.to_owned());
+        }))
+        .on_start(move || async move {
+            warm.warmup().await;
+        });
+    let result = runtime.run(service.clone()).await;
+    service.shutdown().await;
+    result.map_err(|e| e.to_string())
+}

@@ -1,0 +1,669 @@
+//! [`MineruService`]: the job handler. It runs one job through the contract's order (job
+//! contract §1): probe gate, validation, fetch, format detection, parse, packaging and the
+//! response size check, answering every failure with the contract's failure shape (§9.4).
+//!
+//! Each phase runs in its own span under the runtime's job span (`mineru.fetch_input`,
+//! `mineru.parse`, `mineru.package`; telemetry specification §5.2), and the warm-up in
+//! `mineru.warmup`.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Instant, SystemTime};
+
+use runpod_handler::Job;
+use serde::Serialize;
+use serde_json::{Value, json};
+use tracing::Instrument as _;
+use tracing::field::Empty;
+
+use crate::config::{ServiceConfig, WorkerConfig};
+use crate::engine::{self, Engine, EngineError, Tier, WarmupReport};
+use crate::fetch::{FetchError, Fetcher};
+use crate::format::{FormatError, InputType, detect_file};
+use crate::host::HostInfo;
+use crate::input::{
+    InputError, InputSource, MineruMajor, ParseRequest, Transport, ValidationContext, is_probe,
+    parse_request,
+};
+use crate::package::{
+    self, DebugInfo, PackageError, PackageRequest, PhaseTimings, ResultEntry, check_response_size,
+};
+use crate::response::{Failure, FailureResponse};
+
+/// The MinerU job handler as a [`tower::Service`]. Cheap to clone: clones share the engine,
+/// the fetcher and the refresh counters.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+/// use mineru_handler::{config::WorkerConfig, service::MineruService};
+/// let service = MineruService::new(WorkerConfig::from_env()?)?;
+/// let warm = service.clone();
+/// runpod_handler::Runtime::from_env()?
+///     .on_start(move || async move { warm.warmup().await; })
+///     .run(service)
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct MineruService {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for MineruService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MineruService")
+            .field("engine", &self.shared.engine)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Shared {
+    engine: Engine,
+    fetcher: Fetcher,
+    config: ServiceConfig,
+    host: HostInfo,
+    /// `MINERU_SERVER_TIER`: the default tier's fallback before the engine has announced its
+    /// tiers.
+    server_tier: Tier,
+    /// `MINERU_WARMUP_TIER`, else the warm-up backend's tier (span attributes).
+    warmup_tier: Tier,
+    warmup_backend: engine::Backend,
+    vlm_server_url: Option<String>,
+    jobs_done: AtomicU64,
+    pages_done: AtomicU64,
+}
+
+/// Why the service could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The engine's scratch area could not be created.
+    #[error("cannot prepare the MinerU engine: {0}")]
+    Engine(#[from] EngineError),
+    /// The HTTP client for `file_url` could not be built.
+    #[error("cannot build the input fetcher: {0}")]
+    Fetch(#[from] FetchError),
+}
+
+impl MineruService {
+    /// Prepares the engine (not started yet) and the fetcher.
+    pub fn new(config: WorkerConfig) -> Result<Self, ServiceError> {
+        let WorkerConfig {
+            engine: engine_config,
+            mut fetch,
+            service,
+        } = config;
+        let server_tier = engine_config.server_tier;
+        let warmup_backend = engine_config.warmup_backend;
+        let warmup_tier = engine_config
+            .warmup_tier
+            .unwrap_or_else(|| warmup_backend.tier(None));
+        let vlm_server_url = engine_config.vlm_server_url.clone();
+        let engine = Engine::new(engine_config)?;
+        // Other jobs' staged inputs and results must never be readable through volume_path.
+        fetch.scratch_dirs.push(engine.scratch_dir().to_path_buf());
+        let fetcher = Fetcher::new(fetch)?;
+        Ok(MineruService {
+            shared: Arc::new(Shared {
+                engine,
+                fetcher,
+                config: service,
+                host: HostInfo::detect(),
+                server_tier,
+                warmup_tier,
+                warmup_backend,
+                vlm_server_url,
+                jobs_done: AtomicU64::new(0),
+                pages_done: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    /// Starts the engine and runs the warm-up parse once, in the `mineru.warmup` span. Never
+    /// fails: a failed warm-up is logged, the worker serves, and jobs get a clear engine error
+    /// while the engine keeps being restarted.
+    pub async fn warmup(&self) -> WarmupReport {
+        let s = &self.shared;
+        let span = tracing::info_span!(
+            "mineru.warmup",
+            mineru.backend = s.warmup_backend.as_str(),
+            mineru.lang = "en",
+            mineru.tier = s.warmup_tier.as_str(),
+            mineru.warmup.trigger = "boot",
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        let report = s.engine.warmup().instrument(span.clone()).await;
+        if let engine::WarmupOutcome::Failed(reason) = &report.outcome {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_message", reason.as_str());
+        }
+        report
+    }
+
+    /// The engine (state, version, tiers).
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Stops the engine's child process group; call after the runtime has drained its jobs.
+    pub async fn shutdown(&self) {
+        self.shared.engine.shutdown().await;
+    }
+}
+
+impl tower::Service<Job<Value>> for MineruService {
+    type Response = Value;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Value, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, job: Job<Value>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        Box::pin(async move { Ok(shared.handle(job).await) })
+    }
+}
+
+/// A job failure before it becomes the response: the contract's error type, message, cause
+/// chain, and whether the worker must be recycled.
+#[derive(Debug)]
+struct JobFailure {
+    error_type: &'static str,
+    message: String,
+    traceback: String,
+    refresh_worker: bool,
+}
+
+impl JobFailure {
+    fn new(error_type: &'static str, error: &dyn std::error::Error) -> Self {
+        let mut traceback = format!("{error_type}: {error}");
+        let mut source = error.source();
+        while let Some(cause) = source {
+            traceback.push_str("\nCaused by: ");
+            traceback.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        JobFailure {
+            error_type,
+            message: error.to_string(),
+            traceback,
+            refresh_worker: false,
+        }
+    }
+
+    /// Records the failure on a phase span: ERROR status and one `exception` event.
+    fn record_on(&self, span: &tracing::Span, config: &ServiceConfig) {
+        let message =
+            crate::response::compact(&self.message, crate::response::ERROR_LIMIT, &config.secrets);
+        span.record("otel.status_code", "ERROR");
+        span.record("otel.status_message", message.as_str());
+        let stacktrace = crate::response::compact(
+            &self.traceback,
+            crate::response::TRACEBACK_LIMIT,
+            &config.secrets,
+        );
+        tracing::error!(
+            parent: span,
+            exception.r#type = self.error_type,
+            exception.message = %message,
+            exception.stacktrace = %stacktrace,
+            "exception"
+        );
+    }
+}
+
+impl From<InputError> for JobFailure {
+    fn from(e: InputError) -> Self {
+        JobFailure::new(e.error_type(), &e)
+    }
+}
+
+impl From<FetchError> for JobFailure {
+    fn from(e: FetchError) -> Self {
+        JobFailure::new(e.error_type(), &e)
+    }
+}
+
+impl From<FormatError> for JobFailure {
+    fn from(e: FormatError) -> Self {
+        JobFailure::new(e.error_type(), &e)
+    }
+}
+
+impl From<PackageError> for JobFailure {
+    fn from(e: PackageError) -> Self {
+        JobFailure::new(e.error_type(), &e)
+    }
+}
+
+impl From<EngineError> for JobFailure {
+    fn from(e: EngineError) -> Self {
+        // MinerU not recognising the staged file is the contract's format-detection failure.
+        if matches!(e, EngineError::UnsupportedFileType { .. }) {
+            let mut failure = JobFailure::from(FormatError::Unsupported);
+            failure.traceback.push_str(&format!("\nCaused by: {e}"));
+            return failure;
+        }
+        let mut failure = JobFailure::new(e.error_type(), &e);
+        failure.refresh_worker = e.refresh_worker();
+        failure
+    }
+}
+
+impl From<std::io::Error> for JobFailure {
+    fn from(e: std::io::Error) -> Self {
+        JobFailure::new("OSError", &e)
+    }
+}
+
+/// The success response (job contract §9.1), keys in order.
+#[derive(Serialize)]
+struct SuccessResponse {
+    ok: bool,
+    elapsed_seconds: f64,
+    mineru_version: String,
+    results: [ResultEntry; 1],
+    debug: DebugInfo,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    refresh_worker: bool,
+}
+
+fn seconds(since: Instant) -> f64 {
+    (since.elapsed().as_secs_f64() * 100.0).round() / 100.0
+}
+
+/// What a job has produced so far, for the failure response.
+struct JobState {
+    started: Instant,
+    debug: DebugInfo,
+}
+
+impl Shared {
+    fn mineru_version(&self) -> String {
+        match self.engine.version() {
+            Some(v) => v,
+            None => format!(
+                "unavailable: {}",
+                self.engine
+                    .status()
+                    .reason
+                    .unwrap_or_else(|| "the engine has not started".into())
+            ),
+        }
+    }
+
+    fn base_debug(&self) -> DebugInfo {
+        DebugInfo {
+            gpu: self.host.gpu.clone(),
+            model_dir: self.host.model_dir.clone(),
+            ..DebugInfo::default()
+        }
+    }
+
+    async fn handle(self: Arc<Self>, job: Job<Value>) -> Value {
+        let mut state = JobState {
+            started: Instant::now(),
+            debug: self.base_debug(),
+        };
+        if is_probe(&job.input) {
+            return self.probe(&state);
+        }
+        match self.run(&job, &mut state).await {
+            Ok(value) => value,
+            Err(failure) => self.failure_response(&state, failure),
+        }
+    }
+
+    fn failure_response(&self, state: &JobState, failure: JobFailure) -> Value {
+        tracing::error!(
+            error_type = failure.error_type,
+            "job failed: {}",
+            crate::response::compact(
+                &failure.message,
+                crate::response::ERROR_LIMIT,
+                &self.config.secrets
+            )
+        );
+        let mut debug = self.base_debug();
+        debug.phase_ms = state.debug.phase_ms;
+        let mut response = FailureResponse::new(
+            Failure {
+                error_type: failure.error_type,
+                message: &failure.message,
+                traceback: &failure.traceback,
+            },
+            state.started.elapsed(),
+            self.mineru_version(),
+            debug,
+            &self.config.secrets,
+        );
+        if failure.refresh_worker {
+            tracing::warn!(
+                reason = "engine_failure",
+                "engine failure; signaling worker recycle"
+            );
+            response.refresh_worker = true;
+        }
+        to_value(&response)
+    }
+
+    fn probe(&self, state: &JobState) -> Value {
+        if !self.config.probe_allowed {
+            return self.failure_response(
+                state,
+                JobFailure {
+                    error_type: "ValueError",
+                    message: "probe is disabled on this endpoint (MINERU_DISABLE_PROBE)".into(),
+                    traceback: String::new(),
+                    refresh_worker: false,
+                },
+            );
+        }
+        json!({
+            "ok": true,
+            "elapsed_seconds": seconds(state.started),
+            "mineru_version": self.mineru_version(),
+            "mineru_available": self.engine.is_available(),
+            "probe": crate::probe::probe_object(),
+            "debug": {
+                "gpu": self.host.gpu,
+                "model_dir": self.host.model_dir,
+                "phase_ms": {},
+            },
+        })
+    }
+
+    fn validation_context(&self) -> ValidationContext {
+        let version = self.engine.version().unwrap_or_else(|| "4.x".into());
+        ValidationContext {
+            mineru_major: if version.starts_with("3.") {
+                MineruMajor::V3
+            } else {
+                MineruMajor::V4
+            },
+            mineru_version: version,
+            max_pages_per_job: self.config.max_pages_per_job,
+            vlm_server_url: self.vlm_server_url.clone(),
+            s3: self.config.s3.clone(),
+        }
+    }
+
+    /// Sends a progress update; best effort (§8).
+    fn progress(job: &Job<Value>, update: Value) {
+        if let Err(e) = job.context.progress(update) {
+            tracing::debug!("progress update not sent: {e}");
+        }
+    }
+
+    async fn run(&self, job: &Job<Value>, state: &mut JobState) -> Result<Value, JobFailure> {
+        let mtime = SystemTime::now();
+        let ctx = self.validation_context();
+        let request = parse_request(&job.input, &ctx)?;
+        let transport = match request.transport {
+            Transport::TarballB64 => package::Transport::TarballB64(request.archive_format),
+            Transport::Inline => package::Transport::Inline(request.formats.clone()),
+            Transport::S3 => {
+                return Err(JobFailure {
+                    error_type: "ValueError",
+                    message: "transport='s3' is not supported by this worker build yet; use transport='tarball_b64' or 'inline'".into(),
+                    traceback: String::new(),
+                    refresh_worker: false,
+                });
+            }
+        };
+
+        // fetch_input
+        Self::progress(job, json!({"phase": "fetching_input"}));
+        let job_dir = self.engine.new_job_dir()?;
+        let fetched_path = job_dir.path().join("input");
+        let span = tracing::info_span!(
+            "mineru.fetch_input",
+            phase = "fetch_input",
+            mineru.source = Empty,
+            mineru.bytes_in = Empty,
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        let phase_start = Instant::now();
+        let fetched = match self
+            .fetcher
+            .fetch(&request.source, &fetched_path)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(fetched) => fetched,
+            Err(e) => {
+                let failure = JobFailure::from(e);
+                failure.record_on(&span, &self.config);
+                return Err(failure);
+            }
+        };
+        span.record("mineru.source", fetched.kind.as_str());
+        span.record("mineru.bytes_in", fetched.bytes);
+        state.debug.phase_ms.fetch_input = Some(PhaseTimings::ms(phase_start.elapsed()));
+        drop(span);
+
+        // Format detection (inside the job span, no span of its own).
+        let input_type = detect(&fetched_path, ctx.mineru_major, &request.source).await?;
+        let staged =
+            job_dir
+                .path()
+                .join(format!("{}.{}", request.basename, input_type.extension()));
+        tokio::fs::rename(&fetched_path, &staged).await?;
+
+        // parse
+        let default_tier = self.engine.default_tier().unwrap_or(self.server_tier);
+        let tier = request.tier_or(default_tier);
+        let ocr_mode = request
+            .ocr_mode
+            .unwrap_or_else(|| self.engine.default_ocr_mode());
+        let input_format = input_type.format().as_str();
+        state.debug.backend = Some(request.backend.as_str().to_owned());
+        state.debug.input_format = Some(input_format.to_owned());
+        state.debug.input_type = Some(input_type.as_str().to_owned());
+        state.debug.ignored_inputs = ignored_inputs(&request, input_type);
+        Self::progress(
+            job,
+            json!({
+                "phase": "parsing",
+                "input_bytes": fetched.bytes,
+                "input_format": input_format,
+                "start_page": request.start_page,
+                "end_page": request.end_page,
+            }),
+        );
+        let span = tracing::info_span!(
+            "mineru.parse",
+            phase = "parse",
+            mineru.backend = request.backend.as_str(),
+            mineru.input_format = input_format,
+            mineru.start_page = request.start_page,
+            mineru.end_page = request.end_page.unwrap_or(-1),
+            mineru.tier = Empty,
+            mineru.ocr_mode = ocr_mode.as_str(),
+            mineru.input_type = input_type.as_str(),
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        let engine_request = engine::ParseRequest {
+            path: staged,
+            pages: request.pages(),
+            tier,
+            ocr_mode,
+            lang: request.lang.clone(),
+        };
+        let phase_start = Instant::now();
+        let parsed = self
+            .engine
+            .parse(&engine_request, job.context.cancellation())
+            .instrument(span.clone())
+            .await;
+        let output = match parsed {
+            Ok(output) => output,
+            Err(e) => {
+                let failure = JobFailure::from(e);
+                failure.record_on(&span, &self.config);
+                return Err(failure);
+            }
+        };
+        span.record("mineru.tier", output.tier.as_str());
+        state.debug.phase_ms.mineru_parse = Some(PhaseTimings::ms(phase_start.elapsed()));
+        state.debug.tier = Some(output.tier);
+        state.debug.ocr_mode = Some(output.ocr_mode);
+        drop(span);
+
+        // package (blocking file I/O off the async threads)
+        let span = tracing::info_span!(
+            "mineru.package",
+            phase = "package",
+            mineru.transport = request.transport.as_str(),
+            mineru.archive_format = Empty,
+            mineru.bytes_out = Empty,
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        if let package::Transport::TarballB64(format) = &transport {
+            span.record("mineru.archive_format", format.as_str());
+        }
+        let phase_start = Instant::now();
+        let transport_name = transport.name();
+        let packaged = {
+            let max_response_bytes = self.config.max_response_bytes;
+            let basename = request.basename.clone();
+            let blocking_span = span.clone();
+            tokio::task::spawn_blocking(move || {
+                let _entered = blocking_span.enter();
+                let result = package::package(&PackageRequest {
+                    result_zip: &output.result_zip,
+                    work_dir: output.dir(),
+                    basename: &basename,
+                    transport,
+                    mtime,
+                    max_response_bytes,
+                });
+                // The job directory (and MinerU's result zip) goes away here, off the
+                // async threads too.
+                drop(output);
+                result
+            })
+            .await
+        };
+        let packaged = match packaged {
+            Ok(Ok(packaged)) => packaged,
+            Ok(Err(e)) => {
+                let failure = JobFailure::from(e);
+                failure.record_on(&span, &self.config);
+                return Err(failure);
+            }
+            Err(join) => {
+                let failure = JobFailure::new("RuntimeError", &join);
+                failure.record_on(&span, &self.config);
+                return Err(failure);
+            }
+        };
+        state.debug.phase_ms.package = Some(PhaseTimings::ms(phase_start.elapsed()));
+
+        let mut response = SuccessResponse {
+            ok: true,
+            elapsed_seconds: seconds(state.started),
+            mineru_version: self.mineru_version(),
+            results: [ResultEntry {
+                basename: request.basename.clone(),
+                source: fetched.source_label.clone(),
+                pages_requested: request.pages_requested(),
+                fields: packaged.fields,
+                degraded: packaged.degraded,
+            }],
+            debug: state.debug.clone(),
+            refresh_worker: false,
+        };
+        let bytes =
+            match check_response_size(&response, self.config.max_response_bytes, transport_name) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    let failure = JobFailure::from(e);
+                    failure.record_on(&span, &self.config);
+                    return Err(failure);
+                }
+            };
+        span.record("mineru.bytes_out", bytes);
+        drop(span);
+        response.refresh_worker = self.count_success(&request);
+        Ok(to_value(&response))
+    }
+
+    /// Updates the refresh counters after a successful parse (§13); whether a threshold
+    /// tripped.
+    fn count_success(&self, request: &ParseRequest) -> bool {
+        let pages = u64::try_from(request.pages_requested()).unwrap_or(0);
+        let jobs = self.jobs_done.fetch_add(1, Ordering::Relaxed) + 1;
+        let pages_total = self.pages_done.fetch_add(pages, Ordering::Relaxed) + pages;
+        let c = &self.config;
+        let reason = if c.refresh_after_jobs > 0 && jobs >= c.refresh_after_jobs {
+            "jobs_threshold"
+        } else if c.refresh_after_pages > 0 && pages_total >= c.refresh_after_pages {
+            "pages_threshold"
+        } else {
+            return false;
+        };
+        tracing::warn!(
+            reason,
+            jobs_processed = jobs,
+            pages_processed_total = pages_total,
+            "refresh threshold crossed; signaling worker recycle"
+        );
+        true
+    }
+}
+
+/// Detects the staged document's type; the source's name helps only for CSV.
+async fn detect(
+    path: &Path,
+    major: MineruMajor,
+    source: &InputSource,
+) -> Result<InputType, JobFailure> {
+    let name = match source {
+        InputSource::Url(url) => url::Url::parse(url).ok().map(|u| u.path().to_owned()),
+        InputSource::Volume(path) => Some(path.clone()),
+        InputSource::Base64(_) => None,
+    };
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || detect_file(&path, major, name.as_deref()))
+        .await
+        .map_err(|join| JobFailure::new("RuntimeError", &join))?
+        .map_err(JobFailure::from)
+}
+
+/// Inputs with non-default values that MinerU 4 ignores (job contract §16.4, §16.6).
+fn ignored_inputs(request: &ParseRequest, input_type: InputType) -> Vec<String> {
+    let mut ignored = Vec::new();
+    let mut note = |field: &str, ignored_here: bool| {
+        if ignored_here {
+            ignored.push(field.to_owned());
+        }
+    };
+    note("lang", request.lang != "en");
+    note("effort", request.effort.is_some());
+    note("server_url", request.server_url.is_some());
+    note("formula_enable", !request.formula_enable);
+    note("table_enable", !request.table_enable);
+    let not_pdf = input_type != InputType::Pdf;
+    note("start_page", not_pdf && request.start_page != 0);
+    note("end_page", not_pdf && request.end_page.is_some());
+    ignored
+}
+
+fn to_value(response: &impl Serialize) -> Value {
+    // Both response types serialise to plain JSON objects; a failure here is a bug, reported
+    // as a failed job rather than a panic.
+    serde_json::to_value(response).unwrap_or_else(|e| {
+        json!({"error": format!("RuntimeError: cannot serialise the response: {e}"), "ok": false})
+    })
+}
