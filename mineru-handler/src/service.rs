@@ -74,6 +74,8 @@ struct Shared {
     warmup_tier: Tier,
     warmup_backend: engine::Backend,
     vlm_server_url: Option<String>,
+    /// `MINERU_MAX_CONCURRENCY` parses at a time.
+    parse_slots: Arc<tokio::sync::Semaphore>,
     jobs_done: AtomicU64,
     pages_done: AtomicU64,
 }
@@ -103,6 +105,9 @@ impl MineruService {
             .warmup_tier
             .unwrap_or_else(|| warmup_backend.tier(None));
         let vlm_server_url = engine_config.vlm_server_url.clone();
+        let parse_slots = Arc::new(tokio::sync::Semaphore::new(
+            usize::try_from(engine_config.max_concurrency).unwrap_or(1),
+        ));
         let engine = Engine::new(engine_config)?;
         // Other jobs' staged inputs and results must never be readable through volume_path.
         fetch.scratch_dirs.push(engine.scratch_dir().to_path_buf());
@@ -117,6 +122,7 @@ impl MineruService {
                 warmup_tier,
                 warmup_backend,
                 vlm_server_url,
+                parse_slots,
                 jobs_done: AtomicU64::new(0),
                 pages_done: AtomicU64::new(0),
             }),
@@ -500,15 +506,33 @@ impl Shared {
             lang: request.lang.clone(),
         };
         let phase_start = Instant::now();
-        let parsed = self
-            .engine
-            .parse(&engine_request, job.context.cancellation())
-            .instrument(span.clone())
-            .await;
+        // The runtime drops this future right after a job-stop fires the cancellation token,
+        // so the parse runs in its own task: it still sees the token, cancels MinerU's task
+        // and, for a running parse, kills and re-warms the engine.
+        // A slot is held until the parse, including a cancellation's engine restart, is over:
+        // the next job then waits for the replacement engine instead of starting on the one
+        // being killed.
+        let engine = self.engine.clone();
+        let cancel = job.context.cancellation().clone();
+        let slots = Arc::clone(&self.parse_slots);
+        let parsed = tokio::spawn(
+            async move {
+                // The semaphore is never closed.
+                let _slot = slots.acquire_owned().await.ok();
+                engine.parse(&engine_request, &cancel).await
+            }
+            .instrument(span.clone()),
+        )
+        .await;
         let output = match parsed {
-            Ok(output) => output,
-            Err(e) => {
+            Ok(Ok(output)) => output,
+            Ok(Err(e)) => {
                 let failure = JobFailure::from(e);
+                failure.record_on(&span, &self.config);
+                return Err(failure);
+            }
+            Err(join) => {
+                let failure = JobFailure::new("RuntimeError", &join);
                 failure.record_on(&span, &self.config);
                 return Err(failure);
             }

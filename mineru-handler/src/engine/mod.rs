@@ -486,6 +486,19 @@ impl Shared {
     }
 
     fn request_restart(&self, generation: u64, cause: RestartCause) {
+        // Leave Ready at once, so a job arriving before the supervisor acts waits for the
+        // replacement instead of starting on the generation about to be killed.
+        let description = cause.describe();
+        self.phase.send_if_modified(|phase| match phase {
+            Phase::Ready(live) if live.generation == generation => {
+                *phase = Phase::Restarting {
+                    cause: description,
+                    last_start_error: None,
+                };
+                true
+            }
+            _ => false,
+        });
         // The supervisor is gone only when the engine is stopping; nothing to restart then.
         let _ = self.restart_tx.send(RestartRequest { generation, cause });
     }
