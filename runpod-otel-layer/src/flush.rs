@@ -58,6 +58,15 @@ impl Flusher {
         &self.pipeline
     }
 
+    /// The flush after a job: skipped while a collector is failing (down, hung, 5xx), so that
+    /// jobs do not each wait out the exporter's retries; the batch processors keep exporting.
+    pub(crate) async fn flush_after_job(&self, bound: Duration) -> FlushOutcome {
+        if self.pipeline.generation.any_failing() {
+            return FlushOutcome::Skipped;
+        }
+        self.flush(bound).await
+    }
+
     /// Flushes all providers, waiting at most `bound`.
     pub(crate) async fn flush(&self, bound: Duration) -> FlushOutcome {
         if self.busy.swap(true, Ordering::AcqRel) {

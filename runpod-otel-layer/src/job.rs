@@ -286,7 +286,7 @@ where
                 otel.end();
             }
             if let Some(bound) = layer.flush_timeout {
-                telemetry.flush(bound).await;
+                telemetry.flush_after_job(bound).await;
             }
             Ok(completion)
         })

@@ -213,6 +213,14 @@ impl Telemetry {
         }
     }
 
+    /// The job layer's flush: skipped while a collector is failing.
+    pub(crate) async fn flush_after_job(&self, bound: Duration) -> FlushOutcome {
+        match &self.inner.flusher {
+            Some(flusher) => flusher.flush_after_job(bound).await,
+            None => FlushOutcome::Skipped,
+        }
+    }
+
     /// Final flush and shutdown, bounded by `bound` (use [`Telemetry::shutdown_timeout`] for
     /// `RUNPOD_OTEL_SHUTDOWN_TIMEOUT_MS`). Call once, after the runtime has drained its jobs.
     pub async fn shutdown(&self, bound: Duration) -> FlushOutcome {

@@ -23,10 +23,12 @@ pub(crate) const EXPORT_TARGET: &str = "runpod_otel_layer::export";
 /// At most one warning per signal and error kind per this period.
 const REPORT_PERIOD: Duration = Duration::from_secs(60);
 
-/// Shared by the three clients: a restore marks them all stale.
+/// State shared by the three clients: a restore marks them all stale, and each records
+/// whether its collector is currently failing.
 #[derive(Debug, Default)]
 pub(crate) struct ClientGeneration {
     stale: [AtomicBool; 3],
+    failing: [AtomicBool; 3],
 }
 
 impl ClientGeneration {
@@ -35,6 +37,14 @@ impl ClientGeneration {
         for flag in &self.stale {
             flag.store(true, Ordering::Release);
         }
+    }
+
+    /// Whether the last export of any signal failed for want of a healthy collector (down,
+    /// hung, 5xx). The per-job flush is skipped then: waiting for retries against a dead
+    /// collector would delay every job, while the batch processors keep trying on their own
+    /// schedule and the first success clears the flag.
+    pub(crate) fn any_failing(&self) -> bool {
+        self.failing.iter().any(|f| f.load(Ordering::Acquire))
     }
 }
 
@@ -105,6 +115,8 @@ impl ExportClient {
         });
         match result {
             Ok((status, headers, body)) => {
+                let unhealthy = status.is_server_error() || status.as_u16() == 429;
+                self.generation.failing[self.slot()].store(unhealthy, Ordering::Release);
                 if !status.is_success() {
                     self.report(FailureKind::Status(status.as_u16()));
                 }
@@ -120,6 +132,7 @@ impl ExportClient {
                 } else {
                     FailureKind::Other
                 };
+                self.generation.failing[self.slot()].store(true, Ordering::Release);
                 self.report(kind);
                 // The SDK only needs to know that it failed; our own line said why.
                 Err(format!("{} export failed", self.signal.as_str()).into())
