@@ -26,7 +26,7 @@ ARG MINERU_TIER=standard
 ENV DEBIAN_FRONTEND=noninteractive PIP_NO_CACHE_DIR=1 PYTHONUNBUFFERED=1
 # ca-certificates: TLS to OTLP and S3 endpoints; libgl1/libglib2.0-0: MinerU's image stack.
 RUN apt-get update \
- && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates libgl1 libglib2.0-0 setpriv \
+ && apt-get install -y --no-install-recommends python3 python3-venv ca-certificates libgl1 libglib2.0-0 \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/mineru \
  && /opt/mineru/bin/pip install "mineru[full]==4.0.12"
