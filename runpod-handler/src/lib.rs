@@ -52,7 +52,7 @@ pub use error::{BoxError, Error, JobError};
 pub use job::{Job, JobContext, ProgressError};
 pub use output::{IntoJobOutput, JobOutput, Output, Streaming};
 pub use runtime::Runtime;
-pub use service::{Completion, Invocation, JobService, Outcome};
+pub use service::{Completion, Invocation, JobService, Outcome, PostFailure};
 pub use tower::service_fn;
 
 /// The SDK version whose protocol this runtime speaks; sent as `runpod_version`.

@@ -27,7 +27,22 @@ pub(crate) enum PostError {
     #[error("{status}, message='{reason}'")]
     Status { status: u16, reason: &'static str },
     #[error("{0}")]
-    Transport(String),
+    Timeout(String),
+    #[error("{0}")]
+    Connect(String),
+}
+
+impl PostError {
+    /// The kind of failure, as reported in [`Completion`](crate::Completion).
+    pub(crate) fn kind(&self) -> crate::PostFailure {
+        use crate::PostFailure;
+        match self {
+            PostError::Status { status, .. } if *status >= 500 => PostFailure::Http5xx,
+            PostError::Status { .. } => PostFailure::Http4xx,
+            PostError::Timeout(_) => PostFailure::Timeout,
+            PostError::Connect(_) => PostFailure::Connect,
+        }
+    }
 }
 
 impl Poster {
@@ -63,7 +78,8 @@ impl Poster {
                     }
                     error
                 }
-                Err(err) => PostError::Transport(describe(err)),
+                Err(err) if err.is_timeout() => PostError::Timeout(describe(err)),
+                Err(err) => PostError::Connect(describe(err)),
             };
             let wait = waits.next().unwrap_or(MAX_WAIT);
             if started.elapsed() + wait > self.budget {

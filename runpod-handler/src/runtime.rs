@@ -6,9 +6,10 @@ use crate::config::{Config, Mode};
 use crate::error::{BoxError, Error};
 use crate::inflight::InFlight;
 use crate::job::Job;
+use crate::local::LocalRespond;
 use crate::output::IntoJobOutput;
 use crate::post::Poster;
-use crate::service::handler::HandlerService;
+use crate::service::handler::{Handled, HandlerService};
 use crate::service::respond::{Respond, Responder, Settings};
 use crate::service::{Completion, Invocation, JobService};
 use crate::urls::Urls;
@@ -250,21 +251,32 @@ impl<L> Runtime<L> {
                 Ok(())
             }
             Mode::TestInput(input) => {
-                if let Some(hook) = self.on_start {
-                    hook().await;
-                }
-                crate::local::test_input::run(&self.config, input, handler).await
+                let (config, service) = self.into_local(handler).await;
+                crate::local::test_input::run(&config, input, service).await
             }
             Mode::ServeApi {
                 host,
                 port,
                 concurrency,
             } => {
-                if let Some(hook) = self.on_start {
-                    hook().await;
-                }
-                crate::local::serve(&self.config, &host, port, concurrency, handler).await
+                let (config, service) = self.into_local(handler).await;
+                crate::local::serve(&config, &host, port, concurrency, service).await
             }
         }
+    }
+
+    /// Runs the start hook and builds the local-mode stack: the same layers, with the result
+    /// kept for the caller instead of posted.
+    async fn into_local<H>(self, handler: H) -> (Config, L::Service)
+    where
+        H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+        H::Future: Send + 'static,
+        L: Layer<JobService>,
+    {
+        if let Some(hook) = self.on_start {
+            hook().await;
+        }
+        let local = LocalRespond::new(handler, self.config.reporter());
+        (self.config, self.layer.layer(JobService::new(local)))
     }
 }

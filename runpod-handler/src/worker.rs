@@ -124,11 +124,17 @@ impl Worker {
         let stop_after_job = self.stop_after_job;
         tokio::spawn(
             async move {
-                let _ = service.oneshot(Invocation { context }).await;
-                drop(guard);
+                let _ = service
+                    .oneshot(Invocation {
+                        context,
+                        local: None,
+                    })
+                    .await;
+                // Before the slot frees: the poller must see the shutdown when it wakes.
                 if stop_after_job {
                     shutdown.cancel();
                 }
+                drop(guard);
             }
             .instrument(span),
         );

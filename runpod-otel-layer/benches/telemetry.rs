@@ -34,8 +34,8 @@ impl JobResponse for Done {
     fn status(&self) -> JobStatus<'_> {
         JobStatus::Success
     }
-    fn posted(&self) -> bool {
-        true
+    fn post_failure(&self) -> Option<&str> {
+        None
     }
 }
 

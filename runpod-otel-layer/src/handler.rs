@@ -28,7 +28,7 @@ impl JobResponse for Completion {
         }
     }
 
-    fn posted(&self) -> bool {
-        self.posted
+    fn post_failure(&self) -> Option<&str> {
+        self.post_failure.map(|failure| failure.as_str())
     }
 }

@@ -38,8 +38,9 @@ pub trait JobRequest {
 pub trait JobResponse {
     /// How the job ended.
     fn status(&self) -> JobStatus<'_>;
-    /// Whether the result reached RunPod (meaningless for a cancelled job).
-    fn posted(&self) -> bool;
+    /// Why the result post was given up (`http_4xx`, `http_5xx`, `connect`, `timeout`); `None`
+    /// when it was delivered or nothing was to be posted (a cancelled job, local modes).
+    fn post_failure(&self) -> Option<&str>;
 }
 
 /// How a job ended.
@@ -255,10 +256,10 @@ where
             metrics.jobs.add(1, &labels);
             metrics.duration.record(duration.as_secs_f64(), &labels);
             metrics.active.add(-1, &[]);
-            if status != JobStatus::Cancelled && !completion.posted() {
+            if let Some(reason) = completion.post_failure() {
                 metrics
                     .result_post_failures
-                    .add(1, &[KeyValue::new("reason", "not_delivered")]);
+                    .add(1, &[KeyValue::new("reason", reason.to_owned())]);
             }
             span.record("outcome", label);
             if let JobStatus::Failed { error_type } = status {

@@ -5,8 +5,7 @@ use super::LocalResult;
 use crate::config::Config;
 use crate::error::Error;
 use crate::job::RawJob;
-use crate::service::Invocation;
-use crate::service::handler::Handled;
+use crate::service::{Completion, Invocation};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -54,7 +53,7 @@ pub(crate) async fn serve<H>(
     handler: H,
 ) -> Result<(), Error>
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     let api = Arc::new(Api {
@@ -150,7 +149,7 @@ fn parse_request(body: &[u8], need_id: bool) -> Result<Map<String, Value>, Value
 
 impl<H> Api<H>
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     fn store(&self, id: &str) -> CancellationToken {
@@ -201,7 +200,7 @@ where
         let raw = RawJob::parse(Value::Object(request)).ok()?;
         let context = super::context(&self.config, raw, CancellationToken::new());
         let job_cancellation = context.cancellation().clone();
-        let run = super::run_job(&self.config, self.handler(), context);
+        let run = super::run_job(self.handler(), context);
         let result = tokio::select! {
             result = run => result,
             _ = cancellation.cancelled() => { job_cancellation.cancel(); None }
@@ -257,7 +256,7 @@ fn final_shape(id: &str, result: &LocalResult) -> Value {
 
 async fn runsync<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     let request = match parse_request(&body, false) {
@@ -274,7 +273,7 @@ where
 
 async fn run<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     let request = match parse_request(&body, false) {
@@ -289,7 +288,7 @@ where
 
 async fn status<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     axum::Json(api.status_of(&id))
@@ -297,7 +296,7 @@ where
 
 async fn stream<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     let shape = match api.lock().get(&id).map(|e| &e.state) {
@@ -318,7 +317,7 @@ where
 
 async fn cancel<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     let cancelled = {
@@ -341,7 +340,7 @@ where
 
 async fn health<H>(State(api): State<Arc<Api<H>>>) -> axum::Json<Value>
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     let jobs = api.lock();
@@ -354,7 +353,7 @@ where
 
 async fn realtime<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
+    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
     let request = match parse_request(&body, true) {
@@ -365,7 +364,7 @@ where
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
     };
     let context = super::context(&api.config, raw, CancellationToken::new());
-    match super::run_job(&api.config, api.handler(), context).await {
+    match super::run_job(api.handler(), context).await {
         Some(result) => axum::Json(Value::Object(result.body)).into_response(),
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }

@@ -3,8 +3,7 @@
 use crate::config::Config;
 use crate::error::Error;
 use crate::job::RawJob;
-use crate::service::Invocation;
-use crate::service::handler::Handled;
+use crate::service::{Completion, Invocation};
 use serde_json::Value;
 use std::convert::Infallible;
 use tokio_util::sync::CancellationToken;
@@ -14,7 +13,7 @@ const FILE: &str = "test_input.json";
 
 pub(crate) async fn run<H>(config: &Config, flag: Option<String>, handler: H) -> Result<(), Error>
 where
-    H: Service<Invocation, Response = Handled, Error = Infallible>,
+    H: Service<Invocation, Response = Completion, Error = Infallible>,
 {
     let text = match flag {
         Some(text) => {
@@ -45,7 +44,7 @@ where
     };
     let job_id = raw.id.clone();
     let context = super::context(config, raw, CancellationToken::new());
-    let Some(result) = super::run_job(config, handler, context).await else {
+    let Some(result) = super::run_job(handler, context).await else {
         return Err(Error::LocalTest(format!("job {job_id} was cancelled")));
     };
     if crate::body::is_failure(&result.body) {

@@ -16,6 +16,8 @@ pub type JobService = tower::util::BoxCloneService<Invocation, Completion, Infal
 #[derive(Debug)]
 pub struct Invocation {
     pub(crate) context: JobContext,
+    /// Local modes: where the innermost service leaves the result instead of posting it.
+    pub(crate) local: Option<crate::local::ResultSlot>,
 }
 
 impl Invocation {
@@ -38,8 +40,37 @@ pub struct Completion {
     pub job_id: String,
     /// Success, failure or cancellation.
     pub outcome: Outcome,
-    /// Whether RunPod accepted the result (always `false` for a cancelled job).
+    /// Whether RunPod accepted the result (always `false` for a cancelled job and in local
+    /// modes, where nothing is posted).
     pub posted: bool,
+    /// Why the result post was given up, when it was.
+    pub post_failure: Option<PostFailure>,
+}
+
+/// Why a result post was given up after its retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PostFailure {
+    /// RunPod answered 4xx (final, or 429 until the retry budget ran out).
+    Http4xx,
+    /// RunPod answered 5xx until the retry budget ran out.
+    Http5xx,
+    /// No connection could be made.
+    Connect,
+    /// The request timed out.
+    Timeout,
+}
+
+impl PostFailure {
+    /// `http_4xx`, `http_5xx`, `connect` or `timeout`.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            PostFailure::Http4xx => "http_4xx",
+            PostFailure::Http5xx => "http_5xx",
+            PostFailure::Connect => "connect",
+            PostFailure::Timeout => "timeout",
+        }
+    }
 }
 
 /// A job's outcome.
@@ -77,6 +108,7 @@ pub(crate) fn job_span(context: &JobContext) -> tracing::Span {
         outcome = tracing::field::Empty,
         error_type = tracing::field::Empty,
         otel.name = tracing::field::Empty,
+        otel.kind = "consumer",
     );
     if let Some(batch_id) = context.batch_id() {
         span.record("batch_id", batch_id);

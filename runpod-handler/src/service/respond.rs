@@ -2,7 +2,7 @@
 //! come, queued progress updates, then the final result (protocol spec §6–§9).
 
 use super::handler::Handled;
-use super::{Completion, Invocation, Outcome};
+use super::{Completion, Invocation, Outcome, PostFailure};
 use crate::body::{self, Body, Reporter, StreamEnd};
 use crate::job::JobContext;
 use crate::output::Kind;
@@ -13,7 +13,9 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use tokio_util::sync::CancellationToken;
 use tower::Service;
+use tracing::Instrument;
 
 /// What every job's response needs, shared by all jobs.
 #[derive(Debug)]
@@ -74,65 +76,41 @@ impl Responder {
         F: Future<Output = Result<Handled, Infallible>>,
     {
         let job_id = context.job_id().to_owned();
-        let cancellation = context.cancellation().clone();
-        let Some(Ok(handled)) = cancellation.run_until_cancelled(handled).await else {
+        let cancellation = context.cancellation();
+        let finished = match cancellation.run_until_cancelled(handled).await {
+            Some(Ok(handled)) => {
+                let emit = |part| self.post_part(&job_id, part);
+                finish(
+                    handled,
+                    &self.reporter,
+                    self.settings.aggregate_stream,
+                    cancellation,
+                    emit,
+                )
+                .await
+            }
+            None => None,
+        };
+        let Some(finished) = finished else {
             return stopped(&context).await;
         };
-        let (body, is_stream, error_type) = match handled {
-            Handled::Output(output) => match output.0 {
-                Kind::Value {
-                    value,
-                    refresh_worker,
-                } => (body::from_value(value, refresh_worker), false, None),
-                Kind::Failed(err) => self.failed(&err),
-                Kind::Stream(parts) => {
-                    let streamed =
-                        body::drive_stream(parts, self.settings.aggregate_stream, |part| {
-                            self.post_part(&job_id, part)
-                        });
-                    let Some(end) = cancellation.run_until_cancelled(streamed).await else {
-                        return stopped(&context).await;
-                    };
-                    tracing::info!("Finished running generator.");
-                    let error_type =
-                        matches!(end, StreamEnd::Failed(_)).then(|| "StreamError".to_owned());
-                    (end.into_body(), true, error_type)
-                }
-            },
-            Handled::Failed(err) => self.failed(&err),
-        };
-        let body = body::with_refresh(body, self.settings.refresh_worker);
-        let outcome = match error_type {
-            Some(error_type) => Outcome::Failed { error_type },
-            // A handler may mark its own value failed with the SDK's `{"error": ...}` convention.
-            None if body::is_failure(&body) => Outcome::Failed {
-                error_type: "HandlerError".into(),
-            },
-            None => Outcome::Success,
-        };
+        let outcome = finished.outcome();
+        let body = body::with_refresh(finished.body, self.settings.refresh_worker);
 
         // Every progress update queued before the result is delivered before it.
         context.progress_channel().close().await;
-        let posted = self.post_result(&job_id, body, is_stream).await;
+        let post_failure = self
+            .post_result(&job_id, body, finished.streamed)
+            .instrument(tracing::info_span!("runpod.post_result"))
+            .await
+            .err();
         tracing::info!("Finished.");
         Completion {
             job_id,
             outcome,
-            posted,
+            posted: post_failure.is_none(),
+            post_failure,
         }
-    }
-
-    fn failed(&self, err: &crate::JobError) -> (Body, bool, Option<String>) {
-        tracing::error!(
-            error_type = err.kind(),
-            "Captured Handler Exception: {}",
-            err.message()
-        );
-        (
-            body::from_error(err, &self.reporter),
-            false,
-            Some(err.kind().to_owned()),
-        )
     }
 
     async fn post_part(&self, job_id: &str, part: serde_json::Value) {
@@ -151,7 +129,12 @@ impl Responder {
         }
     }
 
-    async fn post_result(&self, job_id: &str, body: Body, is_stream: bool) -> bool {
+    async fn post_result(
+        &self,
+        job_id: &str,
+        body: Body,
+        is_stream: bool,
+    ) -> Result<(), PostFailure> {
         let mut bytes = crate::json::to_vec(&body);
         if bytes.len() > self.settings.result_cap {
             let message = format!(
@@ -166,14 +149,88 @@ impl Responder {
             bytes = crate::json::to_vec(&body::with_refresh(replacement, refresh));
         }
         let url = self.urls.done(job_id, is_stream);
-        match self.poster.post(&url, job_id, bytes).await {
-            Ok(()) => true,
-            Err(err) => {
-                tracing::error!("Failed to return job results. | {err}");
-                false
-            }
+        self.poster.post(&url, job_id, bytes).await.map_err(|err| {
+            tracing::error!("Failed to return job results. | {err}");
+            err.kind()
+        })
+    }
+}
+
+/// A job's final body, before it is posted (worker mode) or shown (local modes).
+pub(crate) struct Finished {
+    pub(crate) body: Body,
+    /// Whether the handler streamed (the final post then says `isStream=true`).
+    pub(crate) streamed: bool,
+    error_type: Option<String>,
+}
+
+impl Finished {
+    pub(crate) fn outcome(&self) -> Outcome {
+        match &self.error_type {
+            Some(error_type) => Outcome::Failed {
+                error_type: error_type.clone(),
+            },
+            // A handler may mark its own value failed with the SDK's `{"error": ...}` convention.
+            None if body::is_failure(&self.body) => Outcome::Failed {
+                error_type: "HandlerError".into(),
+            },
+            None => Outcome::Success,
         }
     }
+}
+
+/// Maps what the handler produced to its final body (protocol spec §6, §8), pulling a stream
+/// through `emit` part by part; `None` when the job is cancelled meanwhile.
+pub(crate) async fn finish<F, Fut>(
+    handled: Handled,
+    reporter: &Reporter,
+    aggregate_stream: bool,
+    cancellation: &CancellationToken,
+    emit: F,
+) -> Option<Finished>
+where
+    F: FnMut(serde_json::Value) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    let failed = |err: &crate::JobError| {
+        tracing::error!(
+            error_type = err.kind(),
+            "Captured Handler Exception: {}",
+            err.message()
+        );
+        Finished {
+            body: body::from_error(err, reporter),
+            streamed: false,
+            error_type: Some(err.kind().to_owned()),
+        }
+    };
+    Some(match handled {
+        Handled::Output(output) => match output.0 {
+            Kind::Value {
+                value,
+                refresh_worker,
+            } => Finished {
+                body: body::from_value(value, refresh_worker),
+                streamed: false,
+                error_type: None,
+            },
+            Kind::Failed(err) => failed(&err),
+            Kind::Stream(parts) => {
+                let end = cancellation
+                    .run_until_cancelled(body::drive_stream(parts, aggregate_stream, emit))
+                    .await?;
+                tracing::info!("Finished running generator.");
+                let error_type =
+                    matches!(end, StreamEnd::Failed(_)).then(|| "StreamError".to_owned());
+                Finished {
+                    body: end.into_body(),
+                    streamed: true,
+                    error_type,
+                }
+            }
+        },
+        Handled::Failed(err) => failed(&err),
+    })
 }
 
 async fn stopped(context: &JobContext) -> Completion {
@@ -183,5 +240,6 @@ async fn stopped(context: &JobContext) -> Completion {
         job_id: context.job_id().to_owned(),
         outcome: Outcome::Cancelled,
         posted: false,
+        post_failure: None,
     }
 }

@@ -40,8 +40,8 @@ impl JobResponse for FakeCompletion {
             Some(error_type) => JobStatus::Failed { error_type },
         }
     }
-    fn posted(&self) -> bool {
-        true
+    fn post_failure(&self) -> Option<&str> {
+        None
     }
 }
 
