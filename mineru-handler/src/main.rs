@@ -4,6 +4,8 @@
 use std::process::ExitCode;
 
 use mineru_handler::config::WorkerConfig;
+use mineru_handler::metrics::MineruMetrics;
+use mineru_handler::recycle::RefreshReason;
 use mineru_handler::service::MineruService;
 use runpod_handler::{Concurrency, Runtime};
 use runpod_otel_layer::{OpenTelemetrySpanExt as _, Telemetry};
@@ -32,7 +34,14 @@ async fn main() -> ExitCode {
 async fn serve(telemetry: &Telemetry) -> Result<(), String> {
     let config = WorkerConfig::from_env().map_err(|e| e.to_string())?;
     let concurrency = config.engine.max_concurrency;
-    let service = MineruService::new(config).map_err(|e| e.to_string())?;
+    let metrics = MineruMetrics::new(&telemetry.meter());
+    metrics.count_cold_start();
+    if telemetry.is_exporting() {
+        let restores = metrics.clone();
+        telemetry.on_restore(move |_| restores.count_restore());
+    }
+    watch_sigterm(metrics.clone());
+    let service = MineruService::new(config, metrics).map_err(|e| e.to_string())?;
     let warm = service.clone();
     let runtime = Runtime::from_env()
         .map_err(|e| e.to_string())?
@@ -48,4 +57,19 @@ async fn serve(telemetry: &Telemetry) -> Result<(), String> {
     let result = runtime.run(service.clone()).await;
     service.shutdown().await;
     result.map_err(|e| e.to_string())
+}
+
+/// Logs and counts the platform's stop signal; the runtime itself stops taking jobs and lets
+/// the running ones finish (an accepted job is never aborted: job contract §13).
+fn watch_sigterm(metrics: MineruMetrics) {
+    let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    else {
+        return;
+    };
+    tokio::spawn(async move {
+        if term.recv().await.is_some() {
+            tracing::warn!("sigterm received, draining current job");
+            metrics.count_refresh(RefreshReason::Sigterm);
+        }
+    });
 }

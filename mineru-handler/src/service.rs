@@ -11,7 +11,6 @@ use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
@@ -30,18 +29,22 @@ use crate::input::{
     InputError, InputSource, MineruMajor, ParseRequest, Transport, ValidationContext, is_probe,
     parse_request,
 };
+use crate::metrics::{JobFailed, JobSuccess, MineruMetrics, Phase};
 use crate::package::{
     self, DebugInfo, PackageError, PackageRequest, PhaseTimings, ResultEntry, check_response_size,
 };
+use crate::recycle::{Recycler, RefreshReason};
 use crate::response::{Failure, FailureResponse};
 
 /// The MinerU job handler as a [`tower::Service`]. Cheap to clone: clones share the engine,
-/// the fetcher and the refresh counters.
+/// the fetcher, the metrics and the refresh counters.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-/// use mineru_handler::{config::WorkerConfig, service::MineruService};
-/// let service = MineruService::new(WorkerConfig::from_env()?)?;
+/// use mineru_handler::{config::WorkerConfig, metrics::MineruMetrics, service::MineruService};
+/// let telemetry = runpod_otel_layer::init(runpod_otel_layer::Telemetry::from_env());
+/// let metrics = MineruMetrics::new(&telemetry.meter());
+/// let service = MineruService::new(WorkerConfig::from_env()?, metrics)?;
 /// let warm = service.clone();
 /// runpod_handler::Runtime::from_env()?
 ///     .on_start(move || async move { warm.warmup().await; })
@@ -76,8 +79,8 @@ struct Shared {
     vlm_server_url: Option<String>,
     /// `MINERU_MAX_CONCURRENCY` parses at a time.
     parse_slots: Arc<tokio::sync::Semaphore>,
-    jobs_done: AtomicU64,
-    pages_done: AtomicU64,
+    recycler: Arc<Recycler>,
+    metrics: MineruMetrics,
 }
 
 /// Why the service could not be built.
@@ -92,8 +95,9 @@ pub enum ServiceError {
 }
 
 impl MineruService {
-    /// Prepares the engine (not started yet) and the fetcher.
-    pub fn new(config: WorkerConfig) -> Result<Self, ServiceError> {
+    /// Prepares the engine (not started yet) and the fetcher; `metrics` start observing the
+    /// refresh counters.
+    pub fn new(config: WorkerConfig, mut metrics: MineruMetrics) -> Result<Self, ServiceError> {
         let WorkerConfig {
             engine: engine_config,
             mut fetch,
@@ -112,6 +116,11 @@ impl MineruService {
         // Other jobs' staged inputs and results must never be readable through volume_path.
         fetch.scratch_dirs.push(engine.scratch_dir().to_path_buf());
         let fetcher = Fetcher::new(fetch)?;
+        let recycler = Arc::new(Recycler::new(
+            service.refresh_after_jobs,
+            service.refresh_after_pages,
+        ));
+        metrics.observe(&recycler);
         Ok(MineruService {
             shared: Arc::new(Shared {
                 engine,
@@ -123,8 +132,8 @@ impl MineruService {
                 warmup_backend,
                 vlm_server_url,
                 parse_slots,
-                jobs_done: AtomicU64::new(0),
-                pages_done: AtomicU64::new(0),
+                recycler,
+                metrics,
             }),
         })
     }
@@ -144,9 +153,18 @@ impl MineruService {
             otel.status_message = Empty,
         );
         let report = s.engine.warmup().instrument(span.clone()).await;
-        if let engine::WarmupOutcome::Failed(reason) = &report.outcome {
-            span.record("otel.status_code", "ERROR");
-            span.record("otel.status_message", reason.as_str());
+        match &report.outcome {
+            engine::WarmupOutcome::Done => {
+                s.metrics
+                    .warmup(s.warmup_backend.as_str(), true, report.elapsed);
+            }
+            engine::WarmupOutcome::Failed(reason) => {
+                span.record("otel.status_code", "ERROR");
+                span.record("otel.status_message", reason.as_str());
+                s.metrics
+                    .warmup(s.warmup_backend.as_str(), false, report.elapsed);
+            }
+            engine::WarmupOutcome::Skipped(_) => {}
         }
         report
     }
@@ -285,10 +303,14 @@ fn seconds(since: Instant) -> f64 {
     (since.elapsed().as_secs_f64() * 100.0).round() / 100.0
 }
 
-/// What a job has produced so far, for the failure response.
+/// What a job has produced so far, for the failure response and its metrics.
 struct JobState {
     started: Instant,
     debug: DebugInfo,
+    /// Where the job is (the failure's `phase` label).
+    phase: Phase,
+    backend: Option<&'static str>,
+    input_format: Option<&'static str>,
 }
 
 impl Shared {
@@ -317,6 +339,9 @@ impl Shared {
         let mut state = JobState {
             started: Instant::now(),
             debug: self.base_debug(),
+            phase: Phase::Validate,
+            backend: None,
+            input_format: None,
         };
         if is_probe(&job.input) {
             return self.probe(&state);
@@ -350,11 +375,18 @@ impl Shared {
             debug,
             &self.config.secrets,
         );
+        self.metrics.failed(&JobFailed {
+            error_type: failure.error_type,
+            phase: state.phase,
+            backend: state.backend,
+            input_format: state.input_format,
+        });
         if failure.refresh_worker {
             tracing::warn!(
-                reason = "engine_failure",
+                reason = RefreshReason::EngineFailure.as_str(),
                 "engine failure; signaling worker recycle"
             );
+            self.metrics.count_refresh(RefreshReason::EngineFailure);
             response.refresh_worker = true;
         }
         to_value(&response)
@@ -412,6 +444,7 @@ impl Shared {
         let mtime = SystemTime::now();
         let ctx = self.validation_context();
         let request = parse_request(&job.input, &ctx)?;
+        state.backend = Some(request.backend.as_str());
         let transport = match request.transport {
             Transport::TarballB64 => package::Transport::TarballB64(request.archive_format),
             Transport::Inline => package::Transport::Inline(request.formats.clone()),
@@ -437,6 +470,7 @@ impl Shared {
             otel.status_code = Empty,
             otel.status_message = Empty,
         );
+        state.phase = Phase::FetchInput;
         let phase_start = Instant::now();
         let fetched = match self
             .fetcher
@@ -453,8 +487,12 @@ impl Shared {
         };
         span.record("mineru.source", fetched.kind.as_str());
         span.record("mineru.bytes_in", fetched.bytes);
+        self.metrics.fetched(fetched.kind.as_str(), fetched.bytes);
+        self.metrics
+            .phase_done(Phase::FetchInput, phase_start.elapsed());
         state.debug.phase_ms.fetch_input = Some(PhaseTimings::ms(phase_start.elapsed()));
         drop(span);
+        state.phase = Phase::Handler;
 
         // Format detection (inside the job span, no span of its own).
         let input_type = detect(&fetched_path, ctx.mineru_major, &request.source).await?;
@@ -471,6 +509,7 @@ impl Shared {
             .ocr_mode
             .unwrap_or_else(|| self.engine.default_ocr_mode());
         let input_format = input_type.format().as_str();
+        state.input_format = Some(input_format);
         state.debug.backend = Some(request.backend.as_str().to_owned());
         state.debug.input_format = Some(input_format.to_owned());
         state.debug.input_type = Some(input_type.as_str().to_owned());
@@ -505,6 +544,7 @@ impl Shared {
             ocr_mode,
             lang: request.lang.clone(),
         };
+        state.phase = Phase::Parse;
         let phase_start = Instant::now();
         // The runtime drops this future right after a job-stop fires the cancellation token,
         // so the parse runs in its own task: it still sees the token, cancels MinerU's task
@@ -538,6 +578,7 @@ impl Shared {
             }
         };
         span.record("mineru.tier", output.tier.as_str());
+        self.metrics.phase_done(Phase::Parse, phase_start.elapsed());
         state.debug.phase_ms.mineru_parse = Some(PhaseTimings::ms(phase_start.elapsed()));
         state.debug.tier = Some(output.tier);
         state.debug.ocr_mode = Some(output.ocr_mode);
@@ -556,6 +597,7 @@ impl Shared {
         if let package::Transport::TarballB64(format) = &transport {
             span.record("mineru.archive_format", format.as_str());
         }
+        state.phase = Phase::Package;
         let phase_start = Instant::now();
         let transport_name = transport.name();
         let packaged = {
@@ -592,6 +634,8 @@ impl Shared {
                 return Err(failure);
             }
         };
+        self.metrics
+            .phase_done(Phase::Package, phase_start.elapsed());
         state.debug.phase_ms.package = Some(PhaseTimings::ms(phase_start.elapsed()));
 
         let mut response = SuccessResponse {
@@ -608,42 +652,33 @@ impl Shared {
             debug: state.debug.clone(),
             refresh_worker: false,
         };
-        let bytes =
-            match check_response_size(&response, self.config.max_response_bytes, transport_name) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    let failure = JobFailure::from(e);
-                    failure.record_on(&span, &self.config);
-                    return Err(failure);
-                }
-            };
-        span.record("mineru.bytes_out", bytes);
+        if let Err(e) =
+            check_response_size(&response, self.config.max_response_bytes, transport_name)
+        {
+            let failure = JobFailure::from(e);
+            failure.record_on(&span, &self.config);
+            return Err(failure);
+        }
+        let [entry] = &response.results;
+        let bytes_out = entry.payload_bytes();
+        span.record("mineru.bytes_out", bytes_out);
         drop(span);
-        response.refresh_worker = self.count_success(&request);
+        // Open ranges count no pages (job contract §13).
+        let pages = u64::try_from(request.pages_requested()).ok();
+        self.metrics.succeeded(&JobSuccess {
+            backend: request.backend.as_str(),
+            input_format,
+            pages,
+            elapsed: state.started.elapsed(),
+            transport: transport_name,
+            bytes_out,
+            degraded: &entry.degraded,
+        });
+        if let Some(reason) = self.recycler.record_success(pages.unwrap_or(0)) {
+            self.metrics.count_refresh(reason);
+            response.refresh_worker = true;
+        }
         Ok(to_value(&response))
-    }
-
-    /// Updates the refresh counters after a successful parse (§13); whether a threshold
-    /// tripped.
-    fn count_success(&self, request: &ParseRequest) -> bool {
-        let pages = u64::try_from(request.pages_requested()).unwrap_or(0);
-        let jobs = self.jobs_done.fetch_add(1, Ordering::Relaxed) + 1;
-        let pages_total = self.pages_done.fetch_add(pages, Ordering::Relaxed) + pages;
-        let c = &self.config;
-        let reason = if c.refresh_after_jobs > 0 && jobs >= c.refresh_after_jobs {
-            "jobs_threshold"
-        } else if c.refresh_after_pages > 0 && pages_total >= c.refresh_after_pages {
-            "pages_threshold"
-        } else {
-            return false;
-        };
-        tracing::warn!(
-            reason,
-            jobs_processed = jobs,
-            pages_processed_total = pages_total,
-            "refresh threshold crossed; signaling worker recycle"
-        );
-        true
     }
 }
 

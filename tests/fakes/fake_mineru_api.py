@@ -14,6 +14,8 @@ Behaviour by the submitted file's name (its stem):
   contains "crash" -> the server process exits (code 17) while the task is running
   contains "hang"  -> the task stays `running` forever
   contains "slow"  -> the task takes 0.5 s
+  contains "oom"   -> the task fails with a CUDA out-of-memory parse_failed error
+  contains "degraded" -> the result zip also holds a member named "../escape.md" (unsafe)
   anything else    -> completes at once
 
 Environment:
@@ -145,6 +147,8 @@ def result_zip(task):
         )
         z.writestr("model_output.json", json.dumps({"fake": True}))
         z.writestr("images/page_0_image_0.jpg", b"\xff\xd8\xff\xe0fake-jpeg")
+        if "degraded" in task["name"]:
+            z.writestr("../escape.md", "outside the output directory")
     return buf.getvalue()
 
 
@@ -164,6 +168,12 @@ def run_task(state, task):
             time.sleep(3600)
     if "slow" in stem:
         time.sleep(0.5)
+    if "oom" in stem:
+        with state.lock:
+            task["status"] = task["file_status"] = "failed"
+            task["error"] = {"type": "engine_error", "code": "parse_failed", "param": None,
+                "message": "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"}
+        return
     data = result_zip(task)
     with state.lock:
         if task["status"] == "running":

@@ -6,4 +6,4 @@ pub mod fake_runpod;
 pub mod process;
 
 pub use fake_runpod::{FakeRunpod, Recorded, Served, TakeReply};
-pub use process::{Worker, example};
+pub use process::{Worker, bin, example};

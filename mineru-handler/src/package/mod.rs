@@ -261,6 +261,18 @@ pub enum DegradedReason {
     UnsafeName,
 }
 
+impl DegradedReason {
+    /// The wire spelling (also the metrics label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DegradedReason::Unreadable => "unreadable",
+            DegradedReason::Unresolvable => "unresolvable",
+            DegradedReason::OutsideOutputDir => "outside_output_dir",
+            DegradedReason::UnsafeName => "unsafe_name",
+        }
+    }
+}
+
 /// One dropped artefact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct DegradedItem {
@@ -338,6 +350,22 @@ pub struct ResultEntry {
     pub fields: Map<String, Value>,
     /// Dropped artefacts.
     pub degraded: Degraded,
+}
+
+impl ResultEntry {
+    /// The payload bytes the caller receives (telemetry specification §6.3): the base64
+    /// archive's length for `tarball_b64`, `bucket_bytes` for `s3`, else (`inline`) the
+    /// serialised entry's size.
+    pub fn payload_bytes(&self) -> u64 {
+        if let Some(Value::String(b64)) = self.fields.get("tarball_b64") {
+            return b64.len() as u64;
+        }
+        if let Some(bytes) = self.fields.get("bucket_bytes").and_then(Value::as_u64) {
+            return bytes;
+        }
+        let mut counter = ByteCounter(0);
+        serde_json::to_writer(&mut counter, self).map_or(0, |()| counter.0)
+    }
 }
 
 impl Serialize for ResultEntry {

@@ -1,0 +1,417 @@
+//! The real `mineru-handler` binary in worker mode against the FAKE RunPod server, with the
+//! FAKE mineru-api (tests/fakes/fake_mineru_api.py) as its engine, exporting to the in-process
+//! OTLP receiver: the `mineru.*` metric catalog (telemetry specification §6.3) with its names,
+//! instrument types, units, labels and values, the span tree of §5.2, and worker recycling
+//! (job contract §13): `REFRESH_WORKER_AFTER_JOBS`, an engine-fatal failure, SIGTERM.
+#![allow(clippy::unwrap_used)]
+
+mod otlp_receiver;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point};
+use opentelemetry_proto::tonic::trace::v1::Span;
+use otlp_receiver::{Behaviour, Receiver};
+use serde_json::json;
+use test_support::{FakeRunpod, Worker, bin};
+
+fn workspace() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn sample_pdf() -> (String, u64) {
+    let bytes = std::fs::read(workspace().join("mineru-handler/assets/sample.pdf")).unwrap();
+    (STANDARD.encode(&bytes), bytes.len() as u64)
+}
+
+fn text(value: &Option<AnyValue>) -> String {
+    match value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
+    kvs.iter()
+        .map(|kv| (kv.key.clone(), text(&kv.value)))
+        .collect()
+}
+
+fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// What an exported metric is, as the wire says it.
+#[derive(Debug, PartialEq, Eq)]
+enum Kind {
+    Counter,
+    Histogram,
+    Gauge,
+}
+
+/// One exported metric: its kind, unit, and per label set the value (counters, gauges) or
+/// the observation count (histograms).
+#[derive(Debug)]
+struct Exported {
+    kind: Kind,
+    unit: String,
+    series: BTreeMap<BTreeMap<String, String>, u64>,
+}
+
+fn int(value: Option<number_data_point::Value>) -> u64 {
+    match value {
+        Some(number_data_point::Value::AsInt(i)) => u64::try_from(i).unwrap(),
+        other => panic!("not an integer point: {other:?}"),
+    }
+}
+
+fn exported(metric: &Metric) -> Exported {
+    let (kind, series) = match metric.data.as_ref().unwrap() {
+        Data::Sum(sum) => {
+            assert!(sum.is_monotonic, "{} is not monotonic", metric.name);
+            let points = sum.data_points.iter();
+            (
+                Kind::Counter,
+                points
+                    .map(|p| (attrs(&p.attributes), int(p.value)))
+                    .collect(),
+            )
+        }
+        Data::Gauge(gauge) => (
+            Kind::Gauge,
+            gauge
+                .data_points
+                .iter()
+                .map(|p| (attrs(&p.attributes), int(p.value)))
+                .collect(),
+        ),
+        Data::ExponentialHistogram(h) => (
+            Kind::Histogram,
+            h.data_points
+                .iter()
+                .map(|p| (attrs(&p.attributes), p.count))
+                .collect(),
+        ),
+        other => panic!("{}: unexpected data {other:?}", metric.name),
+    };
+    Exported {
+        kind,
+        unit: metric.unit.clone(),
+        series,
+    }
+}
+
+/// The FAKE mineru-api as the engine: a GPU server offering every tier.
+fn fake_engine_env(log: &Path) -> Vec<(String, String)> {
+    [
+        (
+            "MINERU_API_BIN",
+            workspace()
+                .join("tests/fakes/fake_mineru_api.py")
+                .display()
+                .to_string(),
+        ),
+        ("MINERU_SERVER_TIER", "standard".into()),
+        ("MINERU_PRELOAD_MODELS", "0".into()),
+        ("MINERU_WARMUP_BACKEND", "pipeline".into()),
+        ("FAKE_MINERU_LOG", log.display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect()
+}
+
+fn mineru_handler() -> PathBuf {
+    bin("mineru-handler", "mineru-handler")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mineru_metrics_spans_and_recycling_are_exported() {
+    let server = FakeRunpod::start().await;
+    let receiver = Receiver::start(Behaviour::Accept);
+    let dir = tempfile::tempdir().unwrap();
+    let (pdf, pdf_bytes) = sample_pdf();
+    // In queue order, one at a time: success, validation failure, degraded success (the 2nd
+    // success trips REFRESH_WORKER_AFTER_JOBS=2), CUDA out of memory in the engine.
+    server.push_job(json!({"id": "job-ok", "input": {
+        "file_b64": pdf, "backend": "pipeline", "start_page": 0, "end_page": 1}}));
+    server.push_job(json!({"id": "job-bad", "input": {"file_b64": pdf, "backend": "nope"}}));
+    server.push_job(json!({"id": "job-degraded", "input": {
+        "file_b64": pdf, "backend": "pipeline", "basename": "degraded"}}));
+    server.push_job(json!({"id": "job-oom", "input": {
+        "file_b64": pdf, "backend": "pipeline", "basename": "oom"}}));
+    let mut env = server.worker_env();
+    env.extend(fake_engine_env(&dir.path().join("fake.log")));
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.base_url()),
+        ("RUNPOD_OTEL_GPU_METRICS".into(), "0".into()),
+        ("REFRESH_WORKER_AFTER_JOBS".into(), "2".into()),
+    ]);
+    let mut worker = Worker::spawn(&mineru_handler(), &[], &env, None);
+
+    // Results: only the 2nd success and the engine-fatal failure recycle the worker.
+    let ok = server.result_of("job-ok").await.json();
+    assert_eq!(ok["output"]["ok"], true, "{ok}");
+    assert_eq!(ok.get("stopPod"), None, "{ok}");
+    let bad = server.result_of("job-bad").await.json();
+    assert!(
+        bad["error"].as_str().unwrap().starts_with("ValueError"),
+        "{bad}"
+    );
+    assert_eq!(bad.get("stopPod"), None, "failures never count: {bad}");
+    let degraded = server.result_of("job-degraded").await.json();
+    assert_eq!(degraded["stopPod"], true, "{degraded}");
+    let entry = &degraded["output"]["results"][0];
+    assert_eq!(entry["degraded"]["count"], 1, "{degraded}");
+    let oom = server.result_of("job-oom").await.json();
+    assert!(
+        oom["error"]
+            .as_str()
+            .unwrap()
+            .contains("CUDA out of memory"),
+        "{oom}"
+    );
+    assert_eq!(
+        oom["stopPod"], true,
+        "an engine-fatal failure recycles: {oom}"
+    );
+    let egress: u64 = [&ok, &degraded]
+        .iter()
+        .map(|r| {
+            r["output"]["results"][0]["tarball_b64"]
+                .as_str()
+                .unwrap()
+                .len() as u64
+        })
+        .sum();
+
+    // SIGTERM: the worker drains, counts the recycle, and the final flush exports it all.
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(30)).await, 0);
+    let lines = worker.lines();
+    for msg in [
+        "sigterm received, draining current job",
+        "refresh threshold crossed; signaling worker recycle",
+    ] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("\"msg\":\"{msg}\""))),
+            "no {msg:?} line"
+        );
+    }
+
+    let requests = receiver.requests();
+    // Cumulative temporality: the last export of each metric holds the totals.
+    let mut metrics: HashMap<String, Exported> = HashMap::new();
+    for request in requests.iter().filter(|r| r.path == "/v1/metrics") {
+        for rm in request.metrics().resource_metrics {
+            for sm in rm.scope_metrics {
+                let scope = sm.scope.map(|s| s.name).unwrap_or_default();
+                for metric in sm.metrics {
+                    if metric.name.starts_with("mineru.") {
+                        assert_eq!(scope, "mineru-worker", "{}", metric.name);
+                        metrics.insert(metric.name.clone(), exported(&metric));
+                    }
+                }
+            }
+        }
+    }
+    let metric = |name: &str, kind: Kind, unit: &str| {
+        let m = metrics
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not exported; got {:?}", metrics.keys()));
+        assert_eq!((&m.kind, m.unit.as_str()), (&kind, unit), "{name}");
+        m.series.clone()
+    };
+    let pdf_labels = [("backend", "pipeline"), ("input_format", "pdf")];
+    let ok_labels = labels(&[("status", "ok"), pdf_labels[0], pdf_labels[1]]);
+    assert_eq!(
+        metric("mineru.jobs.total", Kind::Counter, "1"),
+        BTreeMap::from([
+            (ok_labels, 2),
+            // Validation failed: backend and input format unknown.
+            (labels(&[("status", "error")]), 1),
+            (
+                labels(&[("status", "error"), pdf_labels[0], pdf_labels[1]]),
+                1
+            ),
+        ])
+    );
+    // Only the bounded range (pages 0-1) counts pages.
+    assert_eq!(
+        metric("mineru.pages.total", Kind::Counter, "1"),
+        BTreeMap::from([(labels(&[("backend", "pipeline")]), 2)])
+    );
+    assert_eq!(
+        metric("mineru.bytes_in.total", Kind::Counter, "By"),
+        BTreeMap::from([(labels(&[("source", "b64")]), 3 * pdf_bytes)])
+    );
+    assert_eq!(
+        metric("mineru.bytes_out.total", Kind::Counter, "By"),
+        BTreeMap::from([(labels(&[("transport", "tarball_b64")]), egress)])
+    );
+    assert_eq!(
+        metric("mineru.errors.total", Kind::Counter, "1"),
+        BTreeMap::from([
+            (labels(&[("type", "ValueError"), ("phase", "validate")]), 1),
+            (labels(&[("type", "RuntimeError"), ("phase", "parse")]), 1),
+        ])
+    );
+    assert_eq!(
+        metric("mineru.degraded.total", Kind::Counter, "1"),
+        BTreeMap::from([(
+            labels(&[("reason", "unsafe_name"), ("artifact", "archive")]),
+            1
+        )])
+    );
+    assert_eq!(
+        metric("mineru.job.duration", Kind::Histogram, "s"),
+        BTreeMap::from([(labels(&pdf_labels), 2)])
+    );
+    // The failed parse completed no parse or package phase.
+    assert_eq!(
+        metric("mineru.phase.duration", Kind::Histogram, "s"),
+        BTreeMap::from([
+            (labels(&[("phase", "fetch_input")]), 3),
+            (labels(&[("phase", "parse")]), 2),
+            (labels(&[("phase", "package")]), 2),
+        ])
+    );
+    assert_eq!(
+        metric("mineru.pages_per_second", Kind::Histogram, "1"),
+        BTreeMap::from([(labels(&[("backend", "pipeline")]), 1)])
+    );
+    assert_eq!(
+        metric("mineru.input.size_bytes", Kind::Histogram, "By"),
+        BTreeMap::from([(labels(&[]), 3)])
+    );
+    assert_eq!(
+        metric("mineru.output.size_bytes", Kind::Histogram, "By"),
+        BTreeMap::from([(labels(&[("transport", "tarball_b64")]), 2)])
+    );
+    assert_eq!(
+        metric("mineru.worker.cold_starts.total", Kind::Counter, "1"),
+        BTreeMap::from([(labels(&[]), 1)])
+    );
+    assert_eq!(
+        metric("mineru.worker.warmup.duration", Kind::Histogram, "s"),
+        BTreeMap::from([(labels(&[("backend", "pipeline"), ("status", "ok")]), 1)])
+    );
+    assert_eq!(
+        metric("mineru.worker.refresh.total", Kind::Counter, "1"),
+        BTreeMap::from([
+            (labels(&[("reason", "jobs_threshold")]), 1),
+            (labels(&[("reason", "engine_failure")]), 1),
+            (labels(&[("reason", "sigterm")]), 1),
+        ])
+    );
+    assert_eq!(
+        metric("mineru.worker.jobs_since_boot", Kind::Gauge, "1"),
+        BTreeMap::from([(labels(&[]), 2)])
+    );
+    assert_eq!(
+        metric("mineru.worker.pages_since_boot", Kind::Gauge, "1"),
+        BTreeMap::from([(labels(&[]), 2)])
+    );
+
+    // Spans (§5.2): one warm-up; each job's phases are children of its `mineru.job`.
+    // (`runpod.post_result` is not emitted by runpod-otel-layer yet.)
+    let spans: Vec<Span> = requests
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .flat_map(|r| r.traces().resource_spans)
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .collect();
+    let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+    let warmup = named("mineru.warmup");
+    assert_eq!(warmup.len(), 1);
+    let warmup_attrs = attrs(&warmup[0].attributes);
+    assert_eq!(warmup_attrs["mineru.backend"], "pipeline");
+    assert_eq!(warmup_attrs["mineru.warmup.trigger"], "boot");
+    assert_eq!(named("mineru.job").len(), 4);
+    let job = |id: &str| {
+        *named("mineru.job")
+            .iter()
+            .find(|s| attrs(&s.attributes)["runpod.job_id"] == id)
+            .unwrap_or_else(|| panic!("no mineru.job span for {id}"))
+    };
+    let children = |parent: &Span| {
+        let mut names: Vec<&str> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == parent.span_id)
+            .map(|s| s.name.as_str())
+            .collect();
+        names.sort_unstable();
+        names
+    };
+    let child = |parent: &Span, name: &str| {
+        attrs(
+            &spans
+                .iter()
+                .find(|s| s.parent_span_id == parent.span_id && s.name == name)
+                .unwrap()
+                .attributes,
+        )
+    };
+    let ok_span = job("job-ok");
+    assert_eq!(
+        children(ok_span),
+        ["mineru.fetch_input", "mineru.package", "mineru.parse"]
+    );
+    assert_eq!(
+        child(ok_span, "mineru.fetch_input"),
+        labels(&[
+            ("phase", "fetch_input"),
+            ("mineru.source", "b64"),
+            ("mineru.bytes_in", &pdf_bytes.to_string()),
+        ])
+    );
+    let parse = child(ok_span, "mineru.parse");
+    for (key, value) in [
+        ("phase", "parse"),
+        ("mineru.backend", "pipeline"),
+        ("mineru.input_format", "pdf"),
+        ("mineru.start_page", "0"),
+        ("mineru.end_page", "1"),
+        ("mineru.tier", "basic"),
+        ("mineru.input_type", "pdf"),
+    ] {
+        assert_eq!(parse[key], value, "{key}: {parse:?}");
+    }
+    let package = child(ok_span, "mineru.package");
+    let ok_egress = ok["output"]["results"][0]["tarball_b64"]
+        .as_str()
+        .unwrap()
+        .len();
+    assert_eq!(
+        package,
+        labels(&[
+            ("phase", "package"),
+            ("mineru.transport", "tarball_b64"),
+            ("mineru.archive_format", "tar.gz"),
+            ("mineru.bytes_out", &ok_egress.to_string()),
+        ])
+    );
+    // Validation runs inside the job span, without a span of its own.
+    assert!(children(job("job-bad")).is_empty());
+    let oom_span = job("job-oom");
+    assert_eq!(children(oom_span), ["mineru.fetch_input", "mineru.parse"]);
+    let failed_parse = spans
+        .iter()
+        .find(|s| s.parent_span_id == oom_span.span_id && s.name == "mineru.parse")
+        .unwrap();
+    assert_eq!(failed_parse.status.as_ref().unwrap().code, 2, "ERROR");
+}
