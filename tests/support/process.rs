@@ -19,48 +19,38 @@ pub fn target_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The path of an example of the root package. `cargo test` builds every example; a test run
-/// alone (`cargo test --test x`) builds the one it needs here, in the profile of the running
-/// test or benchmark (release for `cargo bench`).
+/// The path of an example of the root package, built here in the profile of the running test
+/// or benchmark (release for `cargo bench`), so that a test run alone (`cargo test --test x`)
+/// never drives a stale binary.
 pub fn example(name: &str) -> PathBuf {
-    let target = target_dir();
-    let path = target.join("examples").join(name);
-    if !path.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut args = vec!["build", "--example", name];
-        if target.ends_with("release") {
-            args.push("--release");
-        }
-        let status = std::process::Command::new(cargo)
-            .args(&args)
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success() && path.exists(),
-            "cannot build example {name}"
-        );
-    }
-    path
+    cargo_build(
+        &["--example", name],
+        target_dir().join("examples").join(name),
+    )
 }
 
-/// The path of a workspace package's binary, built here (`cargo build -p <package> --bin
-/// <name>`, in the profile of the running test) so that it is never stale: the root package
-/// does not depend on the binary's package, so `cargo test` does not build it.
+/// The path of a workspace package's binary, built here: the root package does not depend on
+/// the binary's package, so `cargo test` does not build it.
 pub fn bin(package: &str, name: &str) -> PathBuf {
-    let target = target_dir();
+    cargo_build(&["-p", package, "--bin", name], target_dir().join(name))
+}
+
+/// `cargo build <what>` in the running test's profile; a no-op when the binary is fresh.
+fn cargo_build(what: &[&str], path: PathBuf) -> PathBuf {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut args = vec!["build", "-p", package, "--bin", name];
-    if target.ends_with("release") {
+    let mut args = vec!["build", "--quiet"];
+    args.extend_from_slice(what);
+    if target_dir().ends_with("release") {
         args.push("--release");
     }
     let status = std::process::Command::new(cargo)
         .args(&args)
         .status()
         .expect("run cargo build");
-    let path = target.join(name);
     assert!(
         status.success() && path.exists(),
-        "cannot build {package}'s binary {name}"
+        "cannot build {}",
+        what.join(" ")
     );
     path
 }
