@@ -10,6 +10,7 @@ bash scripts/setup-python.sh
 
 export MINERU_VENV="$repo/.venv/mineru"
 export SDK_VENV="$repo/.venv/sdk"
+export MINERU3_VENV="$repo/.venv/mineru3"
 # Two cores: keep test binaries from starving each other's child processes.
 export RUST_TEST_THREADS="${RUST_TEST_THREADS:-2}"
 cargo test --workspace --all-targets --locked

@@ -543,6 +543,7 @@ impl Shared {
             tier,
             ocr_mode,
             lang: request.lang.clone(),
+            legacy: request.legacy_options(),
         };
         state.phase = Phase::Parse;
         let phase_start = Instant::now();

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use common::{fake_engine_config, process_gone, wait_for_state, zip_member};
 use mineru_handler::engine::{
-    Backend, Engine, EngineError, EngineState, OcrMode, PageSelection, ParseRequest, Tier,
-    WarmupOutcome, resolve_tier,
+    Backend, Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest,
+    Tier, WarmupOutcome, resolve_tier,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -28,6 +28,7 @@ fn request(path: PathBuf, tier: Tier) -> ParseRequest {
         tier,
         ocr_mode: OcrMode::Txt,
         lang: "en".into(),
+        legacy: LegacyOptions::default(),
     }
 }
 
@@ -309,6 +310,7 @@ async fn tiers_ocr_modes_and_pages_reach_the_server_as_mapped() {
                     tier,
                     ocr_mode,
                     lang: "en".into(),
+                    legacy: LegacyOptions::default(),
                 },
                 &CancellationToken::new(),
             )

@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use common::{make_fixtures, real_engine_config, wait_for_state, zip_member, zip_names};
 use mineru_handler::engine::{
-    Engine, EngineError, EngineState, OcrMode, PageSelection, ParseRequest, Tier, WarmupOutcome,
+    Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest, Tier,
+    WarmupOutcome,
 };
 use mineru_handler::package::{self, ArchiveFormat, PackageRequest, Transport};
 use tokio_util::sync::CancellationToken;
@@ -22,6 +23,7 @@ fn request(path: std::path::PathBuf, pages: PageSelection) -> ParseRequest {
         tier: Tier::Flash,
         ocr_mode: OcrMode::Txt,
         lang: "en".into(),
+        legacy: LegacyOptions::default(),
     }
 }
 

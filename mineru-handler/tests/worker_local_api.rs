@@ -435,3 +435,70 @@ async fn failed_warmup_still_serves_with_a_clear_engine_error() {
         .unwrap();
     assert!(health.status().is_success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_mineru3_worker_passes_backend_through_and_packages_reference_names() {
+    // MinerU 3.4.5 (adapter detected from the installed version); PDFs go through its real
+    // vlm-http-client path against the FAKE VLM, which also serves the warm-up.
+    let vlm = common::FakeVlm::start();
+    let venv = common::mineru3_venv();
+    let worker = LocalWorker::start(&[
+        ("MINERU_VENV", venv.display().to_string()),
+        ("MINERU_WARMUP_BACKEND", "vlm-http-client".into()),
+        ("MINERU_MODEL_VLM_SERVER_URL", vlm.url.clone()),
+    ])
+    .await;
+
+    let (out, error) = worker
+        .runsync(
+            json!({"file_b64": b64_of(&asset("sample.docx")), "basename": "report",
+                        "backend": "pipeline", "transport": "inline",
+                        "formats": ["markdown", "content_list"]}),
+        )
+        .await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(out["mineru_version"], "3.4.5");
+    let entry = &out["results"][0];
+    assert!(
+        entry["markdown"]
+            .as_str()
+            .unwrap()
+            .contains("Quarterly Report"),
+        "{out}"
+    );
+    assert_eq!(entry["content_list"][0]["text_level"], 1, "{out}");
+
+    let (out, error) = worker
+        .runsync(
+            json!({"file_b64": b64_of(&asset("sample.pdf")), "basename": "paper",
+                        "backend": "vlm-http-client", "server_url": vlm.url,
+                        "start_page": 0, "end_page": 1}),
+        )
+        .await;
+    assert_eq!(error, None, "{out}");
+    let members = tar_gz_members(out["results"][0]["tarball_b64"].as_str().unwrap());
+    let mut listed = names(&members);
+    listed.sort_unstable();
+    assert_eq!(
+        listed,
+        [
+            "paper.md",
+            "paper_content_list.json",
+            "paper_content_list_v2.json",
+            "paper_middle.json"
+        ]
+    );
+    let md = String::from_utf8(member(&members, "paper.md").to_vec()).unwrap();
+    assert_eq!(md.matches("# Fake VLM text").count(), 2, "two pages: {md}");
+
+    // tier is a 4.x input: refused with the contract's message, and the worker keeps serving.
+    let (_, error) = worker
+        .runsync(json!({"file_b64": b64_of(&asset("sample.docx")), "tier": "flash"}))
+        .await;
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("tier and ocr_mode need MinerU 4.x")),
+        "{error:?}"
+    );
+}

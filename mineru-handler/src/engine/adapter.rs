@@ -1,8 +1,8 @@
 //! The boundary between the engine's lifecycle and one MinerU major version's HTTP API.
 //!
 //! Everything MinerU-specific (command-line flags, endpoints, JSON shapes, error codes) lives
-//! behind [`Adapter`]; the supervisor and the per-job protocol only speak these types. A MinerU
-//! 3.4 adapter is a second implementation of the trait.
+//! behind [`Adapter`]; the supervisor and the per-job protocol only speak these types. There are
+//! two implementations: `mineru4` (4.x `/v1` API) and `mineru3` (3.4 API).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use super::EngineError;
-use super::tier::{OcrMode, PageSelection, Tier};
+use super::tier::{LegacyOptions, OcrMode, PageSelection, Tier};
 
 /// How one server process is launched.
 #[derive(Clone, Debug)]
@@ -94,12 +94,18 @@ pub(crate) struct Submission<'a> {
     pub pages: PageSelection,
     pub tier: Tier,
     pub ocr_mode: OcrMode,
+    pub lang: &'a str,
+    pub legacy: &'a LegacyOptions,
 }
 
 /// One MinerU major version's HTTP API.
 pub(crate) trait Adapter: Send + Sync + 'static {
     /// The server's command-line flags.
     fn server_args(&self, launch: &Launch) -> Vec<OsString>;
+    /// Variables the server reads its settings from, on top of the engine's child environment.
+    fn server_env(&self, _launch: &Launch) -> Vec<(OsString, OsString)> {
+        Vec::new()
+    }
     /// One readiness probe.
     fn health<'a>(&'a self, conn: &'a Connection) -> BoxFuture<'a, Health>;
     /// The tiers the server offers.

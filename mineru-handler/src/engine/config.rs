@@ -11,7 +11,7 @@ use super::tier::{Backend, OcrMode, Tier};
 pub enum AdapterKind {
     /// MinerU 4.x `/v1` API (the default).
     V4,
-    /// MinerU 3.4.x API (not built yet; selecting it fails the engine start with a clear reason).
+    /// MinerU 3.4.x API (engine specification §9).
     V3,
 }
 
@@ -76,7 +76,8 @@ pub struct EngineConfig {
     pub default_tier: Option<Tier>,
     /// `MINERU_DEFAULT_OCR_MODE`; `None` = `txt` on a flash-only engine, else `auto`.
     pub default_ocr_mode: Option<OcrMode>,
-    /// `MINERU_MODEL_VLM_SERVER_URL`: the server's `--vlm-server-url`.
+    /// `MINERU_MODEL_VLM_SERVER_URL`: the 4.x server's `--vlm-server-url`; under 3.4, the
+    /// warm-up parse's `server_url` (jobs send their own).
     pub vlm_server_url: Option<String>,
     /// `MINERU_HOME`; `None` = a per-boot directory in the scratch area.
     pub mineru_home: Option<PathBuf>,

@@ -9,11 +9,14 @@
 //! * The job's cancellation signal cancels the task; a parse already running inside MinerU
 //!   cannot be interrupted, so the child's process group is killed and the engine re-warmed.
 //!
-//! MinerU-specific request and answer shapes live behind an adapter (`mineru4` for 4.x).
+//! MinerU-specific request and answer shapes live behind an adapter: `mineru4` for 4.x (the
+//! default), `mineru3` for 3.4 (`MINERU_ENGINE_ADAPTER=v3`, or detected from the installed
+//! version).
 
 mod adapter;
 mod config;
 mod error;
+mod mineru3;
 mod mineru4;
 mod supervisor;
 mod tier;
@@ -29,7 +32,8 @@ use tokio_util::sync::CancellationToken;
 pub use config::{AdapterKind, ConfigError, EngineConfig, WarmupFixture};
 pub use error::EngineError;
 pub use tier::{
-    Backend, Effort, OcrMode, PageSelection, Tier, UnknownName, default_ocr_mode, resolve_tier,
+    Backend, Effort, LegacyOptions, OcrMode, PageSelection, Tier, UnknownName, default_ocr_mode,
+    resolve_tier,
 };
 
 use adapter::{Adapter, Connection, Submission, TaskState};
@@ -51,6 +55,9 @@ pub struct ParseRequest {
     pub ocr_mode: OcrMode,
     /// The job's `lang`; only MinerU 3.4 uses it.
     pub lang: String,
+    /// The job's `backend`, `effort`, `server_url`, `formula_enable`, `table_enable`; only
+    /// MinerU 3.4 uses them.
+    pub legacy: LegacyOptions,
 }
 
 /// A finished parse: MinerU's result zip inside a private job directory that is removed when
@@ -58,7 +65,9 @@ pub struct ParseRequest {
 #[derive(Debug)]
 pub struct ParseOutput {
     /// MinerU's result zip (for 4.x: `markdown.md`, `middle_json.json`,
-    /// `structured_content.json`, `model_output.json`, `images/…`).
+    /// `structured_content.json`, `model_output.json`, `images/…`; for 3.4 the adapter
+    /// rewrites it to `markdown.md`, `middle_json.json`, `content_list.json`,
+    /// `content_list_v2.json`, `images/…`).
     pub result_zip: PathBuf,
     /// The tier actually sent.
     pub tier: Tier,
@@ -262,14 +271,9 @@ impl Engine {
             _ => AdapterKind::V4,
         });
         let (restart_tx, restart_rx) = mpsc::unbounded_channel();
-        let initial = match adapter_kind {
-            AdapterKind::V4 => Phase::Stopped,
-            AdapterKind::V3 => Phase::Failed {
-                reason: format!(
-                    "MinerU {} needs the 3.4 adapter (v3), which this build does not include; install mineru 4.x",
-                    version.as_deref().unwrap_or("3.x")
-                ),
-            },
+        let adapter: Box<dyn Adapter> = match adapter_kind {
+            AdapterKind::V4 => Box::new(mineru4::Mineru4),
+            AdapterKind::V3 => Box::new(mineru3::Mineru3),
         };
         let stop = CancellationToken::new();
         let shared = Arc::new(Shared {
@@ -278,12 +282,12 @@ impl Engine {
             } else {
                 None
             },
-            api_key: config
-                .api_key
+            // 3.4 has no --api-key, and no local sources for a key to guard.
+            api_key: (config.api_key && adapter_kind == AdapterKind::V4)
                 .then(|| uuid::Uuid::new_v4().simple().to_string()),
-            adapter: Box::new(mineru4::Mineru4),
+            adapter,
             dirs,
-            phase: watch::Sender::new(initial),
+            phase: watch::Sender::new(Phase::Stopped),
             restart_tx,
             restart_rx: Mutex::new(Some(restart_rx)),
             stop: stop.clone(),
@@ -587,6 +591,8 @@ impl Shared {
             pages,
             tier,
             ocr_mode: request.ocr_mode,
+            lang: &request.lang,
+            legacy: &request.legacy,
         };
         let started = Instant::now();
         self.run_task(&live, submission, &result_zip, cancel, deadline)
@@ -754,6 +760,11 @@ impl Shared {
             tier: wanted.min(highest),
             ocr_mode: default_ocr_mode(self.config.default_ocr_mode, highest),
             lang: "en".into(),
+            legacy: LegacyOptions {
+                backend,
+                server_url: self.config.vlm_server_url.clone(),
+                ..LegacyOptions::default()
+            },
         };
         // Not a job: the job timeout does not apply (lazy initialisation may take long).
         match self.parse(&request, &CancellationToken::new(), None).await {

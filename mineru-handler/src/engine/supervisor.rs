@@ -393,6 +393,7 @@ impl Shared {
         }
         command
             .envs(config.child_env.iter().map(|(k, v)| (k, v)))
+            .envs(self.adapter.server_env(launch))
             .env("MINERU_HOME", &self.dirs.home)
             .env("TMPDIR", &self.dirs.tmp)
             .current_dir(&self.dirs.engine)

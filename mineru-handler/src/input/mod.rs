@@ -11,7 +11,7 @@ mod python;
 use serde_json::{Map, Value};
 
 pub use crate::engine::{Backend, Effort, OcrMode, Tier};
-use crate::engine::{PageSelection, resolve_tier};
+use crate::engine::{LegacyOptions, PageSelection, resolve_tier};
 use crate::fetch::{UrlShapeError, check_url_shape};
 pub use crate::package::{ArchiveFormat, Format as OutputFormat};
 use crate::redact::redact_url_text;
@@ -165,6 +165,17 @@ impl ParseRequest {
             u64::try_from(self.start_page).unwrap_or(0),
             self.end_page.unwrap_or(-1),
         )
+    }
+
+    /// The MinerU 3.4 inputs, as the `v3` engine adapter sends them (job contract §16.7).
+    pub fn legacy_options(&self) -> LegacyOptions {
+        LegacyOptions {
+            backend: self.backend,
+            effort: self.effort,
+            server_url: self.server_url.clone(),
+            formula_enable: self.formula_enable,
+            table_enable: self.table_enable,
+        }
     }
 
     /// The tier to send (job contract §16.2): `tier`, else the explicitly sent

@@ -1,4 +1,4 @@
-//! The members of MinerU 4's result zip, checked and mapped onto the job's output names
+//! The members of MinerU's result zip (4.x, or 3.4 as the v3 adapter rewrites it), checked and mapped onto the job's output names
 //! (job contract §10, §16.5). Nothing read from the zip is trusted: names are validated and
 //! links are resolved inside the archive only.
 
@@ -114,6 +114,9 @@ fn map_name(name: &str, basename: &str) -> Option<(String, Role)> {
             format!("{basename}_structured_content.json"),
             Role::ContentList,
         ),
+        // MinerU 3.4 (the v3 adapter writes its members under these stem-free names).
+        "content_list.json" => (format!("{basename}_content_list.json"), Role::ContentList),
+        "content_list_v2.json" => (format!("{basename}_content_list_v2.json"), Role::Other),
         // Raw model output: large, and the reference never shipped it.
         "model_output.json" => return None,
         _ => match name.strip_prefix("images/") {
@@ -202,6 +205,14 @@ mod tests {
     #[test]
     fn names_map_to_the_contract() {
         assert_eq!(map_name("markdown.md", "doc").unwrap().0, "doc.md");
+        assert_eq!(
+            map_name("content_list.json", "r").unwrap(),
+            ("r_content_list.json".into(), Role::ContentList)
+        );
+        assert_eq!(
+            map_name("content_list_v2.json", "r").unwrap().0,
+            "r_content_list_v2.json"
+        );
         assert_eq!(
             map_name("structured_content.json", "r").unwrap(),
             ("r_structured_content.json".into(), Role::ContentList)

@@ -1,6 +1,7 @@
 //! Shared helpers for the engine tests.
 #![allow(dead_code, clippy::unwrap_used)]
 
+use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -56,6 +57,54 @@ pub fn real_engine_config() -> EngineConfig {
     config.program = venv.join("bin/mineru-api");
     config.startup_timeout = Duration::from_secs(120);
     config
+}
+
+/// The MinerU 3.4.5 environment: `MINERU3_VENV`, else `<workspace>/.venv/mineru3`.
+pub fn mineru3_venv() -> PathBuf {
+    let venv = std::env::var_os("MINERU3_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join(".venv/mineru3"));
+    assert!(
+        venv.join("bin/mineru-api").is_file(),
+        "real MinerU 3.4 is required: {}/bin/mineru-api not found. Run scripts/setup-python.sh \
+         (or set MINERU3_VENV to an environment with mineru==3.4.5).",
+        venv.display()
+    );
+    venv
+}
+
+/// The FAKE OpenAI-compatible VLM server, killed when dropped.
+pub struct FakeVlm {
+    child: std::process::Child,
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+}
+
+impl FakeVlm {
+    pub fn start() -> Self {
+        let mut child = std::process::Command::new("python3")
+            .arg(workspace_root().join("tests/fakes/fake_openai_vlm.py"))
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The fake prints its port once it is listening.
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("listening on ").unwrap();
+        FakeVlm {
+            url: format!("http://127.0.0.1:{port}"),
+            child,
+        }
+    }
+}
+
+impl Drop for FakeVlm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// Generates the real-engine fixtures with the MinerU environment's Python.
