@@ -152,6 +152,18 @@ where
     H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
+    /// Validates a `/run` or `/runsync` body and stores the job under a new id; the error is
+    /// the 422's validation detail.
+    fn submit(
+        &self,
+        body: &[u8],
+    ) -> Result<(String, Map<String, Value>, CancellationToken), Value> {
+        let request = parse_request(body, false)?;
+        let id = new_id();
+        let cancellation = self.store(&id);
+        Ok((id, request, cancellation))
+    }
+
     fn store(&self, id: &str) -> CancellationToken {
         let cancellation = CancellationToken::new();
         let entry = Entry {
@@ -259,12 +271,10 @@ where
     H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
-    let request = match parse_request(&body, false) {
-        Ok(request) => request,
+    let (id, request, cancellation) = match api.submit(&body) {
+        Ok(submitted) => submitted,
         Err(detail) => return unprocessable(detail),
     };
-    let id = new_id();
-    let cancellation = api.store(&id);
     let shape = Arc::clone(&api)
         .execute(id.clone(), request, cancellation)
         .await;
@@ -276,12 +286,10 @@ where
     H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
-    let request = match parse_request(&body, false) {
-        Ok(request) => request,
+    let (id, request, cancellation) = match api.submit(&body) {
+        Ok(submitted) => submitted,
         Err(detail) => return unprocessable(detail),
     };
-    let id = new_id();
-    let cancellation = api.store(&id);
     tokio::spawn(Arc::clone(&api).execute(id.clone(), request, cancellation));
     axum::Json(json!({"id": id, "status": "IN_PROGRESS"})).into_response()
 }
