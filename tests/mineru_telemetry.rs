@@ -327,7 +327,6 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
     );
 
     // Spans (§5.2): one warm-up; each job's phases are children of its `mineru.job`.
-    // (`runpod.post_result` is not emitted by runpod-otel-layer yet.)
     let spans: Vec<Span> = requests
         .iter()
         .filter(|r| r.path == "/v1/traces")
@@ -369,7 +368,12 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
     let ok_span = job("job-ok");
     assert_eq!(
         children(ok_span),
-        ["mineru.fetch_input", "mineru.package", "mineru.parse"]
+        [
+            "mineru.fetch_input",
+            "mineru.package",
+            "mineru.parse",
+            "runpod.post_result"
+        ]
     );
     assert_eq!(
         child(ok_span, "mineru.fetch_input"),
@@ -406,9 +410,12 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
         ])
     );
     // Validation runs inside the job span, without a span of its own.
-    assert!(children(job("job-bad")).is_empty());
+    assert_eq!(children(job("job-bad")), ["runpod.post_result"]);
     let oom_span = job("job-oom");
-    assert_eq!(children(oom_span), ["mineru.fetch_input", "mineru.parse"]);
+    assert_eq!(
+        children(oom_span),
+        ["mineru.fetch_input", "mineru.parse", "runpod.post_result"]
+    );
     let failed_parse = spans
         .iter()
         .find(|s| s.parent_span_id == oom_span.span_id && s.name == "mineru.parse")
