@@ -3,7 +3,9 @@
 #   .venv/mineru  mineru==4.0.12           (the engine: mineru-api, offline flash tier)
 #   .venv/sdk     runpod==1.12.0, rotel    (the SDK as the wire reference; an OTLP collector)
 #   .venv/mineru3 mineru==3.4.5            (MinerU 3.4 for the v3 adapter's tests; no torch)
-# They are separate because runpod's and mineru's dependency pins conflict.
+#   .venv/s3      moto[server]             (a local S3 API server for the s3 transport's tests)
+# They are separate because runpod's and mineru's dependency pins conflict (and moto pins
+# boto3/botocore, which runpod also depends on).
 # Needs python3 (3.10-3.14) with the venv module (Debian: apt-get install python3-venv).
 # Uses uv when it is on PATH (much faster), pip otherwise. Re-running only installs what is
 # missing or at the wrong version.
@@ -27,6 +29,7 @@ python="${PYTHON:-python3}"
 MINERU_REQS=(mineru==4.0.12)
 SDK_REQS=(runpod==1.12.0 rotel==0.0.1a15)
 MINERU3_REQS=(mineru==3.4.5)
+S3_REQS=("moto[server]==5.2.5")
 
 command -v "$python" >/dev/null || { echo "error: $python not found; install python3 (3.10-3.14)" >&2; exit 1; }
 "$python" - <<'PY' || { echo "error: MinerU 4.0.12 needs Python >= 3.10 and < 3.15" >&2; exit 1; }
@@ -42,6 +45,7 @@ import sys
 from importlib.metadata import PackageNotFoundError, version
 for req in sys.argv[1:]:
     name, want = req.split("==")
+    name = name.split("[")[0]
     try:
         if version(name) != want:
             sys.exit(1)
@@ -83,6 +87,7 @@ if [[ $mineru_only == 1 ]]; then
 fi
 ensure_venv "$venv_root/sdk" "${SDK_REQS[@]}"
 ensure_venv "$venv_root/mineru3" "${MINERU3_REQS[@]}"
+ensure_venv "$venv_root/s3" "${S3_REQS[@]}"
 
 cat <<EOF_SUMMARY
 
@@ -90,6 +95,7 @@ Python environments ready:
   MinerU:     $venv_root/mineru   (mineru-api: $venv_root/mineru/bin/mineru-api)
   SDK:        $venv_root/sdk      (python: $venv_root/sdk/bin/python)
   MinerU 3.4: $venv_root/mineru3  (mineru-api for MINERU_ENGINE_ADAPTER=v3; tests: MINERU3_VENV)
+  S3 server:  $venv_root/s3       (moto_server: $venv_root/s3/bin/moto_server)
 
 The worker finds mineru-api with MINERU_VENV=$venv_root/mineru (or MINERU_API_BIN); the
 tests use the same variable and default to <repo>/.venv/mineru.

@@ -6,6 +6,7 @@ use crate::fetch::FetchConfig;
 use crate::input::S3Readiness;
 use crate::package::DEFAULT_MAX_RESPONSE_BYTES;
 use crate::response::Secrets;
+use crate::s3::{self, S3Config};
 
 /// Everything the worker reads from the environment.
 ///
@@ -47,27 +48,27 @@ pub struct ServiceConfig {
     pub probe_allowed: bool,
     /// Which required `BUCKET_*` variables are missing.
     pub s3: S3Readiness,
+    /// The `s3` transport's bucket; `None` when a required `BUCKET_*` variable is missing.
+    pub bucket: Option<S3Config>,
     /// Secret values scrubbed from every error text.
     pub secrets: Secrets,
 }
 
 /// A configuration variable the worker cannot use.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct ConfigError(#[from] engine::ConfigError);
-
-/// The required S3 variables, in the contract's order (§11).
-const S3_REQUIRED: [&str; 4] = [
-    "BUCKET_ENDPOINT_URL",
-    "BUCKET_NAME",
-    "BUCKET_ACCESS_KEY_ID",
-    "BUCKET_SECRET_ACCESS_KEY",
-];
+pub enum ConfigError {
+    /// An engine variable.
+    #[error(transparent)]
+    Engine(#[from] engine::ConfigError),
+    /// A `BUCKET_*` variable.
+    #[error(transparent)]
+    S3(#[from] s3::S3ConfigError),
+}
 
 impl WorkerConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {
-        let mut service = ServiceConfig::from_lookup(|name| std::env::var(name).ok());
+        let mut service = ServiceConfig::from_lookup(|name| std::env::var(name).ok())?;
         // Every secret of the environment, including the `OTEL_*HEADERS` values.
         service.secrets = Secrets::from_env();
         Ok(WorkerConfig {
@@ -83,13 +84,13 @@ impl WorkerConfig {
         Ok(WorkerConfig {
             engine: EngineConfig::from_lookup(&lookup)?,
             fetch: FetchConfig::from_lookup(&lookup),
-            service: ServiceConfig::from_lookup(&lookup),
+            service: ServiceConfig::from_lookup(&lookup)?,
         })
     }
 }
 
 impl ServiceConfig {
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -108,18 +109,15 @@ impl ServiceConfig {
                 "0" | "false" | "no" | "off"
             )
         });
-        let missing: Vec<String> = S3_REQUIRED
-            .iter()
-            .filter(|name| get(name).is_none())
-            .map(|name| (*name).to_owned())
-            .collect();
+        let missing = S3Config::missing(&lookup);
+        let bucket = S3Config::from_lookup(&lookup)?;
         let secrets = Secrets::from_vars(
-            S3_REQUIRED
+            s3::REQUIRED_VARS
                 .iter()
                 .chain(&["HF_TOKEN", "RUNPOD_AI_API_KEY"])
                 .filter_map(|name| lookup(name).map(|v| ((*name).to_owned(), v))),
         );
-        ServiceConfig {
+        Ok(ServiceConfig {
             max_response_bytes: get("MINERU_MAX_RESPONSE_BYTES")
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
@@ -132,8 +130,9 @@ impl ServiceConfig {
             } else {
                 S3Readiness::Missing(missing)
             },
+            bucket,
             secrets,
-        }
+        })
     }
 }
 

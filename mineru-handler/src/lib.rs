@@ -17,4 +17,5 @@ pub mod probe;
 pub mod recycle;
 pub mod redact;
 pub mod response;
+pub mod s3;
 pub mod service;

@@ -35,6 +35,7 @@ use crate::package::{
 };
 use crate::recycle::{Recycler, RefreshReason};
 use crate::response::{Failure, FailureResponse};
+use crate::s3::{S3Error, S3Uploader};
 
 /// The MinerU job handler as a [`tower::Service`]. Cheap to clone: clones share the engine,
 /// the fetcher, the metrics and the refresh counters.
@@ -81,6 +82,8 @@ struct Shared {
     parse_slots: Arc<tokio::sync::Semaphore>,
     recycler: Arc<Recycler>,
     metrics: MineruMetrics,
+    /// The `s3` transport's uploader, when the bucket is configured.
+    s3: Option<S3Uploader>,
 }
 
 /// Why the service could not be built.
@@ -92,6 +95,9 @@ pub enum ServiceError {
     /// The HTTP client for `file_url` could not be built.
     #[error("cannot build the input fetcher: {0}")]
     Fetch(#[from] FetchError),
+    /// The HTTP client for the `s3` transport could not be built.
+    #[error("cannot build the S3 uploader: {0}")]
+    S3(#[from] S3Error),
 }
 
 impl MineruService {
@@ -116,6 +122,7 @@ impl MineruService {
         // Other jobs' staged inputs and results must never be readable through volume_path.
         fetch.scratch_dirs.push(engine.scratch_dir().to_path_buf());
         let fetcher = Fetcher::new(fetch)?;
+        let s3 = service.bucket.as_ref().map(S3Uploader::new).transpose()?;
         let recycler = Arc::new(Recycler::new(
             service.refresh_after_jobs,
             service.refresh_after_pages,
@@ -134,6 +141,7 @@ impl MineruService {
                 parse_slots,
                 recycler,
                 metrics,
+                s3,
             }),
         })
     }
@@ -263,6 +271,12 @@ impl From<FormatError> for JobFailure {
 
 impl From<PackageError> for JobFailure {
     fn from(e: PackageError) -> Self {
+        JobFailure::new(e.error_type(), &e)
+    }
+}
+
+impl From<S3Error> for JobFailure {
+    fn from(e: S3Error) -> Self {
         JobFailure::new(e.error_type(), &e)
     }
 }
@@ -445,17 +459,12 @@ impl Shared {
         let ctx = self.validation_context();
         let request = parse_request(&job.input, &ctx)?;
         state.backend = Some(request.backend.as_str());
+        // `None`: the `s3` transport, whose archive is written to the job directory and
+        // uploaded after packaging.
         let transport = match request.transport {
-            Transport::TarballB64 => package::Transport::TarballB64(request.archive_format),
-            Transport::Inline => package::Transport::Inline(request.formats.clone()),
-            Transport::S3 => {
-                return Err(JobFailure {
-                    error_type: "ValueError",
-                    message: "transport='s3' is not supported by this worker build yet; use transport='tarball_b64' or 'inline'".into(),
-                    traceback: String::new(),
-                    refresh_worker: false,
-                });
-            }
+            Transport::TarballB64 => Some(package::Transport::TarballB64(request.archive_format)),
+            Transport::Inline => Some(package::Transport::Inline(request.formats.clone())),
+            Transport::S3 => None,
         };
 
         // fetch_input
@@ -595,26 +604,46 @@ impl Shared {
             otel.status_code = Empty,
             otel.status_message = Empty,
         );
-        if let package::Transport::TarballB64(format) = &transport {
-            span.record("mineru.archive_format", format.as_str());
+        if matches!(request.transport, Transport::TarballB64 | Transport::S3) {
+            span.record("mineru.archive_format", request.archive_format.as_str());
         }
         state.phase = Phase::Package;
         let phase_start = Instant::now();
-        let transport_name = transport.name();
+        let transport_name = request.transport.as_str();
+        let archive = job_dir.path().join(format!(
+            "{}.{}",
+            request.basename,
+            request.archive_format.as_str()
+        ));
         let packaged = {
             let max_response_bytes = self.config.max_response_bytes;
             let basename = request.basename.clone();
+            let archive = archive.clone();
+            let archive_format = request.archive_format;
             let blocking_span = span.clone();
             tokio::task::spawn_blocking(move || {
                 let _entered = blocking_span.enter();
-                let result = package::package(&PackageRequest {
-                    result_zip: &output.result_zip,
-                    work_dir: output.dir(),
-                    basename: &basename,
-                    transport,
-                    mtime,
-                    max_response_bytes,
-                });
+                let result = match transport {
+                    Some(transport) => package::package(&PackageRequest {
+                        result_zip: &output.result_zip,
+                        work_dir: output.dir(),
+                        basename: &basename,
+                        transport,
+                        mtime,
+                        max_response_bytes,
+                    }),
+                    None => package::write_archive(
+                        &output.result_zip,
+                        &basename,
+                        archive_format,
+                        mtime,
+                        &archive,
+                    )
+                    .map(|(_, degraded)| package::Packaged {
+                        fields: serde_json::Map::new(),
+                        degraded,
+                    }),
+                };
                 // The job directory (and MinerU's result zip) goes away here, off the
                 // async threads too.
                 drop(output);
@@ -622,7 +651,7 @@ impl Shared {
             })
             .await
         };
-        let packaged = match packaged {
+        let mut packaged = match packaged {
             Ok(Ok(packaged)) => packaged,
             Ok(Err(e)) => {
                 let failure = JobFailure::from(e);
@@ -635,6 +664,25 @@ impl Shared {
                 return Err(failure);
             }
         };
+        if request.transport == Transport::S3 {
+            // Validation only accepts `s3` when the bucket is configured.
+            let uploaded = match &self.s3 {
+                Some(s3) => {
+                    s3.upload(&archive, &request.basename, request.archive_format)
+                        .instrument(span.clone())
+                        .await
+                }
+                None => Err(S3Error::Setup("the S3 bucket is not configured".into())),
+            };
+            match uploaded {
+                Ok(uploaded) => packaged.fields = uploaded.fields(),
+                Err(e) => {
+                    let failure = JobFailure::from(e);
+                    failure.record_on(&span, &self.config);
+                    return Err(failure);
+                }
+            }
+        }
         self.metrics
             .phase_done(Phase::Package, phase_start.elapsed());
         state.debug.phase_ms.package = Some(PhaseTimings::ms(phase_start.elapsed()));

@@ -1,0 +1,280 @@
+//! The `s3` transport against a real S3 API server (moto's standalone server on 127.0.0.1,
+//! `tests/common/moto.rs`): single-PUT and multipart uploads fetched back through the
+//! presigned URL, the configuration check of validation, and that neither the secret nor a
+//! presigned query reaches a log line or an error.
+#![allow(clippy::unwrap_used)]
+
+#[path = "common/moto.rs"]
+mod moto;
+
+use std::io::Write as _;
+use std::sync::{Arc, Mutex};
+
+use mineru_handler::config::WorkerConfig;
+use mineru_handler::input::{MineruMajor, ValidationContext, parse_request};
+use mineru_handler::package::ArchiveFormat;
+use mineru_handler::s3::{MIN_PART_SIZE, S3Uploader, Uploaded};
+use moto::{ACCESS_KEY_ID, Moto, SECRET_ACCESS_KEY};
+use serde_json::json;
+
+/// Everything the tracing subscriber writes, at TRACE level.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Captures this thread's tracing output (the tests run on a current-thread runtime, so the
+/// upload's tasks log through it too).
+fn capture_logs() -> (CapturedLogs, tracing::subscriber::DefaultGuard) {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    (logs, tracing::subscriber::set_default(subscriber))
+}
+
+/// Deterministic, incompressible-looking bytes.
+fn archive_bytes(len: usize) -> Vec<u8> {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state.to_le_bytes()[0]
+        })
+        .collect()
+}
+
+fn write_file(dir: &tempfile::TempDir, name: &str, bytes: &[u8]) -> std::path::PathBuf {
+    let path = dir.path().join(name);
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(bytes)
+        .unwrap();
+    path
+}
+
+/// Fetches the presigned URL with a plain client and checks bytes and content type.
+async fn fetch_back(uploaded: &Uploaded, expected: &[u8], content_type: &str) {
+    let response = reqwest::get(&uploaded.tarball_url).await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    assert_eq!(
+        response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        Some(content_type)
+    );
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body.len(), expected.len());
+    assert!(body[..] == expected[..], "the downloaded bytes differ");
+}
+
+fn assert_no_secret(text: &str, what: &str) {
+    for needle in [
+        SECRET_ACCESS_KEY,
+        ACCESS_KEY_ID,
+        "X-Amz-Signature",
+        "X-Amz-Credential",
+        "uploadId",
+    ] {
+        assert!(!text.contains(needle), "{what} contains {needle:?}: {text}");
+    }
+}
+
+fn assert_key_shape(key: &str, prefix: &str, basename: &str, ext: &str) {
+    let rest = key
+        .strip_prefix(&format!("{prefix}{basename}-"))
+        .and_then(|r| r.strip_suffix(&format!(".{ext}")))
+        .unwrap_or_else(|| panic!("unexpected key {key}"));
+    assert_eq!(rest.len(), 32, "{key}");
+    assert!(
+        rest.chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()),
+        "{key}"
+    );
+}
+
+#[tokio::test]
+async fn uploads_in_one_put_and_in_parts_and_the_presigned_url_serves_the_bytes() {
+    let moto = Moto::start().await;
+    moto.create_bucket("results").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, _guard) = capture_logs();
+
+    // Small: one PutObject, tar.gz, with a prefix and a custom TTL.
+    let config = moto.config(
+        "results",
+        &[
+            ("BUCKET_PREFIX", "/jobs/2024"),
+            ("BUCKET_PRESIGN_TTL_SECONDS", "900"),
+        ],
+    );
+    let uploader = S3Uploader::new(&config).unwrap();
+    let small = archive_bytes(150_000);
+    let path = write_file(&dir, "small.tar.gz", &small);
+    let uploaded = uploader
+        .upload(&path, "report", ArchiveFormat::TarGz)
+        .await
+        .unwrap();
+    assert_eq!(uploaded.parts, 1);
+    assert_eq!(uploaded.bucket_bytes, small.len() as u64);
+    assert_eq!(uploaded.tarball_url_expires_in, 900);
+    assert_key_shape(&uploaded.bucket_key, "jobs/2024/", "report", "tar.gz");
+    assert!(
+        uploaded
+            .tarball_url
+            .contains(&format!("/results/{}?", uploaded.bucket_key)),
+        "path-style presigned URL: {}",
+        uploaded.tarball_url
+    );
+    assert!(uploaded.tarball_url.contains("X-Amz-Expires=900"));
+    fetch_back(&uploaded, &small, "application/gzip").await;
+    let fields = uploaded.fields();
+    let keys: Vec<&str> = fields.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "tarball_url",
+            "tarball_url_expires_in",
+            "bucket_key",
+            "bucket_bytes"
+        ]
+    );
+
+    // Large: a multipart upload of three parts (5 MiB, 5 MiB, the rest), zip.
+    let mut config = moto.config("results", &[]);
+    config.part_size = MIN_PART_SIZE;
+    let uploader = S3Uploader::new(&config).unwrap();
+    let large = archive_bytes(2 * MIN_PART_SIZE as usize + 123_457);
+    let path = write_file(&dir, "large.zip", &large);
+    let uploaded = uploader
+        .upload(&path, "big_doc", ArchiveFormat::Zip)
+        .await
+        .unwrap();
+    assert_eq!(uploaded.parts, 3);
+    assert_eq!(uploaded.bucket_bytes, large.len() as u64);
+    assert_eq!(uploaded.tarball_url_expires_in, 3600);
+    assert_key_shape(&uploaded.bucket_key, "", "big_doc", "zip");
+    fetch_back(&uploaded, &large, "application/zip").await;
+
+    // Debug output of what the caller holds stays clean too.
+    assert_no_secret(
+        &format!("{uploaded:?} {config:?} {uploader:?}"),
+        "Debug output",
+    );
+    let logs = logs.text();
+    assert!(
+        logs.contains("result archive uploaded to S3"),
+        "the capture works: {logs}"
+    );
+    assert_no_secret(&logs, "the log");
+}
+
+#[tokio::test]
+async fn a_failed_upload_names_the_object_but_no_secret() {
+    let (logs, _guard) = capture_logs();
+    let dir = tempfile::tempdir().unwrap();
+    // Nothing listens on this port.
+    let endpoint = format!("http://127.0.0.1:{}", moto::free_port());
+    let mut config = moto::config_for(&endpoint, "results", &[]);
+
+    let path = write_file(&dir, "a.tar.gz", &archive_bytes(1000));
+    let uploader = S3Uploader::new(&config).unwrap();
+    let error = uploader
+        .upload(&path, "doc", ArchiveFormat::TarGz)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "ConnectError");
+    let message = error.to_string();
+    assert!(
+        message.starts_with(&format!("S3 PutObject of {endpoint}/results/doc-")),
+        "{message}"
+    );
+    assert!(!message.contains('?'), "{message}");
+    assert_no_secret(&message, "the error");
+
+    // The multipart path fails at its first request the same way.
+    config.part_size = MIN_PART_SIZE;
+    let path = write_file(&dir, "b.zip", &archive_bytes(MIN_PART_SIZE as usize + 1));
+    let error = S3Uploader::new(&config)
+        .unwrap()
+        .upload(&path, "doc", ArchiveFormat::Zip)
+        .await
+        .unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.starts_with("S3 CreateMultipartUpload of "),
+        "{message}"
+    );
+    assert_no_secret(&message, "the error");
+    assert_no_secret(&logs.text(), "the log");
+}
+
+#[tokio::test]
+async fn a_missing_bucket_answers_with_the_s3_error_code() {
+    let moto = Moto::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_file(&dir, "a.tar.gz", &archive_bytes(10));
+    let error = S3Uploader::new(&moto.config("no-such-bucket", &[]))
+        .unwrap()
+        .upload(&path, "doc", ArchiveFormat::TarGz)
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "HTTPStatusError");
+    let message = error.to_string();
+    assert!(
+        message.contains("HTTP 404 Not Found: NoSuchBucket: "),
+        "{message}"
+    );
+    assert_no_secret(&message, "the error");
+}
+
+#[test]
+fn missing_bucket_variables_fail_validation_with_the_contract_message() {
+    let config = WorkerConfig::from_lookup(|name| match name {
+        "BUCKET_ENDPOINT_URL" => Some("http://127.0.0.1:9".into()),
+        "BUCKET_ACCESS_KEY_ID" => Some("key".into()),
+        "BUCKET_NAME" => Some("  ".into()),
+        _ => None,
+    })
+    .unwrap();
+    assert!(config.service.bucket.is_none());
+    let ctx = ValidationContext {
+        mineru_major: MineruMajor::V4,
+        mineru_version: "4.0.12".into(),
+        max_pages_per_job: 0,
+        vlm_server_url: None,
+        s3: config.service.s3.clone(),
+    };
+    let error = parse_request(
+        &json!({"file_url": "https://example.com/a.pdf", "transport": "s3"}),
+        &ctx,
+    )
+    .unwrap_err();
+    assert_eq!(error.error_type(), "ValueError");
+    assert_eq!(
+        error.to_string(),
+        "transport='s3' requires worker env vars: BUCKET_NAME, BUCKET_SECRET_ACCESS_KEY. Set these in the RunPod endpoint env config and redeploy."
+    );
+    // Other transports do not need the bucket.
+    parse_request(&json!({"file_url": "https://example.com/a.pdf"}), &ctx).unwrap();
+}
