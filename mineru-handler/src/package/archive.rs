@@ -9,8 +9,7 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::STANDARD;
-use flate2::Compression;
-use flate2::write::GzEncoder;
+use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
 use super::members::{ResultArchive, Role};
 use super::{ArchiveFormat, Degraded, DegradedReason, PackageError, encoded_len};
@@ -31,7 +30,8 @@ pub(crate) fn write_archive(
     let file = BufWriter::new(File::create(dest).map_err(PackageError::Archive)?);
     let mut writer = match format {
         ArchiveFormat::TarGz => {
-            let mut builder = tar::Builder::new(GzEncoder::new(file, Compression::new(6)));
+            let gzip = GzipWriter::new(file).map_err(PackageError::Archive)?;
+            let mut builder = tar::Builder::new(gzip);
             builder.mode(tar::HeaderMode::Deterministic);
             Writer::Tar(builder)
         }
@@ -67,7 +67,7 @@ pub(crate) fn write_archive(
 }
 
 enum Writer {
-    Tar(tar::Builder<GzEncoder<BufWriter<File>>>),
+    Tar(tar::Builder<GzipWriter<BufWriter<File>>>),
     Zip(Box<zip::ZipWriter<BufWriter<File>>>),
 }
 
@@ -88,6 +88,10 @@ impl Writer {
                 header.set_uid(0);
                 header.set_gid(0);
                 header.set_mtime(mtime);
+                builder
+                    .get_mut()
+                    .set_stored(already_compressed)
+                    .map_err(PackageError::Archive)?;
                 builder
                     .append_data(&mut header, name, bytes)
                     .map_err(PackageError::Archive)
@@ -120,6 +124,100 @@ impl Writer {
                 file.flush().map_err(PackageError::Archive)
             }
         }
+    }
+}
+
+/// The deflate level for markdown and JSON members (gzip's default).
+const TEXT_LEVEL: Compression = Compression::new(6);
+
+/// A gzip stream (RFC 1952) that stores tar members which are already compressed (images)
+/// and deflates the rest, as the zip container does: deflating images gains nothing and, at
+/// level 6, ran at under 20 MB/s on a 2-core machine; stored they go at copy speed.
+///
+/// `flate2`'s `GzEncoder` has one level for the whole stream, so two raw deflate encoders take
+/// turns: a deflate stream may be spliced from pieces that each end in a full flush (byte
+/// aligned, not final, no back-references across the cut), which is how `pigz` works.
+struct GzipWriter<W: Write> {
+    inner: W,
+    text: Compress,
+    stored: Compress,
+    storing: bool,
+    crc: Crc,
+    out: Vec<u8>,
+}
+
+/// Magic, deflate, no flags, no mtime, no extra flags, unknown OS.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+
+impl<W: Write> GzipWriter<W> {
+    fn new(mut inner: W) -> std::io::Result<Self> {
+        inner.write_all(&GZIP_HEADER)?;
+        Ok(GzipWriter {
+            inner,
+            text: Compress::new(TEXT_LEVEL, false),
+            stored: Compress::new(Compression::none(), false),
+            storing: false,
+            crc: Crc::new(),
+            out: Vec::with_capacity(64 * 1024),
+        })
+    }
+
+    /// Whether what is written next is stored rather than deflated.
+    fn set_stored(&mut self, stored: bool) -> std::io::Result<()> {
+        if stored != self.storing {
+            self.deflate(&[], FlushCompress::Full)?;
+            self.storing = stored;
+        }
+        Ok(())
+    }
+
+    fn deflate(&mut self, mut input: &[u8], flush: FlushCompress) -> std::io::Result<()> {
+        let encoder = if self.storing {
+            &mut self.stored
+        } else {
+            &mut self.text
+        };
+        loop {
+            self.out.clear();
+            let before = encoder.total_in();
+            let status = encoder
+                .compress_vec(input, &mut self.out, flush)
+                .map_err(std::io::Error::other)?;
+            let consumed =
+                usize::try_from(encoder.total_in() - before).map_err(std::io::Error::other)?;
+            input = &input[consumed..];
+            self.inner.write_all(&self.out)?;
+            // Done once the input is consumed and the encoder had room to spare (nothing is
+            // left pending), or, when finishing, at the stream's end.
+            let drained = input.is_empty() && self.out.len() < self.out.capacity();
+            match flush {
+                FlushCompress::Finish if status == Status::StreamEnd => return Ok(()),
+                FlushCompress::Finish => {}
+                _ if drained => return Ok(()),
+                _ => {}
+            }
+        }
+    }
+
+    /// Ends the deflate stream and writes the trailer (CRC-32 and size modulo 2³²).
+    fn finish(mut self) -> std::io::Result<W> {
+        self.deflate(&[], FlushCompress::Finish)?;
+        self.inner.write_all(&self.crc.sum().to_le_bytes())?;
+        self.inner.write_all(&self.crc.amount().to_le_bytes())?;
+        Ok(self.inner)
+    }
+}
+
+impl<W: Write> Write for GzipWriter<W> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.crc.update(data);
+        self.deflate(data, FlushCompress::None)?;
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.deflate(&[], FlushCompress::Sync)?;
+        self.inner.flush()
     }
 }
 
@@ -208,5 +306,49 @@ mod tests {
         // 2026-11-21
         assert_eq!(civil_from_days(20_778), (2026, 11, 21));
         assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+    }
+
+    #[test]
+    fn gzip_round_trips_across_stored_and_deflated_runs() {
+        use std::io::Read;
+        // Incompressible bytes (stored) between runs of text (deflated), each larger than the
+        // output buffer, so every loop of the writer runs.
+        let mut state = 0x9E37_79B9_7F4A_7C15_u64;
+        let noise: Vec<u8> = (0..300_000)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                state.to_le_bytes()[0]
+            })
+            .collect();
+        let text = "{\"type\": \"text\", \"content\": \"born-digital\"}\n".repeat(20_000);
+        let mut gzip = GzipWriter::new(Vec::new()).unwrap();
+        let mut expected = Vec::new();
+        // The same text twice: a back-reference across a cut would decode wrongly.
+        for (stored, bytes) in [
+            (false, text.as_bytes()),
+            (true, &noise[..]),
+            (true, &noise[..]),
+            (false, text.as_bytes()),
+        ] {
+            gzip.set_stored(stored).unwrap();
+            gzip.write_all(bytes).unwrap();
+            expected.extend_from_slice(bytes);
+        }
+        let compressed = gzip.finish().unwrap();
+        let mut decoded = Vec::new();
+        flate2::read::GzDecoder::new(&compressed[..])
+            .read_to_end(&mut decoded)
+            .unwrap();
+        assert!(decoded == expected, "round trip differs");
+        // The noise is stored (a few header bytes per 64 KiB block), the text deflated.
+        let stored = 2 * noise.len();
+        assert!(
+            compressed.len() < stored + stored / 100,
+            "{}",
+            compressed.len()
+        );
+        assert!(compressed.len() > stored, "{}", compressed.len());
     }
 }
