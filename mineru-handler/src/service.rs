@@ -119,6 +119,8 @@ impl MineruService {
             usize::try_from(engine_config.max_concurrency).unwrap_or(1),
         ));
         let engine = Engine::new(engine_config)?;
+        let restarts = metrics.clone();
+        engine.on_restart(move |reason| restarts.count_engine_restart(reason));
         // Other jobs' staged inputs and results must never be readable through volume_path.
         fetch.scratch_dirs.push(engine.scratch_dir().to_path_buf());
         let fetcher = Fetcher::new(fetch)?;

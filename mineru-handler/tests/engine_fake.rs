@@ -61,6 +61,9 @@ async fn wait_for_submission(log: &Path, file: &str) {
 async fn a_crash_mid_parse_fails_the_job_clearly_and_the_engine_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let engine = Engine::new(fake_engine_config(Tier::Flash, &[])).unwrap();
+    let observed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&observed);
+    engine.on_restart(move |reason| sink.lock().unwrap().push(reason));
     assert_eq!(engine.warmup().await.outcome, WarmupOutcome::Done);
     let first_pid = engine.status().pid.unwrap();
 
@@ -93,6 +96,11 @@ async fn a_crash_mid_parse_fails_the_job_clearly_and_the_engine_restarts() {
     assert!(zip_member(&output.result_zip, "markdown.md").is_some());
     let status = engine.status();
     assert_eq!(status.restarts, 1);
+    assert_eq!(
+        observed.lock().unwrap().len(),
+        1,
+        "the restart observer hears of it"
+    );
     assert_ne!(status.pid, Some(first_pid));
     assert!(process_gone(first_pid));
 }

@@ -249,7 +249,11 @@ pub(crate) struct Shared {
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
     version: RwLock<Option<String>>,
     restarts: AtomicU64,
+    restart_observer: std::sync::OnceLock<RestartObserver>,
 }
+
+/// Told of every engine restart, with its reason (for the restart metric).
+type RestartObserver = Box<dyn Fn(&'static str) + Send + Sync>;
 
 impl Engine {
     /// Prepares the engine (scratch directories, version detection, adapter choice) without
@@ -295,12 +299,19 @@ impl Engine {
             supervisor: Mutex::new(None),
             version: RwLock::new(version),
             restarts: AtomicU64::new(0),
+            restart_observer: std::sync::OnceLock::new(),
             config,
         });
         Ok(Engine {
             shared,
             _owner: Arc::new(Owner(stop)),
         })
+    }
+
+    /// Calls `observer` with the reason of every later engine restart (set once; a second
+    /// observer is ignored).
+    pub fn on_restart(&self, observer: impl Fn(&'static str) + Send + Sync + 'static) {
+        let _ = self.shared.restart_observer.set(Box::new(observer));
     }
 
     /// Starts the supervised child if it is not started yet (idempotent; needs a Tokio
@@ -465,6 +476,9 @@ impl Shared {
     fn count_restart(&self, reason: &'static str) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(reason, "mineru.engine.restarts.total");
+        if let Some(observer) = self.restart_observer.get() {
+            observer(reason);
+        }
     }
 
     fn live_tiers(&self) -> Vec<Tier> {
