@@ -8,10 +8,21 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+use tokio::io::AsyncWriteExt;
 
 use super::EngineError;
 use super::tier::{LegacyOptions, OcrMode, PageSelection, Tier};
+
+/// A readiness probe must not hold up the supervisor's loop.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+/// Every other call, unless its request sets a longer limit of its own.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How much of an unparseable error body reaches an error message.
+const EXCERPT_CHARS: usize = 500;
 
 /// How one server process is launched.
 #[derive(Clone, Debug)]
@@ -60,6 +71,84 @@ impl Connection {
             None => builder,
         }
     }
+
+    /// One readiness probe of `path`: `read` judges the answer's status and body; no answer at
+    /// all is [`Health::NotYet`].
+    pub async fn probe(
+        &self,
+        path: &str,
+        read: impl FnOnce(StatusCode, &[u8]) -> Health,
+    ) -> Health {
+        let response = match self
+            .request(Method::GET, path)
+            .timeout(HEALTH_TIMEOUT)
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                return Health::NotYet {
+                    detail: e.without_url().to_string(),
+                };
+            }
+        };
+        let status = response.status();
+        let body = response.bytes().await.unwrap_or_default();
+        read(status, &body)
+    }
+}
+
+/// Sends a request and turns every non-success answer into an [`EngineError`] through
+/// `error_answer`, which knows the version's error bodies.
+pub(crate) async fn send(
+    request: reqwest::RequestBuilder,
+    error_answer: fn(StatusCode, &[u8]) -> EngineError,
+) -> Result<reqwest::Response, EngineError> {
+    let response = request
+        .timeout(CALL_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(response);
+    }
+    let body = response.bytes().await.unwrap_or_default();
+    Err(error_answer(status, &body))
+}
+
+/// [`send`]s a request and reads its JSON answer.
+pub(crate) async fn send_json<T: for<'de> Deserialize<'de>>(
+    request: reqwest::RequestBuilder,
+    error_answer: fn(StatusCode, &[u8]) -> EngineError,
+) -> Result<T, EngineError> {
+    let bytes = send(request, error_answer)
+        .await?
+        .bytes()
+        .await
+        .map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| EngineError::Connection(format!("unexpected answer from mineru-api: {e}")))
+}
+
+/// Streams an answer's body into a new file at `dest`.
+pub(crate) async fn save_body(response: reqwest::Response, dest: &Path) -> Result<(), EngineError> {
+    let mut file = tokio::fs::File::create(dest).await?;
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
+        file.write_all(&chunk).await?;
+    }
+    file.flush().await?;
+    Ok(())
+}
+
+/// The start of an error body that is not the JSON the version documents.
+pub(crate) fn body_excerpt(body: &[u8]) -> String {
+    String::from_utf8_lossy(body)
+        .chars()
+        .take(EXCERPT_CHARS)
+        .collect()
 }
 
 /// What a readiness probe saw.

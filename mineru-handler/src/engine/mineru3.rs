@@ -14,19 +14,18 @@ use std::io::{BufReader, BufWriter};
 use std::path::Path;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
-use tokio::io::AsyncWriteExt;
 
 use super::EngineError;
-use super::adapter::{Adapter, Connection, Health, Launch, Submission, TaskState};
+use super::adapter::{
+    Adapter, Connection, Health, Launch, Submission, TaskState, body_excerpt, save_body, send,
+    send_json,
+};
 use super::tier::Tier;
 
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// The upload itself may be large; only the connection must be quick.
 const UPLOAD_TIMEOUT: Duration = Duration::from_secs(600);
 /// Finished tasks and outputs are collected after this long (the worker downloads at once).
@@ -98,24 +97,9 @@ impl Adapter for Mineru3 {
     }
 
     fn health<'a>(&'a self, conn: &'a Connection) -> BoxFuture<'a, Health> {
-        Box::pin(async move {
-            let response = match conn
-                .request(Method::GET, "/health")
-                .timeout(HEALTH_TIMEOUT)
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    return Health::NotYet {
-                        detail: e.without_url().to_string(),
-                    };
-                }
-            };
-            let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
+        Box::pin(conn.probe("/health", |status, body| {
             match status {
-                StatusCode::OK => match serde_json::from_slice::<HealthBody>(&body) {
+                StatusCode::OK => match serde_json::from_slice::<HealthBody>(body) {
                     Ok(h) => Health::Ready { version: h.version },
                     Err(e) => Health::NotYet {
                         detail: format!("unexpected health answer: {e}"),
@@ -123,7 +107,7 @@ impl Adapter for Mineru3 {
                 },
                 // The server only listens once its task manager runs, so 503 means it died.
                 StatusCode::SERVICE_UNAVAILABLE => Health::EngineDead {
-                    message: serde_json::from_slice::<UnhealthyBody>(&body)
+                    message: serde_json::from_slice::<UnhealthyBody>(body)
                         .ok()
                         .and_then(|b| b.error)
                         .unwrap_or_else(|| "mineru-api reports itself unhealthy".into()),
@@ -132,7 +116,7 @@ impl Adapter for Mineru3 {
                     detail: format!("health answered {status}"),
                 },
             }
-        })
+        }))
     }
 
     fn tiers<'a>(&'a self, _conn: &'a Connection) -> BoxFuture<'a, Result<Vec<Tier>, EngineError>> {
@@ -161,13 +145,13 @@ impl Adapter for Mineru3 {
                 .fold(Form::new().part("files", part), |form, (k, v)| {
                     form.text(k, v)
                 });
-            let response = send(
+            let task: TaskBody = send_json(
                 conn.request(Method::POST, "/tasks")
                     .multipart(form)
                     .timeout(UPLOAD_TIMEOUT),
+                status_error,
             )
             .await?;
-            let task: TaskBody = json_body(response).await?;
             Ok(task.task_id)
         })
     }
@@ -178,8 +162,11 @@ impl Adapter for Mineru3 {
         task: &'a str,
     ) -> BoxFuture<'a, Result<TaskState, EngineError>> {
         Box::pin(async move {
-            let response = send(conn.request(Method::GET, &format!("/tasks/{task}"))).await?;
-            let body: TaskBody = json_body(response).await?;
+            let body: TaskBody = send_json(
+                conn.request(Method::GET, &format!("/tasks/{task}")),
+                status_error,
+            )
+            .await?;
             Ok(match body.status.as_str() {
                 "pending" => TaskState::Queued,
                 "processing" => TaskState::Running,
@@ -199,18 +186,10 @@ impl Adapter for Mineru3 {
         dest: &'a Path,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            let response =
-                send(conn.request(Method::GET, &format!("/tasks/{task}/result"))).await?;
+            let path = format!("/tasks/{task}/result");
+            let response = send(conn.request(Method::GET, &path), status_error).await?;
             let raw = dest.with_extension("mineru3.zip");
-            let mut file = tokio::fs::File::create(&raw).await?;
-            let mut body = response.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
-                file.write_all(&chunk).await?;
-            }
-            file.flush().await?;
-            drop(file);
+            save_body(response, &raw).await?;
             let dest = dest.to_path_buf();
             let rewritten = tokio::task::spawn_blocking(move || {
                 let result = rewrite_result_zip(&raw, &dest);
@@ -283,32 +262,6 @@ fn fields(submission: &Submission<'_>) -> Vec<(&'static str, String)> {
     fields
 }
 
-/// Sends a request and turns every non-success answer into the matching [`EngineError`].
-async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, EngineError> {
-    let response = request
-        .timeout(CALL_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let body = response.bytes().await.unwrap_or_default();
-    Err(status_error(status, &body))
-}
-
-async fn json_body<T: for<'de> Deserialize<'de>>(
-    response: reqwest::Response,
-) -> Result<T, EngineError> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| EngineError::Connection(format!("unexpected answer from mineru-api: {e}")))
-}
-
 /// Maps an error answer: `{"detail": …}` for refused requests (400, 404, 422), the status
 /// payload with `error` for a failed task's result (409).
 fn status_error(status: StatusCode, body: &[u8]) -> EngineError {
@@ -322,7 +275,7 @@ fn status_error(status: StatusCode, body: &[u8]) -> EngineError {
             detail: serde_json::Value::String(s),
         }) => s,
         Ok(DetailBody { detail }) => detail.to_string(),
-        Err(_) => String::from_utf8_lossy(body).chars().take(500).collect(),
+        Err(_) => body_excerpt(body),
     };
     if status == StatusCode::NOT_FOUND && message == "Task not found" {
         return EngineError::TaskLost;

@@ -3,21 +3,19 @@
 
 use std::ffi::OsString;
 use std::path::Path;
-use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::BoxFuture;
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::io::AsyncWriteExt;
 
 use super::EngineError;
-use super::adapter::{Adapter, Connection, Health, Launch, Submission, TaskState};
+use super::adapter::{
+    Adapter, Connection, Health, Launch, Submission, TaskState, body_excerpt, save_body, send,
+    send_json,
+};
 use super::tier::Tier;
 
-const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
-const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// Finished tasks and outputs are collected after this long (the worker downloads at once).
 const RETENTION_SECONDS: &str = "600";
 
@@ -108,24 +106,9 @@ impl Adapter for Mineru4 {
     }
 
     fn health<'a>(&'a self, conn: &'a Connection) -> BoxFuture<'a, Health> {
-        Box::pin(async move {
-            let response = match conn
-                .request(Method::GET, "/v1/health")
-                .timeout(HEALTH_TIMEOUT)
-                .send()
-                .await
-            {
-                Ok(r) => r,
-                Err(e) => {
-                    return Health::NotYet {
-                        detail: e.without_url().to_string(),
-                    };
-                }
-            };
-            let status = response.status();
-            let body = response.bytes().await.unwrap_or_default();
+        Box::pin(conn.probe("/v1/health", |status, body| {
             if status == StatusCode::OK {
-                return match serde_json::from_slice::<HealthBody>(&body) {
+                return match serde_json::from_slice::<HealthBody>(body) {
                     Ok(h) if h.features.sources.iter().any(|s| s == "local") => {
                         Health::Ready { version: h.version }
                     }
@@ -138,7 +121,7 @@ impl Adapter for Mineru4 {
                     },
                 };
             }
-            let error = serde_json::from_slice::<ErrorBody>(&body)
+            let error = serde_json::from_slice::<ErrorBody>(body)
                 .map(|b| b.error)
                 .unwrap_or_default();
             let code = error.code.unwrap_or_default();
@@ -156,13 +139,13 @@ impl Adapter for Mineru4 {
                     detail: format!("health answered {status} {code}"),
                 }
             }
-        })
+        }))
     }
 
     fn tiers<'a>(&'a self, conn: &'a Connection) -> BoxFuture<'a, Result<Vec<Tier>, EngineError>> {
         Box::pin(async move {
-            let response = send(conn.request(Method::GET, "/v1/tiers")).await?;
-            let list: TierList = json_body(response).await?;
+            let list: TierList =
+                send_json(conn.request(Method::GET, "/v1/tiers"), error_answer).await?;
             // Tiers this worker does not know are ignored rather than fatal: a newer server may
             // offer more.
             Ok(list.data.iter().filter_map(|t| t.id.parse().ok()).collect())
@@ -190,8 +173,11 @@ impl Adapter for Mineru4 {
                 "ocr_mode": submission.ocr_mode.as_str(),
                 "output_formats": ["zip"],
             });
-            let response = send(conn.request(Method::POST, "/v1/tasks").json(&body)).await?;
-            let task: TaskBody = json_body(response).await?;
+            let task: TaskBody = send_json(
+                conn.request(Method::POST, "/v1/tasks").json(&body),
+                error_answer,
+            )
+            .await?;
             Ok(task.task_id)
         })
     }
@@ -202,8 +188,11 @@ impl Adapter for Mineru4 {
         task: &'a str,
     ) -> BoxFuture<'a, Result<TaskState, EngineError>> {
         Box::pin(async move {
-            let response = send(conn.request(Method::GET, &format!("/v1/tasks/{task}"))).await?;
-            let body: TaskBody = json_body(response).await?;
+            let body: TaskBody = send_json(
+                conn.request(Method::GET, &format!("/v1/tasks/{task}")),
+                error_answer,
+            )
+            .await?;
             Ok(match body.status.as_str() {
                 "queued" => TaskState::Queued,
                 "running" => TaskState::Running,
@@ -233,16 +222,8 @@ impl Adapter for Mineru4 {
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
             let path = format!("/v1/tasks/{task}/result?response_format=zip");
-            let response = send(conn.request(Method::GET, &path)).await?;
-            let mut file = tokio::fs::File::create(dest).await?;
-            let mut body = response.bytes_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk =
-                    chunk.map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
-                file.write_all(&chunk).await?;
-            }
-            file.flush().await?;
-            Ok(())
+            let response = send(conn.request(Method::GET, &path), error_answer).await?;
+            save_body(response, dest).await
         })
     }
 
@@ -252,7 +233,11 @@ impl Adapter for Mineru4 {
         task: &'a str,
     ) -> BoxFuture<'a, Result<(), EngineError>> {
         Box::pin(async move {
-            send(conn.request(Method::DELETE, &format!("/v1/tasks/{task}"))).await?;
+            send(
+                conn.request(Method::DELETE, &format!("/v1/tasks/{task}")),
+                error_answer,
+            )
+            .await?;
             Ok(())
         })
     }
@@ -264,36 +249,15 @@ fn is_pdf(path: &Path) -> bool {
         .is_some_and(|e| e.eq_ignore_ascii_case("pdf"))
 }
 
-/// Sends a request and turns every non-success answer into the matching [`EngineError`].
-async fn send(request: reqwest::RequestBuilder) -> Result<reqwest::Response, EngineError> {
-    let response = request
-        .timeout(CALL_TIMEOUT)
-        .send()
-        .await
-        .map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
-    }
-    let body = response.bytes().await.unwrap_or_default();
-    let error = serde_json::from_slice::<ErrorBody>(&body)
+/// Reads an error answer's `{"error": …}` body; anything else keeps its text.
+fn error_answer(status: StatusCode, body: &[u8]) -> EngineError {
+    let error = serde_json::from_slice::<ErrorBody>(body)
         .map(|b| b.error)
         .unwrap_or_else(|_| ApiError {
             code: None,
-            message: String::from_utf8_lossy(&body).chars().take(500).collect(),
+            message: body_excerpt(body),
         });
-    Err(status_error(status, error))
-}
-
-async fn json_body<T: for<'de> Deserialize<'de>>(
-    response: reqwest::Response,
-) -> Result<T, EngineError> {
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| EngineError::Connection(format!("unexpected answer from mineru-api: {e}")))
+    status_error(status, error)
 }
 
 /// Maps an error answer of the v1 API (engine specification §5.5, §7.1).
