@@ -253,35 +253,18 @@ impl JobFailure {
     }
 }
 
-impl From<InputError> for JobFailure {
-    fn from(e: InputError) -> Self {
-        JobFailure::new(e.error_type(), &e)
-    }
+/// Failures whose error names its own contract `error_type`.
+macro_rules! job_failure_from {
+    ($($error:ty),+ $(,)?) => {$(
+        impl From<$error> for JobFailure {
+            fn from(e: $error) -> Self {
+                JobFailure::new(e.error_type(), &e)
+            }
+        }
+    )+};
 }
 
-impl From<FetchError> for JobFailure {
-    fn from(e: FetchError) -> Self {
-        JobFailure::new(e.error_type(), &e)
-    }
-}
-
-impl From<FormatError> for JobFailure {
-    fn from(e: FormatError) -> Self {
-        JobFailure::new(e.error_type(), &e)
-    }
-}
-
-impl From<PackageError> for JobFailure {
-    fn from(e: PackageError) -> Self {
-        JobFailure::new(e.error_type(), &e)
-    }
-}
-
-impl From<S3Error> for JobFailure {
-    fn from(e: S3Error) -> Self {
-        JobFailure::new(e.error_type(), &e)
-    }
-}
+job_failure_from!(InputError, FetchError, FormatError, PackageError, S3Error);
 
 impl From<EngineError> for JobFailure {
     fn from(e: EngineError) -> Self {
