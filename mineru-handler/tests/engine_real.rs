@@ -8,7 +8,9 @@ mod common;
 
 use std::time::{Duration, SystemTime};
 
-use common::{make_fixtures, real_engine_config, wait_for_state, zip_member, zip_names};
+use common::{
+    make_fixtures, real_engine_config, tar_gz_names, wait_for_state, zip_member, zip_names,
+};
 use mineru_handler::engine::{
     Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest, Tier,
     WarmupOutcome,
@@ -127,7 +129,7 @@ async fn real_mineru_parses_pdf_page_ranges_docx_and_html() {
     })
     .unwrap();
     assert!(packaged.degraded.is_empty());
-    let names = common_tar_names(packaged.fields["tarball_b64"].as_str().unwrap());
+    let names = tar_gz_names(packaged.fields["tarball_b64"].as_str().unwrap());
     assert_eq!(
         names,
         [
@@ -137,19 +139,6 @@ async fn real_mineru_parses_pdf_page_ranges_docx_and_html() {
             "report_structured_content.json".into(),
         ]
     );
-}
-
-fn common_tar_names(b64: &str) -> Vec<String> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

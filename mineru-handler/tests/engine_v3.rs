@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use common::{FakeVlm, mineru3_venv, zip_member, zip_names};
+use common::{FakeVlm, mineru3_venv, tar_gz_names, zip_member, zip_names};
 use mineru_handler::engine::{
     AdapterKind, Backend, Engine, EngineConfig, EngineError, EngineState, LegacyOptions, OcrMode,
     PageSelection, ParseRequest, Tier, WarmupOutcome,
@@ -133,7 +133,7 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     .unwrap();
     assert!(packaged.degraded.is_empty());
     assert_eq!(
-        tar_names(packaged.fields["tarball_b64"].as_str().unwrap()),
+        tar_gz_names(packaged.fields["tarball_b64"].as_str().unwrap()),
         [
             images[0].clone(),
             "report.md".into(),
@@ -272,17 +272,4 @@ async fn real_mineru3_errors_are_clear_and_the_engine_keeps_serving() {
         .unwrap();
     assert!(text(zip_member(&docx.result_zip, "markdown.md")).contains("Quarterly Report"));
     assert_eq!(engine.status().restarts, 0);
-}
-
-fn tar_names(b64: &str) -> Vec<String> {
-    use base64::Engine as _;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
-        .collect()
 }

@@ -112,24 +112,6 @@ fn real_env() -> Vec<(&'static str, String)> {
     ]
 }
 
-fn tar_gz_members(b64: &str) -> Vec<(String, Vec<u8>)> {
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(b64)
-        .unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
-    archive
-        .entries()
-        .unwrap()
-        .map(|e| {
-            let mut e = e.unwrap();
-            let name = e.path().unwrap().display().to_string();
-            let mut data = Vec::new();
-            e.read_to_end(&mut data).unwrap();
-            (name, data)
-        })
-        .collect()
-}
-
 fn zip_members(b64: &str) -> Vec<(String, Vec<u8>)> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(b64)
@@ -184,7 +166,7 @@ async fn real_mineru_parses_pdf_docx_and_html_on_every_transport() {
     assert_eq!(out["debug"]["input_format"], "pdf");
     assert_eq!(out["debug"]["tier"], "flash");
     assert!(out["debug"]["phase_ms"]["mineru_parse"].is_u64(), "{out}");
-    let members = tar_gz_members(entry["tarball_b64"].as_str().unwrap());
+    let members = common::tar_gz_members(entry["tarball_b64"].as_str().unwrap());
     let md = String::from_utf8(member(&members, "sample.md").to_vec()).unwrap();
     assert!(md.contains("Chapter 2") && md.contains("Chapter 3"), "{md}");
     assert!(!md.contains("Chapter 1"), "page 1 was not requested: {md}");
@@ -476,7 +458,7 @@ async fn real_mineru3_worker_passes_backend_through_and_packages_reference_names
         )
         .await;
     assert_eq!(error, None, "{out}");
-    let members = tar_gz_members(out["results"][0]["tarball_b64"].as_str().unwrap());
+    let members = common::tar_gz_members(out["results"][0]["tarball_b64"].as_str().unwrap());
     let mut listed = names(&members);
     listed.sort_unstable();
     assert_eq!(

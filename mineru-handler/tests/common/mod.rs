@@ -158,3 +158,32 @@ pub fn zip_names(zip: &Path) -> Vec<String> {
     let archive = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
     archive.file_names().map(str::to_owned).collect()
 }
+
+/// The members (name, contents) of a base64-encoded tar.gz, in archive order.
+pub fn tar_gz_members(b64: &str) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&bytes[..]));
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let mut e = e.unwrap();
+            let name = e.path().unwrap().display().to_string();
+            let mut data = Vec::new();
+            e.read_to_end(&mut data).unwrap();
+            (name, data)
+        })
+        .collect()
+}
+
+/// The member names of a base64-encoded tar.gz, in archive order.
+pub fn tar_gz_names(b64: &str) -> Vec<String> {
+    tar_gz_members(b64)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect()
+}
