@@ -16,7 +16,7 @@ use base64::engine::general_purpose::STANDARD;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use otlp_receiver::{Behaviour, Receiver};
+use otlp_receiver::{Behaviour, Receiver, spans};
 use serde_json::json;
 use test_support::{FakeRunpod, Worker, bin};
 
@@ -327,13 +327,7 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
     );
 
     // Spans (§5.2): one warm-up; each job's phases are children of its `mineru.job`.
-    let spans: Vec<Span> = requests
-        .iter()
-        .filter(|r| r.path == "/v1/traces")
-        .flat_map(|r| r.traces().resource_spans)
-        .flat_map(|rs| rs.scope_spans)
-        .flat_map(|ss| ss.spans)
-        .collect();
+    let spans: Vec<Span> = spans(&requests);
     let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
     let warmup = named("mineru.warmup");
     assert_eq!(warmup.len(), 1);

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
-use otlp_receiver::{Behaviour, Receiver};
+use otlp_receiver::{Behaviour, Receiver, metrics, spans};
 use serde_json::json;
 use test_support::{FakeRunpod, Worker, example};
 
@@ -49,34 +49,15 @@ async fn runtime_jobs_are_traced_logged_and_counted() {
             "both job spans and the job counter",
             Duration::from_secs(20),
             |rs| {
-                let spans = rs
-                    .iter()
-                    .filter(|r| r.path == "/v1/traces")
-                    .flat_map(|r| r.traces().resource_spans)
-                    .flat_map(|rs| rs.scope_spans)
-                    .flat_map(|ss| ss.spans)
-                    .filter(|s| s.name == "runpod.job")
-                    .count();
-                let counted = rs
-                    .iter()
-                    .filter(|r| r.path == "/v1/metrics")
-                    .flat_map(|r| r.metrics().resource_metrics)
-                    .flat_map(|rm| rm.scope_metrics)
-                    .flat_map(|sm| sm.metrics)
-                    .any(|m| m.name == "runpod.jobs");
-                spans == 2 && counted
+                let jobs = spans(rs).iter().filter(|s| s.name == "runpod.job").count();
+                let counted = metrics(rs).iter().any(|m| m.name == "runpod.jobs");
+                jobs == 2 && counted
             },
         )
     })
     .await
     .unwrap();
-    let spans: Vec<_> = requests
-        .iter()
-        .filter(|r| r.path == "/v1/traces")
-        .flat_map(|r| r.traces().resource_spans)
-        .flat_map(|rs| rs.scope_spans)
-        .flat_map(|ss| ss.spans)
-        .collect();
+    let spans = spans(&requests);
     let job = |id: &str| {
         spans
             .iter()

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use support::child;
 use support::fake_jobs::run_jobs;
-use support::receiver::{Behaviour, Receiver};
+use support::receiver::{Behaviour, Receiver, log_records, metrics, spans};
 
 fn rotel_binary() -> PathBuf {
     let venv = std::env::var_os("RUNPOD_OTEL_TEST_VENV")
@@ -120,13 +120,7 @@ fn exports_are_accepted_and_forwarded_by_a_real_collector() {
                 .all(|p| rs.iter().any(|r| r.path == *p))
         },
     );
-    let spans: Vec<_> = requests
-        .iter()
-        .filter(|r| r.path == "/v1/traces")
-        .flat_map(|r| r.traces().resource_spans)
-        .flat_map(|rs| rs.scope_spans)
-        .flat_map(|ss| ss.spans)
-        .collect();
+    let spans = spans(&requests);
     let job = spans
         .iter()
         .find(|s| s.name == "runpod.job")
@@ -136,23 +130,10 @@ fn exports_are_accepted_and_forwarded_by_a_real_collector() {
             .iter()
             .any(|s| s.name == "phase" && s.parent_span_id == job.span_id)
     );
-    let records: Vec<_> = requests
-        .iter()
-        .filter(|r| r.path == "/v1/logs")
-        .flat_map(|r| r.logs().resource_logs)
-        .flat_map(|rl| rl.scope_logs)
-        .flat_map(|sl| sl.log_records)
-        .collect();
+    let records = log_records(&requests);
     assert!(records.iter().any(|r| r.trace_id == job.trace_id
         && r.attributes.iter().any(|kv| kv.key == "job_id")));
-    let metric_names: Vec<String> = requests
-        .iter()
-        .filter(|r| r.path == "/v1/metrics")
-        .flat_map(|r| r.metrics().resource_metrics)
-        .flat_map(|rm| rm.scope_metrics)
-        .flat_map(|sm| sm.metrics)
-        .map(|m| m.name)
-        .collect();
+    let metric_names: Vec<String> = metrics(&requests).into_iter().map(|m| m.name).collect();
     assert!(
         metric_names.iter().any(|n| n == "runpod.jobs"),
         "{metric_names:?}"

@@ -12,7 +12,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value::Valu
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use support::child;
 use support::fake_jobs::run_jobs;
-use support::receiver::{Behaviour, Receiver};
+use support::receiver::{Behaviour, Receiver, log_records};
 
 const TOKEN: &str = "xaat-very-secret-token-42";
 const SIGNATURE: &str = "SIGNATURE-abcdef123456";
@@ -195,12 +195,7 @@ fn jobs_export_correlated_spans_logs_and_metrics() {
     assert_eq!(attrs_phase["phase"], "parse");
 
     // Log records: job_id, trace correlation, typed fields, redacted text.
-    let records: Vec<_> = logs
-        .iter()
-        .flat_map(|r| r.logs().resource_logs)
-        .flat_map(|rl| rl.scope_logs)
-        .flat_map(|sl| sl.log_records)
-        .collect();
+    let records = log_records(&logs);
     let parsing = records
         .iter()
         .find(|r| {
@@ -231,12 +226,7 @@ fn jobs_export_correlated_spans_logs_and_metrics() {
     );
 
     // Metrics: names, types, units, labels.
-    let all_metrics: Vec<_> = metrics
-        .iter()
-        .flat_map(|r| r.metrics().resource_metrics)
-        .flat_map(|rm| rm.scope_metrics)
-        .flat_map(|sm| sm.metrics)
-        .collect();
+    let all_metrics = support::receiver::metrics(&metrics);
     let last = |name: &str| {
         all_metrics
             .iter()
@@ -388,13 +378,8 @@ fn gpu_gauges_with_a_driver_and_one_info_line_without() {
             ("OTEL_TRACES_EXPORTER", "none".into()),
         ],
     );
-    let names: Vec<(String, Vec<String>)> = receiver
-        .requests()
-        .iter()
-        .filter(|r| r.path == "/v1/metrics")
-        .flat_map(|r| r.metrics().resource_metrics)
-        .flat_map(|rm| rm.scope_metrics)
-        .flat_map(|sm| sm.metrics)
+    let names: Vec<(String, Vec<String>)> = support::receiver::metrics(&receiver.requests())
+        .into_iter()
         .filter(|m| m.name.contains(".gpu."))
         .map(|m| {
             let devices = match &m.data {

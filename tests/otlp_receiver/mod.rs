@@ -12,6 +12,9 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
+use opentelemetry_proto::tonic::trace::v1::Span;
 use prost::Message;
 
 /// How the receiver answers.
@@ -69,6 +72,39 @@ impl Received {
     pub fn metrics(&self) -> ExportMetricsServiceRequest {
         self.decode()
     }
+}
+
+/// Every span of the `/v1/traces` requests among `requests`, in arrival order.
+pub fn spans(requests: &[Received]) -> Vec<Span> {
+    requests
+        .iter()
+        .filter(|r| r.path == "/v1/traces")
+        .flat_map(|r| r.traces().resource_spans)
+        .flat_map(|rs| rs.scope_spans)
+        .flat_map(|ss| ss.spans)
+        .collect()
+}
+
+/// Every log record of the `/v1/logs` requests among `requests`, in arrival order.
+pub fn log_records(requests: &[Received]) -> Vec<LogRecord> {
+    requests
+        .iter()
+        .filter(|r| r.path == "/v1/logs")
+        .flat_map(|r| r.logs().resource_logs)
+        .flat_map(|rl| rl.scope_logs)
+        .flat_map(|sl| sl.log_records)
+        .collect()
+}
+
+/// Every metric of the `/v1/metrics` requests among `requests`, in arrival order.
+pub fn metrics(requests: &[Received]) -> Vec<Metric> {
+    requests
+        .iter()
+        .filter(|r| r.path == "/v1/metrics")
+        .flat_map(|r| r.metrics().resource_metrics)
+        .flat_map(|rm| rm.scope_metrics)
+        .flat_map(|sm| sm.metrics)
+        .collect()
 }
 
 #[derive(Default)]
