@@ -232,6 +232,25 @@ impl JobFailure {
         }
     }
 
+    /// The outcome of a step run on its own task: its error, or the task's panic, becomes a
+    /// failure recorded on the step's span.
+    fn settle<T, E>(
+        outcome: Result<Result<T, E>, tokio::task::JoinError>,
+        span: &tracing::Span,
+        config: &ServiceConfig,
+    ) -> Result<T, JobFailure>
+    where
+        JobFailure: From<E>,
+    {
+        let failure = match outcome {
+            Ok(Ok(value)) => return Ok(value),
+            Ok(Err(e)) => JobFailure::from(e),
+            Err(join) => JobFailure::new("RuntimeError", &join),
+        };
+        failure.record_on(span, config);
+        Err(failure)
+    }
+
     /// Records the failure on a phase span: ERROR status and one `exception` event.
     fn record_on(&self, span: &tracing::Span, config: &ServiceConfig) {
         let message =
@@ -559,19 +578,7 @@ impl Shared {
             .instrument(span.clone()),
         )
         .await;
-        let output = match parsed {
-            Ok(Ok(output)) => output,
-            Ok(Err(e)) => {
-                let failure = JobFailure::from(e);
-                failure.record_on(&span, &self.config);
-                return Err(failure);
-            }
-            Err(join) => {
-                let failure = JobFailure::new("RuntimeError", &join);
-                failure.record_on(&span, &self.config);
-                return Err(failure);
-            }
-        };
+        let output = JobFailure::settle(parsed, &span, &self.config)?;
         span.record("mineru.tier", output.tier.as_str());
         self.metrics.phase_done(Phase::Parse, phase_start.elapsed());
         state.debug.phase_ms.mineru_parse = Some(PhaseTimings::ms(phase_start.elapsed()));
@@ -636,19 +643,7 @@ impl Shared {
             })
             .await
         };
-        let mut packaged = match packaged {
-            Ok(Ok(packaged)) => packaged,
-            Ok(Err(e)) => {
-                let failure = JobFailure::from(e);
-                failure.record_on(&span, &self.config);
-                return Err(failure);
-            }
-            Err(join) => {
-                let failure = JobFailure::new("RuntimeError", &join);
-                failure.record_on(&span, &self.config);
-                return Err(failure);
-            }
-        };
+        let mut packaged = JobFailure::settle(packaged, &span, &self.config)?;
         if request.transport == Transport::S3 {
             // Validation only accepts `s3` when the bucket is configured.
             let uploaded = match &self.s3 {
