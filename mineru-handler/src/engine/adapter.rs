@@ -63,9 +63,11 @@ impl Connection {
     }
 
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        // The default limit of an engine call; a request may set its own (uploads, probes).
         let builder = self
             .client
-            .request(method, format!("{}{path}", self.base_url));
+            .request(method, format!("{}{path}", self.base_url))
+            .timeout(CALL_TIMEOUT);
         match &self.api_key {
             Some(key) => builder.bearer_auth(key),
             None => builder,
@@ -105,7 +107,6 @@ pub(crate) async fn send(
     error_answer: fn(StatusCode, &[u8]) -> EngineError,
 ) -> Result<reqwest::Response, EngineError> {
     let response = request
-        .timeout(CALL_TIMEOUT)
         .send()
         .await
         .map_err(|e| EngineError::Connection(e.without_url().to_string()))?;
