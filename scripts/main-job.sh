@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The main job, from a fresh clone: parse the bundled sample PDF with the MinerU worker in local
-# test mode, offline, on the model-free flash tier, and write the Markdown to a file.
+# The main job, from a fresh clone: parse the bundled sample PDF with the MinerU worker through its
+# local API (the SDK's --rp_serve_api), offline, on the model-free flash tier, and write the Markdown to a file.
 #
 #   1. scripts/setup-python.sh --mineru-only   (.venv/mineru with mineru==4.0.12)
 #   2. cargo build --release -p mineru-handler
