@@ -1,17 +1,37 @@
-//! Bounded flushing (specification §10). The SDK's `force_flush` blocks (up to 5 s per
-//! processor), so it runs on a dedicated thread and callers wait for it under a tokio timeout:
-//! the async executor never blocks, and a hung collector costs a job at most the bound. A
-//! flush still running when the next is asked for makes that one a no-op rather than piling
-//! up threads behind a slow collector.
+//! Bounded, coalescing flushing (specification §10). The SDK's `force_flush` blocks (up to
+//! 5 s per processor), so it runs on one dedicated thread and callers wait for it under a
+//! tokio timeout: the async executor never blocks, and a hung collector costs a job at most
+//! the bound.
+//!
+//! Flushes are coalesced, never dropped while the collector is healthy:
+//!
+//! - Requests queue as waiters. When the thread starts a flush it takes every waiter queued so
+//!   far, and that one flush answers them all; a request that arrives while a flush runs waits
+//!   for the next one, which starts as soon as the running one ends (the running flush may have
+//!   started before that job's span ended, so it cannot answer it). N jobs finishing together
+//!   cost one or two flushes, not N, and each job's span and logs still leave before its slot
+//!   is released.
+//! - A flush that has been running for longer than the caller's bound means a slow or hung
+//!   collector: the request is skipped rather than queued, as the specification asks.
+//! - Spans and logs are flushed on every per-job flush. The metrics flush is a full collection
+//!   of every instrument and the most expensive export, and a job's metric points are
+//!   aggregates rather than the job's own record, so the per-job flush collects metrics at most
+//!   every [`JOB_METRICS_PERIOD`]; when a per-job flush leaves them out, the thread runs a
+//!   metrics-only flush once that period has passed, without anyone waiting for it. A job's
+//!   metric points therefore leave the process at most one period after the job, instead of
+//!   at the next 10 s reader tick; what a freeze catches in that window stays in the snapshot
+//!   and leaves after the restore, and shutdown flushes everything. An explicit
+//!   [`Telemetry::flush`](crate::Telemetry::flush) always includes metrics.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
-use std::time::Duration;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
 use crate::export::Pipeline;
+
+/// How often at most the per-job flush collects and exports metrics.
+pub(crate) const JOB_METRICS_PERIOD: Duration = Duration::from_secs(1);
 
 /// How a bounded flush ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -20,38 +40,61 @@ pub enum FlushOutcome {
     Flushed,
     /// The bound passed first; the flush goes on in the background.
     TimedOut,
-    /// Nothing to do: export is off, or a previous flush is still running.
+    /// Nothing to do: export is off, a collector is failing, or a flush has been stuck for
+    /// longer than the bound.
     Skipped,
+}
+
+/// Which signals a flush exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Spans, logs and metrics.
+    All,
+    /// Spans and logs; metrics only when [`JOB_METRICS_PERIOD`] has passed.
+    AfterJob,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    scope: Scope,
+    done: oneshot::Sender<()>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    waiters: Vec<Waiter>,
+    /// When the flush now running started.
+    running_since: Option<Instant>,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    arrived: Condvar,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Owns the flush thread.
 #[derive(Debug)]
 pub(crate) struct Flusher {
     pipeline: Arc<Pipeline>,
-    requests: SyncSender<oneshot::Sender<()>>,
-    busy: Arc<AtomicBool>,
+    shared: Arc<Shared>,
 }
 
 impl Flusher {
     pub(crate) fn start(pipeline: Arc<Pipeline>) -> std::io::Result<Self> {
-        let (requests, inbox) = sync_channel::<oneshot::Sender<()>>(1);
-        let busy = Arc::new(AtomicBool::new(false));
+        let shared = Arc::new(Shared::default());
         let worker_pipeline = Arc::clone(&pipeline);
-        let worker_busy = Arc::clone(&busy);
+        let worker_shared = Arc::clone(&shared);
         std::thread::Builder::new()
             .name("runpod-otel-flush".into())
-            .spawn(move || {
-                for done in inbox {
-                    worker_pipeline.force_flush();
-                    worker_busy.store(false, Ordering::Release);
-                    let _ = done.send(());
-                }
-            })?;
-        Ok(Flusher {
-            pipeline,
-            requests,
-            busy,
-        })
+            .spawn(move || flush_loop(&worker_pipeline, &worker_shared))?;
+        Ok(Flusher { pipeline, shared })
     }
 
     pub(crate) fn pipeline(&self) -> &Arc<Pipeline> {
@@ -64,24 +107,31 @@ impl Flusher {
         if self.pipeline.generation.any_failing() {
             return FlushOutcome::Skipped;
         }
-        self.flush(bound).await
+        self.request(Scope::AfterJob, bound).await
     }
 
     /// Flushes all providers, waiting at most `bound`.
     pub(crate) async fn flush(&self, bound: Duration) -> FlushOutcome {
-        if self.busy.swap(true, Ordering::AcqRel) {
-            return FlushOutcome::Skipped;
-        }
+        self.request(Scope::All, bound).await
+    }
+
+    async fn request(&self, scope: Scope, bound: Duration) -> FlushOutcome {
         let (done, finished) = oneshot::channel();
-        match self.requests.try_send(done) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                self.busy.store(false, Ordering::Release);
+        {
+            let mut queue = self.shared.lock();
+            if queue
+                .running_since
+                .is_some_and(|since| since.elapsed() > bound)
+            {
                 return FlushOutcome::Skipped;
             }
+            queue.waiters.push(Waiter { scope, done });
         }
+        self.shared.arrived.notify_one();
         match tokio::time::timeout(bound, finished).await {
-            Ok(_) => FlushOutcome::Flushed,
+            Ok(Ok(())) => FlushOutcome::Flushed,
+            // The flush thread is gone (it cannot be, short of a panic in the SDK).
+            Ok(Err(_)) => FlushOutcome::Skipped,
             Err(_) => FlushOutcome::TimedOut,
         }
     }
@@ -103,6 +153,63 @@ impl Flusher {
         match tokio::time::timeout(bound, finished).await {
             Ok(_) => FlushOutcome::Flushed,
             Err(_) => FlushOutcome::TimedOut,
+        }
+    }
+}
+
+/// The flush thread: serves every queued waiter with one flush, and runs the metrics flush
+/// that per-job flushes deferred once it is due.
+fn flush_loop(pipeline: &Pipeline, shared: &Shared) {
+    // The last metrics flush, and whether a per-job flush has left metrics out since.
+    let mut metrics_flushed: Option<Instant> = None;
+    let mut metrics_owed = false;
+    let mut queue = shared.lock();
+    loop {
+        let metrics_due = metrics_flushed.is_none_or(|at| at.elapsed() >= JOB_METRICS_PERIOD);
+        if queue.waiters.is_empty() {
+            if metrics_owed && metrics_due {
+                queue.running_since = Some(Instant::now());
+                drop(queue);
+                pipeline.force_flush_metrics();
+                metrics_flushed = Some(Instant::now());
+                metrics_owed = false;
+                queue = shared.lock();
+                queue.running_since = None;
+                continue;
+            }
+            queue = match metrics_flushed.filter(|_| metrics_owed) {
+                Some(at) => {
+                    let left = JOB_METRICS_PERIOD.saturating_sub(at.elapsed());
+                    shared
+                        .arrived
+                        .wait_timeout(queue, left)
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .0
+                }
+                None => shared
+                    .arrived
+                    .wait(queue)
+                    .unwrap_or_else(PoisonError::into_inner),
+            };
+            continue;
+        }
+        let waiters = std::mem::take(&mut queue.waiters);
+        queue.running_since = Some(Instant::now());
+        drop(queue);
+        let with_metrics = metrics_due || waiters.iter().any(|w| w.scope == Scope::All);
+        pipeline.force_flush_spans_and_logs();
+        if with_metrics {
+            pipeline.force_flush_metrics();
+            metrics_flushed = Some(Instant::now());
+            metrics_owed = false;
+        } else {
+            metrics_owed = true;
+        }
+        queue = shared.lock();
+        queue.running_since = None;
+        for waiter in waiters {
+            // A waiter whose bound passed has dropped its receiver.
+            let _ = waiter.done.send(());
         }
     }
 }

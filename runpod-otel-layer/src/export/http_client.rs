@@ -1,13 +1,14 @@
-//! The HTTP client of the OTLP exporters: reqwest's blocking client (the SDK drives exports
-//! on its own OS threads with a plain `block_on`, where async clients panic), built lazily on
-//! the first export so that initialisation does no TLS or network work, rebuilt after a
-//! FlashBoot restore so that stale keep-alive connections are not reused, and reporting
-//! export failures itself: redacted, rate-limited, with a hint per status.
+//! The HTTP client of the OTLP exporters: reqwest's async client, driven by a current-thread
+//! runtime of our own on the SDK's exporter thread (the SDK polls exports with a plain
+//! `block_on`, where an async client without a runtime panics), built lazily on the first
+//! export so that initialisation does no TLS or network work, rebuilt after a FlashBoot
+//! restore so that stale keep-alive connections are not reused, and reporting export failures
+//! itself: redacted, rate-limited, with a hint per status.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -55,7 +56,9 @@ pub(crate) struct ExportClient {
     /// Scheme, host, port and path only: used in warnings.
     display_url: String,
     timeout: Duration,
-    client: Mutex<Option<reqwest::blocking::Client>>,
+    client: Mutex<Option<reqwest::Client>>,
+    /// Drives requests on the exporter's own thread (see [`ExportClient::send`]).
+    runtime: OnceLock<tokio::runtime::Runtime>,
     generation: Arc<ClientGeneration>,
     reports: Mutex<Vec<(FailureKind, Instant)>>,
 }
@@ -75,6 +78,7 @@ impl ExportClient {
             display_url: display_url(&config.url),
             timeout: config.timeout,
             client: Mutex::new(None),
+            runtime: OnceLock::new(),
             generation,
             reports: Mutex::new(Vec::new()),
         }
@@ -89,7 +93,7 @@ impl ExportClient {
     }
 
     /// The current client, (re)built when missing or stale.
-    fn client(&self) -> Result<reqwest::blocking::Client, HttpError> {
+    fn client(&self) -> Result<reqwest::Client, HttpError> {
         let mut slot = self.client.lock().unwrap_or_else(PoisonError::into_inner);
         if self.generation.stale[self.slot()].swap(false, Ordering::AcqRel) {
             *slot = None;
@@ -97,21 +101,42 @@ impl ExportClient {
         if let Some(client) = slot.as_ref() {
             return Ok(client.clone());
         }
-        let client = reqwest::blocking::Client::builder()
-            .timeout(self.timeout)
-            .build()?;
+        let client = reqwest::Client::builder().timeout(self.timeout).build()?;
         *slot = Some(client.clone());
         Ok(client)
     }
 
+    fn runtime(&self) -> Result<&tokio::runtime::Runtime, HttpError> {
+        // The SDK exports on its own threads; blocking inside someone's runtime would panic.
+        if tokio::runtime::Handle::try_current().is_ok() {
+            return Err(format!(
+                "{} export called inside a tokio runtime",
+                self.signal.as_str()
+            )
+            .into());
+        }
+        if let Some(runtime) = self.runtime.get() {
+            return Ok(runtime);
+        }
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(self.runtime.get_or_init(|| runtime))
+    }
+
+    /// Blocks the calling (SDK exporter) thread on the request. A current-thread runtime of
+    /// our own runs the I/O right here: no hand-off to another thread and back, which is most
+    /// of an export's CPU cost on loopback; the SDK's plain `block_on` would make an async
+    /// client panic, and reqwest's blocking client hops to its own thread twice per request.
     fn send(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
         let client = self.client()?;
-        let request: reqwest::blocking::Request = request.try_into()?;
-        let result = client.execute(request).and_then(|response| {
+        let request: reqwest::Request = request.try_into()?;
+        let result = self.runtime()?.block_on(async {
+            let response = client.execute(request).await?;
             let status = response.status();
             let headers = response.headers().clone();
-            let body = response.bytes()?;
-            Ok((status, headers, body))
+            let body = response.bytes().await?;
+            Ok::<_, reqwest::Error>((status, headers, body))
         });
         match result {
             Ok((status, headers, body)) => {

@@ -164,8 +164,9 @@ impl Pipeline {
         })
     }
 
-    /// Exports everything queued. Blocking: each processor waits up to 5 s internally.
-    pub(crate) fn force_flush(&self) {
+    /// Exports the queued spans and log records. Blocking: each processor waits up to 5 s
+    /// internally.
+    pub(crate) fn force_flush_spans_and_logs(&self) {
         // Errors were already reported by the HTTP client, rate-limited and redacted.
         if let Some(p) = &self.tracer_provider {
             let _ = p.force_flush();
@@ -173,6 +174,10 @@ impl Pipeline {
         if let Some(p) = &self.logger_provider {
             let _ = p.force_flush();
         }
+    }
+
+    /// Collects and exports every metric. Blocking, like the others.
+    pub(crate) fn force_flush_metrics(&self) {
         if let Some(p) = &self.meter_provider {
             let _ = p.force_flush();
         }
