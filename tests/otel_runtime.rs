@@ -96,3 +96,69 @@ async fn runtime_jobs_are_traced_logged_and_counted() {
             .all(|l| !l.contains("otlp-secret-token") && !l.contains("rpa_TESTKEY"))
     );
 }
+
+/// Whether `runpod.worker.starts` was exported with a data point of `kind`.
+fn start_counted(requests: &[otlp_receiver::Received], kind: &str) -> bool {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    metrics(requests)
+        .iter()
+        .filter(|m| m.name == "runpod.worker.starts")
+        .filter_map(|m| match &m.data {
+            Some(Data::Sum(sum)) => Some(&sum.data_points),
+            _ => None,
+        })
+        .flatten()
+        .any(|point| attrs(&point.attributes).get("kind").map(String::as_str) == Some(kind))
+}
+
+#[tokio::test]
+async fn a_frozen_and_resumed_worker_is_counted_as_a_restore_and_keeps_exporting() {
+    let server = FakeRunpod::start().await;
+    let receiver = Receiver::start(Behaviour::Accept);
+    let mut env = server.worker_env();
+    env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.base_url()));
+    env.push(("RUNPOD_OTEL_GPU_METRICS".into(), "0".into()));
+    // The detector ticks every second; a freeze longer than the gap between two ticks is what
+    // a FlashBoot snapshot restore looks like from inside the process. Only the gap rule here.
+    env.push(("RUNPOD_OTEL_RESTORE_GAP_MS".into(), "2500".into()));
+    env.push(("RUNPOD_OTEL_RESTORE_SKEW_MS".into(), "600000".into()));
+    let mut worker = Worker::spawn(&example("telemetry"), &[], &env, None);
+    server.push_job(json!({"id": "before", "input": {"words": ["a"]}}));
+    server.result_of("before").await;
+
+    // The snapshot: the whole process stops (a stimulus, not synchronisation), then resumes.
+    worker.signal("STOP");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    worker.signal("CONT");
+
+    server.push_job(json!({"id": "after", "input": {"words": ["b"]}}));
+    server.result_of("after").await;
+    let requests = tokio::task::spawn_blocking(move || {
+        receiver.wait_until(
+            "the resumed job's span and the restore count",
+            Duration::from_secs(20),
+            |rs| {
+                let after = spans(rs)
+                    .iter()
+                    .any(|s| s.name == "runpod.job" && attrs(&s.attributes)["job_id"] == "after");
+                after && start_counted(rs, "restore")
+            },
+        )
+    })
+    .await
+    .unwrap();
+    let spans = spans(&requests);
+    let kind = |id: &str| {
+        let span = spans
+            .iter()
+            .find(|s| s.name == "runpod.job" && attrs(&s.attributes)["job_id"] == id)
+            .unwrap();
+        attrs(&span.attributes)["runpod.start_kind"].clone()
+    };
+    assert_eq!(kind("before"), "cold");
+    assert_eq!(kind("after"), "restore");
+    assert!(start_counted(&requests, "cold"));
+
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(15)).await, 0);
+}
