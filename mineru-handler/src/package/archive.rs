@@ -262,38 +262,26 @@ pub(crate) fn encode_file(
     Ok(writer.into_inner())
 }
 
-/// A zip timestamp for a Unix time (zip cannot store dates before 1980).
+/// A zip timestamp for a Unix time, in UTC (zip cannot store dates before 1980).
 fn zip_time(unix_seconds: u64) -> zip::DateTime {
-    let days = i64::try_from(unix_seconds / 86_400).unwrap_or(0);
-    let secs = unix_seconds % 86_400;
-    let (year, month, day) = civil_from_days(days);
-    let parts = (
-        u16::try_from(year).ok(),
-        u8::try_from(secs / 3600).ok(),
-        u8::try_from(secs % 3600 / 60).ok(),
-        u8::try_from(secs % 60).ok(),
-    );
-    match parts {
-        (Some(year), Some(hour), Some(minute), Some(second)) => {
-            zip::DateTime::from_date_and_time(year, month, day, hour, minute, second)
-                .unwrap_or_default()
-        }
-        _ => zip::DateTime::default(),
-    }
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn civil_from_days(days: i64) -> (i64, u8, u8) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = u8::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
-    let month = u8::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    let Some(utc) = i64::try_from(unix_seconds)
+        .ok()
+        .and_then(|secs| jiff::Timestamp::from_second(secs).ok())
+        .map(|ts| ts.to_zoned(jiff::tz::TimeZone::UTC))
+    else {
+        return zip::DateTime::default();
+    };
+    let (Ok(year), Ok(month), Ok(day), Ok(hour), Ok(minute), Ok(second)) = (
+        u16::try_from(utc.year()),
+        u8::try_from(utc.month()),
+        u8::try_from(utc.day()),
+        u8::try_from(utc.hour()),
+        u8::try_from(utc.minute()),
+        u8::try_from(utc.second()),
+    ) else {
+        return zip::DateTime::default();
+    };
+    zip::DateTime::from_date_and_time(year, month, day, hour, minute, second).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -302,10 +290,21 @@ mod tests {
 
     #[test]
     fn dates_convert() {
-        assert_eq!(civil_from_days(0), (1970, 1, 1));
-        // 2026-11-21
-        assert_eq!(civil_from_days(20_778), (2026, 11, 21));
-        assert_eq!(civil_from_days(11_016), (2000, 2, 29));
+        let parts = |t: zip::DateTime| {
+            (
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.second(),
+            )
+        };
+        // 2026-11-21 06:04:05 UTC; zip keeps seconds in steps of two.
+        assert_eq!(parts(zip_time(1_795_241_045)), (2026, 11, 21, 6, 4, 4));
+        // A leap day, and a time zip cannot store (before 1980) falling back to its default.
+        assert_eq!(parts(zip_time(951_782_400)), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(parts(zip_time(0)), parts(zip::DateTime::default()));
     }
 
     #[test]
