@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::{
     make_fixtures, real_engine_config, tar_gz_names, wait_for_state, zip_member, zip_names,
@@ -15,7 +15,7 @@ use mineru_handler::engine::{
     Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest, Tier,
     WarmupOutcome,
 };
-use mineru_handler::package::{self, ArchiveFormat, PackageRequest, Transport};
+use mineru_handler::package::{ArchiveFormat, Transport};
 use tokio_util::sync::CancellationToken;
 
 fn request(path: std::path::PathBuf, pages: PageSelection) -> ParseRequest {
@@ -119,15 +119,7 @@ async fn real_mineru_parses_pdf_page_ranges_docx_and_html() {
     assert!(markdown.contains("Some paragraph text."), "{markdown}");
 
     // Packaging the real DOCX result: every artefact under the contract's names.
-    let packaged = package::package(&PackageRequest {
-        result_zip: &docx.result_zip,
-        work_dir: docx.dir(),
-        basename: "report",
-        transport: Transport::TarballB64(ArchiveFormat::TarGz),
-        mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        max_response_bytes: package::DEFAULT_MAX_RESPONSE_BYTES,
-    })
-    .unwrap();
+    let packaged = common::package_report(&docx, Transport::TarballB64(ArchiveFormat::TarGz));
     assert!(packaged.degraded.is_empty());
     let names = tar_gz_names(packaged.fields["tarball_b64"].as_str().unwrap());
     assert_eq!(

@@ -8,14 +8,14 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use common::{FakeVlm, mineru3_venv, tar_gz_names, zip_member, zip_names};
 use mineru_handler::engine::{
     AdapterKind, Backend, Engine, EngineConfig, EngineError, EngineState, LegacyOptions, OcrMode,
     PageSelection, ParseRequest, Tier, WarmupOutcome,
 };
-use mineru_handler::package::{self, ArchiveFormat, Format, PackageRequest, Transport};
+use mineru_handler::package::{ArchiveFormat, Format, Transport};
 use tokio_util::sync::CancellationToken;
 
 /// A real 3.4 engine whose warm-up runs the PDF path against the fake VLM.
@@ -122,15 +122,7 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     assert!(middle["pdf_info"].is_array(), "3.x middle JSON: {middle}");
 
     // Packaged: the reference's member names, and the flat 3.x content list inline.
-    let packaged = package::package(&PackageRequest {
-        result_zip: &docx.result_zip,
-        work_dir: docx.dir(),
-        basename: "report",
-        transport: Transport::TarballB64(ArchiveFormat::TarGz),
-        mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
-        max_response_bytes: package::DEFAULT_MAX_RESPONSE_BYTES,
-    })
-    .unwrap();
+    let packaged = common::package_report(&docx, Transport::TarballB64(ArchiveFormat::TarGz));
     assert!(packaged.degraded.is_empty());
     assert_eq!(
         tar_gz_names(packaged.fields["tarball_b64"].as_str().unwrap()),
@@ -142,15 +134,10 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
             "report_middle.json".into(),
         ]
     );
-    let inline = package::package(&PackageRequest {
-        result_zip: &docx.result_zip,
-        work_dir: docx.dir(),
-        basename: "report",
-        transport: Transport::Inline(vec![Format::Markdown, Format::ContentList]),
-        mtime: SystemTime::now(),
-        max_response_bytes: package::DEFAULT_MAX_RESPONSE_BYTES,
-    })
-    .unwrap();
+    let inline = common::package_report(
+        &docx,
+        Transport::Inline(vec![Format::Markdown, Format::ContentList]),
+    );
     assert_eq!(inline.fields["markdown"].as_str(), Some(markdown.as_str()));
     assert_eq!(
         inline.fields["content_list"][0]["text"],

@@ -5,7 +5,8 @@ use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mineru_handler::engine::{Engine, EngineConfig, EngineState, EngineStatus, Tier};
+use mineru_handler::engine::{Engine, EngineConfig, EngineState, EngineStatus, ParseOutput, Tier};
+use mineru_handler::package::{self, PackageRequest, Packaged, Transport};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -186,4 +187,17 @@ pub fn tar_gz_names(b64: &str) -> Vec<String> {
         .into_iter()
         .map(|(name, _)| name)
         .collect()
+}
+
+/// Packages a parse result as the worker would, basename `report`, with a fixed mtime.
+pub fn package_report(output: &ParseOutput, transport: Transport) -> Packaged {
+    package::package(&PackageRequest {
+        result_zip: &output.result_zip,
+        work_dir: output.dir(),
+        basename: "report",
+        transport,
+        mtime: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+        max_response_bytes: package::DEFAULT_MAX_RESPONSE_BYTES,
+    })
+    .unwrap()
 }
