@@ -1,7 +1,9 @@
 //! Telemetry costs, each scenario in a fresh process (telemetry is per process):
 //!
 //! - init time with an endpoint set (target < 10 ms);
-//! - per-job CPU overhead of the job layer, OTLP on vs off (target < 100 µs);
+//! - per-job CPU overhead of the job layer, OTLP on vs off (target < 100 µs), on the job path
+//!   (the threads that run jobs) and on the export threads (encoding and HTTP, which with the
+//!   per-job flush is two POSTs per job);
 //! - job latency with the collector down vs up (target < 5 % difference).
 //!
 //! `cargo bench -p runpod-otel-layer --bench telemetry`
@@ -65,16 +67,40 @@ impl Service<BenchJob> for Work {
     }
 }
 
-/// CPU time of all this process's live threads (exporter threads included), in seconds,
-/// from `/proc/self/task/*/schedstat` (nanosecond resolution).
-fn cpu_seconds() -> f64 {
-    let nanos: u64 = std::fs::read_dir("/proc/self/task")
-        .unwrap()
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next()?.parse::<u64>().ok())
-        .sum();
-    nanos as f64 / 1e9
+/// CPU seconds of this process's live threads from `/proc/self/task/*/schedstat` (nanosecond
+/// resolution), split into the job path (the threads that run jobs: main and tokio workers)
+/// and the export threads (the SDK's processors and readers, and the layer's flush thread).
+#[derive(Clone, Copy)]
+struct Cpu {
+    job_path: f64,
+    export: f64,
+}
+
+fn cpu() -> Cpu {
+    let mut cpu = Cpu {
+        job_path: 0.0,
+        export: 0.0,
+    };
+    for task in std::fs::read_dir("/proc/self/task").unwrap().flatten() {
+        let read = |file: &str| std::fs::read_to_string(task.path().join(file)).ok();
+        let (Some(stat), Some(name)) = (read("schedstat"), read("comm")) else {
+            continue;
+        };
+        let Some(nanos) = stat
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<u64>().ok())
+        else {
+            continue;
+        };
+        let seconds = nanos as f64 / 1e9;
+        if name.starts_with("OpenTelemetry") || name.starts_with("runpod-otel") {
+            cpu.export += seconds;
+        } else {
+            cpu.job_path += seconds;
+        }
+    }
+    cpu
 }
 
 fn child(mode: &str) {
@@ -96,7 +122,7 @@ fn child(mode: &str) {
     let (cpu, wall, per_job) = rt.block_on(async {
         let mut with_layer = telemetry.job_layer().layer(Work(work));
         let mut bare = Work(work);
-        let cpu0 = cpu_seconds();
+        let cpu0 = cpu();
         let t0 = Instant::now();
         let mut per_job = Vec::with_capacity(jobs);
         for i in 0..jobs {
@@ -128,12 +154,18 @@ fn child(mode: &str) {
             }
             per_job.push(started.elapsed().as_secs_f64() * 1e3);
         }
-        (cpu_seconds() - cpu0, t0.elapsed().as_secs_f64(), per_job)
+        let cpu1 = cpu();
+        let spent = Cpu {
+            job_path: cpu1.job_path - cpu0.job_path,
+            export: cpu1.export - cpu0.export,
+        };
+        (spent, t0.elapsed().as_secs_f64(), per_job)
     });
     println!(
         "BENCH {}",
         serde_json::json!({
-            "cpu_us_per_job": cpu * 1e6 / jobs as f64,
+            "job_path_us_per_job": cpu.job_path * 1e6 / jobs as f64,
+            "export_us_per_job": cpu.export * 1e6 / jobs as f64,
             "wall_ms_per_job": wall * 1e3 / jobs as f64,
             "median_ms": median(per_job.clone()),
             "first_ms": per_job[0],
@@ -197,46 +229,51 @@ fn main() {
 
     let jobs = ("BENCH_JOBS", "2000".to_owned());
     let no_work = ("BENCH_WORK_MS", "0".to_owned());
+    // Median of three runs, per thread group: (job path, export threads).
     let cpu = |mode: &str, env: Vec<(&str, String)>| {
-        median(
-            (0..3)
-                .map(|_| run(mode, &env)["cpu_us_per_job"].as_f64().unwrap())
-                .collect(),
-        )
+        let runs: Vec<serde_json::Value> = (0..3).map(|_| run(mode, &env)).collect();
+        let pick = |key: &str| median(runs.iter().map(|r| r[key].as_f64().unwrap()).collect());
+        (pick("job_path_us_per_job"), pick("export_us_per_job"))
     };
-    let bare = cpu("bare", vec![jobs.clone(), no_work.clone()]);
-    let off = cpu("layer", vec![jobs.clone(), no_work.clone()]);
-    let on_noflush = cpu(
-        "layer",
-        vec![
-            jobs.clone(),
-            no_work.clone(),
-            endpoint(up.base_url()),
-            ("RUNPOD_OTEL_FLUSH_TIMEOUT_MS", "0".into()),
-        ],
-    );
-    let on = cpu(
-        "layer",
-        vec![
-            ("BENCH_JOBS", "300".into()),
-            no_work.clone(),
-            endpoint(up.base_url()),
-        ],
-    );
-    println!("CPU per job (process total, incl. exporter threads), 2 log lines + 2 spans per job:");
-    println!("  no layer, no telemetry:        {bare:8.1} µs");
-    println!(
-        "  layer, OTLP off:               {off:8.1} µs  (overhead {:+.1} µs)",
-        off - bare
-    );
-    println!(
-        "  layer, OTLP on, no job flush:  {on_noflush:8.1} µs  (overhead {:+.1} µs)",
-        on_noflush - bare
-    );
-    println!(
-        "  layer, OTLP on, per-job flush: {on:8.1} µs  (overhead {:+.1} µs)",
-        on - bare
-    );
+    let (bare, _) = cpu("bare", vec![jobs.clone(), no_work.clone()]);
+    let rows = [
+        (
+            "layer, OTLP off",
+            cpu("layer", vec![jobs.clone(), no_work.clone()]),
+        ),
+        (
+            "layer, OTLP on, no per-job flush",
+            cpu(
+                "layer",
+                vec![
+                    jobs.clone(),
+                    no_work.clone(),
+                    endpoint(up.base_url()),
+                    ("RUNPOD_OTEL_FLUSH_TIMEOUT_MS", "0".into()),
+                ],
+            ),
+        ),
+        (
+            "layer, OTLP on, per-job flush",
+            cpu(
+                "layer",
+                vec![
+                    ("BENCH_JOBS", "300".into()),
+                    no_work.clone(),
+                    endpoint(up.base_url()),
+                ],
+            ),
+        ),
+    ];
+    println!("CPU per job, jobs back to back, 2 log lines + 2 spans per job:");
+    println!("  no layer, no telemetry: job path {bare:.1} µs");
+    for (name, (job_path, export)) in rows {
+        println!(
+            "  {name}: job path {job_path:.1} µs (overhead {:+.1} µs), export threads {export:.1} µs, total overhead {:+.1} µs",
+            job_path - bare,
+            job_path + export - bare,
+        );
+    }
 
     let work = ("BENCH_WORK_MS", "100".to_owned());
     let lat = |url: String| {
