@@ -212,6 +212,73 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
         );
     }
 
+    // The stable per-job lines (telemetry specification §7.5), with their fields.
+    let stable = |msg: &str, job_id: &str| {
+        let found: Vec<serde_json::Value> = lines
+            .iter()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["msg"] == msg && l["job_id"] == job_id)
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "one {msg:?} line for {job_id}:\n{}",
+            lines.join("\n")
+        );
+        found.into_iter().next().unwrap()
+    };
+    let starting = stable("starting job", "job-ok");
+    assert_eq!(starting["level"], "info");
+    assert_eq!(starting["logger"], "mineru-worker");
+    assert_eq!(
+        (
+            &starting["backend"],
+            &starting["lang"],
+            &starting["start_page"],
+            &starting["end_page"]
+        ),
+        (&json!("pipeline"), &json!("en"), &json!(0), &json!(1)),
+        "{starting}"
+    );
+    // What the job ran with, as its response's debug block says; no GPU here, so no GPU keys.
+    let debug = &ok["output"]["debug"];
+    assert_eq!(
+        (&starting["tier"], &starting["ocr_mode"]),
+        (&debug["tier"], &debug["ocr_mode"]),
+        "{starting}"
+    );
+    assert_eq!(starting.get("gpu_name"), None, "{starting}");
+    let done = stable("done", "job-ok");
+    assert_eq!(done["refresh_worker"], false, "{done}");
+    assert_eq!(
+        done["elapsed_seconds"], ok["output"]["elapsed_seconds"],
+        "{done}"
+    );
+    let phase_ms: serde_json::Value =
+        serde_json::from_str(done["phase_ms"].as_str().unwrap()).unwrap();
+    assert_eq!(phase_ms, ok["output"]["debug"]["phase_ms"], "{done}");
+    assert_eq!(stable("done", "job-degraded")["refresh_worker"], true);
+    let failed = stable("job failed", "job-bad");
+    assert_eq!(failed["level"], "error");
+    assert_eq!(failed["error_type"], "ValueError", "{failed}");
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains(failed["error_message"].as_str().unwrap()),
+        "{failed} vs {bad}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("\"msg\":\"starting job\"") && l.contains("job-bad")),
+        "a job failing validation never starts"
+    );
+    assert_eq!(
+        stable("job failed", "job-oom")["error_type"],
+        "RuntimeError"
+    );
+
     let requests = receiver.requests();
     // Cumulative temporality: the last export of each metric holds the totals.
     let mut metrics: HashMap<String, Exported> = HashMap::new();
@@ -415,4 +482,57 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
         .find(|s| s.parent_span_id == oom_span.span_id && s.name == "mineru.parse")
         .unwrap();
     assert_eq!(failed_parse.status.as_ref().unwrap().code, 2, "ERROR");
+}
+
+/// SIGTERM while a parse runs: the job is not aborted; at the next phase boundary the worker
+/// says it is draining, then posts the job's success and exits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_job_drains_and_says_so() {
+    let server = FakeRunpod::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let gate = dir.path().join("gate-open");
+    let (pdf, _) = sample_pdf();
+    server.push_job(json!({"id": "job-gated", "input": {
+        "file_b64": pdf, "backend": "pipeline", "basename": "gate"}}));
+    let mut env = server.worker_env();
+    env.extend(fake_engine_env(&dir.path().join("fake.log")));
+    env.extend([
+        ("FAKE_MINERU_GATE".into(), gate.display().to_string()),
+        // The runtime's "Kill worker." line, printed once jobs see the shutdown, is debug.
+        ("LOG_LEVEL".into(), "debug".into()),
+    ]);
+    let mut worker = Worker::spawn(&mineru_handler(), &[], &env, None);
+
+    let limit = Duration::from_secs(30);
+    // The "parsing" progress update is sent after the parse boundary's check.
+    server
+        .wait_until(limit, "the parsing progress update", |rs| {
+            rs.iter().any(|r| {
+                r.kind() == "done"
+                    && r.json()["status"] == "IN_PROGRESS"
+                    && r.json()["output"]["phase"] == "parsing"
+            })
+        })
+        .await;
+    worker.signal("TERM");
+    worker
+        .wait_for_line("\"msg\":\"Kill worker.\"", limit)
+        .await;
+    // The parse cannot finish before the gate opens, so the job is mid-parse now.
+    std::fs::write(&gate, b"").unwrap();
+
+    let result = server.result_of("job-gated").await.json();
+    assert_eq!(result["output"]["ok"], true, "{result}");
+    assert_eq!(worker.wait(limit).await, 0);
+    let notice = worker
+        .lines()
+        .into_iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|l| l["msg"] == "sigterm received mid-job; continuing to drain")
+        .expect("a drain notice at the phase boundary");
+    assert_eq!(
+        (&notice["level"], &notice["phase"], &notice["job_id"]),
+        (&json!("warning"), &json!("package"), &json!("job-gated")),
+        "{notice}"
+    );
 }

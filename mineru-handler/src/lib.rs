@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod format;
 pub mod host;
 pub mod input;
+mod job_log;
 pub mod metrics;
 pub mod package;
 pub mod probe;

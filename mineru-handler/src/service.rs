@@ -29,6 +29,7 @@ use crate::input::{
     InputError, InputSource, MineruMajor, ParseRequest, Transport, ValidationContext, is_probe,
     parse_request,
 };
+use crate::job_log;
 use crate::metrics::{JobFailed, JobSuccess, MineruMetrics, Phase};
 use crate::package::{
     self, DebugInfo, PackageError, PackageRequest, PhaseTimings, ResultEntry, check_response_size,
@@ -371,14 +372,14 @@ impl Shared {
     }
 
     fn failure_response(&self, state: &JobState, failure: JobFailure) -> Value {
-        tracing::error!(
-            error_type = failure.error_type,
-            "job failed: {}",
-            crate::response::compact(
+        job_log::failed(
+            failure.error_type,
+            &crate::response::compact(
                 &failure.message,
                 crate::response::ERROR_LIMIT,
-                &self.config.secrets
-            )
+                &self.config.secrets,
+            ),
+            &state.debug.phase_ms,
         );
         let mut debug = self.base_debug();
         debug.phase_ms = state.debug.phase_ms;
@@ -422,6 +423,7 @@ impl Shared {
                 },
             );
         }
+        job_log::probe();
         json!({
             "ok": true,
             "elapsed_seconds": seconds(state.started),
@@ -454,7 +456,14 @@ impl Shared {
     /// Sends a progress update; best effort (§8).
     fn progress(job: &Job<Value>, update: Value) {
         if let Err(e) = job.context.progress(update) {
-            tracing::debug!("progress update not sent: {e}");
+            job_log::progress_update_failed(&e);
+        }
+    }
+
+    /// Between phases: a SIGTERM does not stop the job (job contract §13), but says so.
+    fn drain_notice(job: &Job<Value>, next_phase: &str) {
+        if job.context.is_shutting_down() {
+            job_log::sigterm_mid_job(next_phase);
         }
     }
 
@@ -463,6 +472,16 @@ impl Shared {
         let ctx = self.validation_context();
         let request = parse_request(&job.input, &ctx)?;
         state.backend = Some(request.backend.as_str());
+        let default_tier = self.engine.default_tier().unwrap_or(self.server_tier);
+        let tier = request.tier_or(default_tier);
+        let ocr_mode = request
+            .ocr_mode
+            .unwrap_or_else(|| self.engine.default_ocr_mode());
+        job_log::starting(
+            &request,
+            &self.host.gpu,
+            (ctx.mineru_major == MineruMajor::V4).then_some((tier, ocr_mode)),
+        );
         // `None`: the `s3` transport, whose archive is written to the job directory and
         // uploaded after packaging.
         let transport = match request.transport {
@@ -516,11 +535,7 @@ impl Shared {
         tokio::fs::rename(&fetched_path, &staged).await?;
 
         // parse
-        let default_tier = self.engine.default_tier().unwrap_or(self.server_tier);
-        let tier = request.tier_or(default_tier);
-        let ocr_mode = request
-            .ocr_mode
-            .unwrap_or_else(|| self.engine.default_ocr_mode());
+        Self::drain_notice(job, "parse");
         let input_format = input_type.format().as_str();
         state.input_format = Some(input_format);
         state.debug.backend = Some(request.backend.as_str().to_owned());
@@ -587,6 +602,7 @@ impl Shared {
         drop(span);
 
         // package (blocking file I/O off the async threads)
+        Self::drain_notice(job, "package");
         let span = tracing::info_span!(
             "mineru.package",
             phase = "package",
@@ -707,6 +723,12 @@ impl Shared {
             self.metrics.count_refresh(reason);
             response.refresh_worker = true;
         }
+        job_log::done(
+            response.elapsed_seconds,
+            &response.debug.phase_ms,
+            response.debug.model_dir.as_deref(),
+            response.refresh_worker,
+        );
         Ok(to_value(&response))
     }
 }

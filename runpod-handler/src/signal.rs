@@ -21,9 +21,10 @@ pub(crate) fn spawn_listener(shutdown: CancellationToken) {
                 _ = term.recv() => 15,
                 _ = int.recv() => 2,
             };
+            // Cancel first: a line saying so must mean jobs already see the shutdown.
+            shutdown.cancel();
             tracing::debug!("Received shutdown signal: {number}.");
             tracing::debug!("Kill worker.");
-            shutdown.cancel();
             if int.recv().await.is_some() {
                 tracing::warn!("Second interrupt: exiting without waiting for running jobs.");
                 std::process::exit(130);

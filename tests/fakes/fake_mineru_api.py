@@ -14,6 +14,7 @@ Behaviour by the submitted file's name (its stem):
   contains "crash" -> the server process exits (code 17) while the task is running
   contains "hang"  -> the task stays `running` forever
   contains "slow"  -> the task takes 0.5 s
+  contains "gate"  -> the task stays `running` until the file FAKE_MINERU_GATE exists
   contains "oom"   -> the task fails with a CUDA out-of-memory parse_failed error
   contains "degraded" -> the result zip also holds a member named "../escape.md" (unsafe)
   anything else    -> completes at once
@@ -168,6 +169,10 @@ def run_task(state, task):
             time.sleep(3600)
     if "slow" in stem:
         time.sleep(0.5)
+    if "gate" in stem:
+        gate = os.environ["FAKE_MINERU_GATE"]
+        while not os.path.exists(gate):
+            time.sleep(0.02)
     if "oom" in stem:
         with state.lock:
             task["status"] = task["file_status"] = "failed"
