@@ -50,6 +50,9 @@ pub struct ServiceConfig {
     pub s3: S3Readiness,
     /// The `s3` transport's bucket; `None` when a required `BUCKET_*` variable is missing.
     pub bucket: Option<S3Config>,
+    /// `MINERU_OVERSIZE_FALLBACK=s3`: a result over `max_response_bytes` is uploaded to the
+    /// bucket instead of failing (job contract §12); only with a bucket configured.
+    pub oversize_fallback_s3: bool,
     /// Secret values scrubbed from every error text.
     pub secrets: Secrets,
 }
@@ -63,6 +66,9 @@ pub enum ConfigError {
     /// A `BUCKET_*` variable.
     #[error(transparent)]
     S3(#[from] s3::S3ConfigError),
+    /// `MINERU_OVERSIZE_FALLBACK` names no known fallback.
+    #[error("MINERU_OVERSIZE_FALLBACK must be \"s3\" or unset, got {0:?}")]
+    OversizeFallback(String),
 }
 
 impl WorkerConfig {
@@ -111,6 +117,12 @@ impl ServiceConfig {
         });
         let missing = S3Config::missing(&lookup);
         let bucket = S3Config::from_lookup(&lookup)?;
+        // A typo must not silently turn the opt-in off: it stops the worker at boot.
+        let oversize_fallback_s3 = match get("MINERU_OVERSIZE_FALLBACK") {
+            None => false,
+            Some(v) if v.eq_ignore_ascii_case("s3") => true,
+            Some(other) => return Err(ConfigError::OversizeFallback(other)),
+        };
         let secrets = Secrets::from_vars(
             s3::REQUIRED_VARS
                 .iter()
@@ -131,6 +143,7 @@ impl ServiceConfig {
                 S3Readiness::Missing(missing)
             },
             bucket,
+            oversize_fallback_s3,
             secrets,
         })
     }
@@ -196,6 +209,21 @@ mod tests {
                 "BUCKET_NAME".to_owned(),
                 "BUCKET_SECRET_ACCESS_KEY".to_owned()
             ])
+        );
+    }
+
+    #[test]
+    fn oversize_fallback_is_s3_or_off_and_a_typo_is_an_error() {
+        assert!(!config(&[]).oversize_fallback_s3);
+        assert!(!config(&[("MINERU_OVERSIZE_FALLBACK", " ")]).oversize_fallback_s3);
+        assert!(config(&[("MINERU_OVERSIZE_FALLBACK", "S3")]).oversize_fallback_s3);
+        let error = WorkerConfig::from_lookup(|name| {
+            (name == "MINERU_OVERSIZE_FALLBACK").then(|| "s4".to_owned())
+        })
+        .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "MINERU_OVERSIZE_FALLBACK must be \"s3\" or unset, got \"s4\""
         );
     }
 }

@@ -22,7 +22,7 @@ use tracing::field::Empty;
 
 use crate::config::{ServiceConfig, WorkerConfig};
 use crate::engine::{self, Engine, EngineError, Tier, WarmupReport};
-use crate::fetch::{FetchError, Fetcher};
+use crate::fetch::{FetchError, FetchedInput, Fetcher};
 use crate::format::{FormatError, InputType, detect_file};
 use crate::host::HostInfo;
 use crate::input::{
@@ -32,7 +32,8 @@ use crate::input::{
 use crate::job_log;
 use crate::metrics::{JobFailed, JobSuccess, MineruMetrics, Phase};
 use crate::package::{
-    self, DebugInfo, PackageError, PackageRequest, PhaseTimings, ResultEntry, check_response_size,
+    self, DebugInfo, PackageError, PackageRequest, Packaged, PhaseTimings, ResultEntry,
+    check_response_size,
 };
 use crate::recycle::{Recycler, RefreshReason};
 use crate::response::{Failure, FailureResponse};
@@ -300,6 +301,12 @@ impl From<EngineError> for JobFailure {
     }
 }
 
+impl From<Infallible> for JobFailure {
+    fn from(never: Infallible) -> Self {
+        match never {}
+    }
+}
+
 impl From<std::io::Error> for JobFailure {
     fn from(e: std::io::Error) -> Self {
         JobFailure::new("OSError", &e)
@@ -460,6 +467,57 @@ impl Shared {
         }
     }
 
+    /// Records `failure` on a phase span and passes it on.
+    fn fail_on(&self, span: &tracing::Span, failure: JobFailure) -> JobFailure {
+        failure.record_on(span, &self.config);
+        failure
+    }
+
+    /// Uploads a written archive to the bucket: the `s3` keys of the results entry.
+    async fn upload(
+        &self,
+        archive: &Path,
+        request: &ParseRequest,
+        span: &tracing::Span,
+    ) -> Result<serde_json::Map<String, Value>, JobFailure> {
+        // Validation only accepts `s3`, and the fallback only runs, with a bucket configured.
+        let uploaded = match &self.s3 {
+            Some(s3) => {
+                s3.upload(archive, &request.basename, request.archive_format)
+                    .instrument(span.clone())
+                    .await
+            }
+            None => Err(S3Error::Setup("the S3 bucket is not configured".into())),
+        };
+        uploaded
+            .map(|uploaded| uploaded.fields())
+            .map_err(|e| self.fail_on(span, e.into()))
+    }
+
+    /// The success response (job contract §9.1) for a packaged result.
+    fn success_response(
+        &self,
+        state: &JobState,
+        request: &ParseRequest,
+        fetched: &FetchedInput,
+        packaged: Packaged,
+    ) -> SuccessResponse {
+        SuccessResponse {
+            ok: true,
+            elapsed_seconds: seconds(state.started),
+            mineru_version: self.mineru_version(),
+            results: [ResultEntry {
+                basename: request.basename.clone(),
+                source: fetched.source_label.clone(),
+                pages_requested: request.pages_requested(),
+                fields: packaged.fields,
+                degraded: packaged.degraded,
+            }],
+            debug: state.debug.clone(),
+            refresh_worker: false,
+        }
+    }
+
     /// Between phases: a SIGTERM does not stop the job (job contract §13), but says so.
     fn drain_notice(job: &Job<Value>, next_phase: &str) {
         if job.context.is_shutting_down() {
@@ -511,11 +569,7 @@ impl Shared {
             .await
         {
             Ok(fetched) => fetched,
-            Err(e) => {
-                let failure = JobFailure::from(e);
-                failure.record_on(&span, &self.config);
-                return Err(failure);
-            }
+            Err(e) => return Err(self.fail_on(&span, e.into())),
         };
         span.record("mineru.source", fetched.kind.as_str());
         span.record("mineru.bytes_in", fetched.bytes);
@@ -607,6 +661,7 @@ impl Shared {
             "mineru.package",
             phase = "package",
             mineru.transport = request.transport.as_str(),
+            mineru.transport_fallback = Empty,
             mineru.archive_format = Empty,
             mineru.bytes_out = Empty,
             otel.status_code = Empty,
@@ -617,12 +672,15 @@ impl Shared {
         }
         state.phase = Phase::Package;
         let phase_start = Instant::now();
-        let transport_name = request.transport.as_str();
         let archive = job_dir.path().join(format!(
             "{}.{}",
             request.basename,
             request.archive_format.as_str()
         ));
+        // MinerU's output outlives packaging only while an oversized result may still go to
+        // the bucket (`MINERU_OVERSIZE_FALLBACK=s3`).
+        let may_fall_back =
+            transport.is_some() && self.config.oversize_fallback_s3 && self.s3.is_some();
         let packaged = {
             let max_response_bytes = self.config.max_response_bytes;
             let basename = request.basename.clone();
@@ -640,70 +698,65 @@ impl Shared {
                         mtime,
                         max_response_bytes,
                     }),
-                    None => package::write_archive(
-                        &output.result_zip,
-                        &basename,
-                        archive_format,
-                        mtime,
-                        &archive,
-                    )
-                    .map(|(_, degraded)| package::Packaged {
-                        fields: serde_json::Map::new(),
-                        degraded,
-                    }),
+                    None => archive_only(&output, &basename, archive_format, mtime, &archive),
                 };
-                // The job directory (and MinerU's result zip) goes away here, off the
-                // async threads too.
-                drop(output);
-                result
+                // Otherwise the job directory (and MinerU's result zip) goes away here, off
+                // the async threads too.
+                Ok::<_, Infallible>((result, may_fall_back.then_some(output)))
             })
             .await
         };
-        let mut packaged = JobFailure::settle(packaged, &span, &self.config)?;
+        let (mut packaged, kept) = JobFailure::settle(packaged, &span, &self.config)?;
         if request.transport == Transport::S3 {
-            // Validation only accepts `s3` when the bucket is configured.
-            let uploaded = match &self.s3 {
-                Some(s3) => {
-                    s3.upload(&archive, &request.basename, request.archive_format)
-                        .instrument(span.clone())
-                        .await
-                }
-                None => Err(S3Error::Setup("the S3 bucket is not configured".into())),
-            };
-            match uploaded {
-                Ok(uploaded) => packaged.fields = uploaded.fields(),
-                Err(e) => {
-                    let failure = JobFailure::from(e);
-                    failure.record_on(&span, &self.config);
-                    return Err(failure);
-                }
+            if let Ok(packaged) = &mut packaged {
+                packaged.fields = self.upload(&archive, &request, &span).await?;
             }
         }
+        state.debug.phase_ms.package = Some(PhaseTimings::ms(phase_start.elapsed()));
+        let transport_name = request.transport.as_str();
+        let sized = packaged.and_then(|packaged| {
+            let response = self.success_response(state, &request, &fetched, packaged);
+            check_response_size(&response, self.config.max_response_bytes, transport_name)
+                .map(|_| response)
+        });
+        let (mut response, transport_name) = match (sized, kept) {
+            (Ok(response), kept) => {
+                if let Some(output) = kept {
+                    tokio::task::spawn_blocking(move || drop(output));
+                }
+                (response, transport_name)
+            }
+            (Err(PackageError::TooLarge { .. }), Some(output)) => {
+                tracing::warn!(
+                    transport = transport_name,
+                    "response too large; uploading the result to the bucket (MINERU_OVERSIZE_FALLBACK=s3)"
+                );
+                span.record("mineru.transport_fallback", "s3");
+                span.record("mineru.archive_format", request.archive_format.as_str());
+                let packaged = {
+                    let basename = request.basename.clone();
+                    let archive = archive.clone();
+                    let archive_format = request.archive_format;
+                    let blocking_span = span.clone();
+                    tokio::task::spawn_blocking(move || {
+                        let _entered = blocking_span.enter();
+                        archive_only(&output, &basename, archive_format, mtime, &archive)
+                    })
+                    .await
+                };
+                let mut packaged = JobFailure::settle(packaged, &span, &self.config)?;
+                packaged.fields = self.upload(&archive, &request, &span).await?;
+                packaged
+                    .fields
+                    .insert("transport_fallback".into(), "s3".into());
+                state.debug.phase_ms.package = Some(PhaseTimings::ms(phase_start.elapsed()));
+                let response = self.success_response(state, &request, &fetched, packaged);
+                (response, Transport::S3.as_str())
+            }
+            (Err(e), _) => return Err(self.fail_on(&span, e.into())),
+        };
         self.metrics
             .phase_done(Phase::Package, phase_start.elapsed());
-        state.debug.phase_ms.package = Some(PhaseTimings::ms(phase_start.elapsed()));
-
-        let mut response = SuccessResponse {
-            ok: true,
-            elapsed_seconds: seconds(state.started),
-            mineru_version: self.mineru_version(),
-            results: [ResultEntry {
-                basename: request.basename.clone(),
-                source: fetched.source_label.clone(),
-                pages_requested: request.pages_requested(),
-                fields: packaged.fields,
-                degraded: packaged.degraded,
-            }],
-            debug: state.debug.clone(),
-            refresh_worker: false,
-        };
-        if let Err(e) =
-            check_response_size(&response, self.config.max_response_bytes, transport_name)
-        {
-            let failure = JobFailure::from(e);
-            failure.record_on(&span, &self.config);
-            return Err(failure);
-        }
         let [entry] = &response.results;
         let bytes_out = entry.payload_bytes();
         span.record("mineru.bytes_out", bytes_out);
@@ -731,6 +784,23 @@ impl Shared {
         );
         Ok(to_value(&response))
     }
+}
+
+/// Writes MinerU's result as one archive file (the `s3` transport's packaging): no payload
+/// keys yet, the upload adds them.
+fn archive_only(
+    output: &engine::ParseOutput,
+    basename: &str,
+    format: package::ArchiveFormat,
+    mtime: SystemTime,
+    archive: &Path,
+) -> Result<Packaged, PackageError> {
+    let (_, degraded) =
+        package::write_archive(&output.result_zip, basename, format, mtime, archive)?;
+    Ok(Packaged {
+        fields: serde_json::Map::new(),
+        degraded,
+    })
 }
 
 /// Detects the staged document's type; the source's name helps only for CSV.

@@ -1,10 +1,13 @@
 //! The `mineru-handler` binary end to end through its local API (`--rp_serve_api`): real
 //! MinerU 4.0.12 (offline, flash tier) for PDF, DOCX and HTML on every transport, and the
 //! FAKE mineru-api (tests/fakes/fake_mineru_api.py) for what real MinerU cannot do here: GPU
-//! tiers, an engine crash mid-parse, a hanging parse to cancel.
+//! tiers, an engine crash mid-parse, a hanging parse to cancel; with it, the `s3` transport
+//! and the oversize fallback against a real S3 server (moto).
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/moto.rs"]
+mod moto;
 
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
@@ -483,4 +486,107 @@ async fn real_mineru3_worker_passes_backend_through_and_packages_reference_names
             .is_some_and(|e| e.contains("tier and ocr_mode need MinerU 4.x")),
         "{error:?}"
     );
+}
+
+/// Fetches an uploaded archive back through its presigned URL: its tar.gz members.
+async fn fetch_uploaded(entry: &Value) -> Vec<(String, Vec<u8>)> {
+    let url = entry["tarball_url"].as_str().unwrap();
+    let response = reqwest::get(url).await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(entry["bucket_bytes"], bytes.len() as u64);
+    common::tar_gz_members(&base64::engine::general_purpose::STANDARD.encode(&bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback() {
+    let moto = moto::Moto::start().await;
+    moto.create_bucket("results").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = fake_env("standard", &dir.path().join("fake.log"));
+    env.extend([
+        ("BUCKET_ENDPOINT_URL", moto.endpoint.clone()),
+        ("BUCKET_NAME", "results".into()),
+        ("BUCKET_ACCESS_KEY_ID", moto::ACCESS_KEY_ID.into()),
+        ("BUCKET_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY.into()),
+        // The FAKE engine's "big" results (64 KiB of image) exceed this; an s3 entry does not.
+        ("MINERU_MAX_RESPONSE_BYTES", "16000".into()),
+    ]);
+    let pdf = b64_of(&asset("sample.pdf"));
+
+    // Without the opt-in, an oversized result is the contract's failure.
+    let strict = LocalWorker::start(&env).await;
+    let (out, error) = strict
+        .runsync(json!({"file_b64": pdf, "basename": "big"}))
+        .await;
+    assert!(
+        error
+            .as_deref()
+            .unwrap()
+            .starts_with("ResponseTooLargeError: response too large for RunPod"),
+        "{out} {error:?}"
+    );
+    drop(strict);
+
+    env.push(("MINERU_OVERSIZE_FALLBACK", "s3".into()));
+    let worker = LocalWorker::start(&env).await;
+
+    // Asked for s3: the archive is in the bucket, and no fallback is claimed.
+    let (out, error) = worker
+        .runsync(json!({"file_b64": pdf, "basename": "small", "transport": "s3"}))
+        .await;
+    assert_eq!(error, None, "{out}");
+    let entry = &out["results"][0];
+    assert_eq!(entry.get("transport_fallback"), None, "{entry}");
+    let members = fetch_uploaded(entry).await;
+    assert!(
+        members.iter().any(|(name, _)| name == "small.md"),
+        "{members:?}"
+    );
+
+    // Oversized tarball_b64 and inline results go to the bucket instead, marked as such,
+    // with the s3 keys in the contract's order and the fallback key after them.
+    for (input, name) in [
+        (
+            json!({"file_b64": pdf, "basename": "big-tarball"}),
+            "big-tarball",
+        ),
+        (
+            json!({"file_b64": pdf, "basename": "big-inline", "transport": "inline"}),
+            "big-inline",
+        ),
+    ] {
+        let (out, error) = worker.runsync(input).await;
+        assert_eq!(error, None, "{out}");
+        let entry = &out["results"][0];
+        let keys: Vec<&str> = entry
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "basename",
+                "source",
+                "pages_requested",
+                "tarball_url",
+                "tarball_url_expires_in",
+                "bucket_key",
+                "bucket_bytes",
+                "transport_fallback"
+            ],
+            "{entry}"
+        );
+        assert_eq!(entry["transport_fallback"], "s3");
+        assert!(out["debug"]["phase_ms"]["package"].is_u64(), "{out}");
+        let members = fetch_uploaded(entry).await;
+        let image = member(&members, "images/page_0_image_1.jpg");
+        assert_eq!(image.len(), 4 + 65536, "the whole result is in the bucket");
+        assert!(
+            members.iter().any(|(m, _)| *m == format!("{name}.md")),
+            "{members:?}"
+        );
+    }
 }

@@ -17,6 +17,7 @@ Behaviour by the submitted file's name (its stem):
   contains "gate"  -> the task stays `running` until the file FAKE_MINERU_GATE exists
   contains "oom"   -> the task fails with a CUDA out-of-memory parse_failed error
   contains "degraded" -> the result zip also holds a member named "../escape.md" (unsafe)
+  contains "big"   -> the result zip also holds a 64 KiB incompressible image
   anything else    -> completes at once
 
 Environment:
@@ -150,6 +151,8 @@ def result_zip(task):
         z.writestr("images/page_0_image_0.jpg", b"\xff\xd8\xff\xe0fake-jpeg")
         if "degraded" in task["name"]:
             z.writestr("../escape.md", "outside the output directory")
+        if "big" in task["name"]:
+            z.writestr("images/page_0_image_1.jpg", b"\xff\xd8\xff\xe0" + os.urandom(65536))
     return buf.getvalue()
 
 
