@@ -1,7 +1,7 @@
 //! A RunPod serverless worker that parses documents with MinerU.
 //!
 //! [`service::MineruService`] is the job handler: [`input`] validates the job, [`fetch`] brings
-//! the input document to a local file, [`format`] identifies it, [`engine`] parses it with a
+//! the input document to a local file, [`format`](mod@format) identifies it, [`engine`] parses it with a
 //! supervised `mineru-api` child process, and [`package`] turns the engine's output into the
 //! job result ([`response`] for failures). [`config`] reads the environment once at boot.
 

@@ -5,7 +5,9 @@
 //! archive file that [`crate::package::write_archive`] wrote into the job directory. Files up
 //! to one part ([`S3Config::part_size`], 16 MiB) go up in one `PutObject`; larger ones with a
 //! multipart upload, one part after another. Each request body streams from the file, so memory
-//! stays at a few read buffers whatever the archive's size.
+//! stays at a few read buffers whatever the archive's size. A request that fails transiently
+//! is sent again (up to three attempts in all): an upload is a job's result, and S3 asks clients
+//! to retry `SlowDown` and `InternalError`.
 //!
 //! Signing is [`rusty_s3`]: a small, sans-IO SigV4 implementation that only builds presigned
 //! URLs (`PutObject`, `CreateMultipartUpload`, `UploadPart`, `CompleteMultipartUpload`,
@@ -46,6 +48,12 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// How long the worker's own upload requests stay signed; each is signed just before it is
 /// sent.
 const REQUEST_SIGNATURE_TTL: Duration = Duration::from_secs(900);
+
+/// Attempts per S3 request. A transient failure (no answer, 5xx, 429: S3's `SlowDown` and
+/// `InternalError` are documented as retryable) is retried after [`FIRST_RETRY_DELAY`], then
+/// twice that; a part is re-read from the archive file for each attempt.
+const ATTEMPTS: u32 = 3;
+const FIRST_RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// The S3 transport's configuration (§11), read once at boot.
 ///
@@ -201,6 +209,17 @@ pub enum S3Error {
 }
 
 impl S3Error {
+    /// Whether another attempt may succeed.
+    fn is_transient(&self) -> bool {
+        match self {
+            S3Error::Request { .. } => true,
+            S3Error::Status { status, .. } => {
+                status.is_server_error() || *status == reqwest::StatusCode::TOO_MANY_REQUESTS
+            }
+            S3Error::Setup(_) | S3Error::Io(_) => false,
+        }
+    }
+
     /// The Python-style error type the job's `error` is prefixed with (§9.4).
     pub fn error_type(&self) -> &'static str {
         match self {
@@ -374,14 +393,15 @@ impl S3Uploader {
         let mut action = self.bucket.put_object(Some(&self.credentials), key);
         action.headers_mut().insert("content-type", content_type);
         let url = action.sign(REQUEST_SIGNATURE_TTL);
-        let body = file_body(path, 0, bytes).await?;
-        let request = self
-            .client
-            .put(url)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .header(reqwest::header::CONTENT_LENGTH, bytes)
-            .body(body);
-        self.send(request, self.sent("PutObject", key)).await?;
+        self.send(self.sent("PutObject", key), || async {
+            Ok(self
+                .client
+                .put(url.clone())
+                .header(reqwest::header::CONTENT_TYPE, content_type)
+                .header(reqwest::header::CONTENT_LENGTH, bytes)
+                .body(file_body(path, 0, bytes).await?))
+        })
+        .await?;
         Ok(())
     }
 
@@ -397,13 +417,16 @@ impl S3Uploader {
             .create_multipart_upload(Some(&self.credentials), key);
         action.headers_mut().insert("content-type", content_type);
         let url = action.sign(REQUEST_SIGNATURE_TTL);
-        let request = self
-            .client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, content_type)
-            .header(reqwest::header::CONTENT_LENGTH, 0);
         let sent = self.sent("CreateMultipartUpload", key);
-        let body = self.send(request, sent.clone()).await?;
+        let body = self
+            .send(sent.clone(), || async {
+                Ok(self
+                    .client
+                    .post(url.clone())
+                    .header(reqwest::header::CONTENT_TYPE, content_type)
+                    .header(reqwest::header::CONTENT_LENGTH, 0))
+            })
+            .await?;
         let created = rusty_s3::actions::CreateMultipartUpload::parse_response(&body.text)
             .map_err(|e| S3Error::Status {
                 operation: sent.operation,
@@ -420,10 +443,9 @@ impl S3Uploader {
                     .abort_multipart_upload(Some(&self.credentials), key, upload_id)
                     .sign(REQUEST_SIGNATURE_TTL);
                 if let Err(abort_error) = self
-                    .send(
-                        self.client.delete(abort),
-                        self.sent("AbortMultipartUpload", key),
-                    )
+                    .send(self.sent("AbortMultipartUpload", key), || async {
+                        Ok(self.client.delete(abort.clone()))
+                    })
                     .await
                 {
                     tracing::warn!("multipart upload not aborted: {abort_error}");
@@ -450,13 +472,16 @@ impl S3Uploader {
                 .bucket
                 .upload_part(Some(&self.credentials), key, number, upload_id)
                 .sign(REQUEST_SIGNATURE_TTL);
-            let request = self
-                .client
-                .put(url)
-                .header(reqwest::header::CONTENT_LENGTH, len)
-                .body(file_body(path, offset, len).await?);
             let sent = self.sent(&format!("UploadPart {number}"), key);
-            let response = self.send(request, sent.clone()).await?;
+            let response = self
+                .send(sent.clone(), || async {
+                    Ok(self
+                        .client
+                        .put(url.clone())
+                        .header(reqwest::header::CONTENT_LENGTH, len)
+                        .body(file_body(path, offset, len).await?))
+                })
+                .await?;
             let etag = response.etag.ok_or_else(|| S3Error::Status {
                 operation: sent.operation,
                 object: sent.object,
@@ -473,9 +498,13 @@ impl S3Uploader {
             etags.iter().map(String::as_str),
         );
         let url = action.sign(REQUEST_SIGNATURE_TTL);
-        let request = self.client.post(url).body(action.body());
+        let body = action.body();
         let sent = self.sent("CompleteMultipartUpload", key);
-        let response = self.send(request, sent.clone()).await?;
+        let response = self
+            .send(sent.clone(), || async {
+                Ok(self.client.post(url.clone()).body(body.clone()))
+            })
+            .await?;
         // S3 may answer 200 and still report an error in the body.
         if response.text.contains("<Error>") {
             return Err(S3Error::Status {
@@ -495,8 +524,38 @@ impl S3Uploader {
         }
     }
 
-    /// Sends a presigned request; a non-2xx answer becomes [`S3Error::Status`].
-    async fn send(&self, request: reqwest::RequestBuilder, sent: Sent) -> Result<Answer, S3Error> {
+    /// Sends the presigned request that `request` builds, up to [`ATTEMPTS`] times while the
+    /// failure is transient.
+    async fn send<F>(&self, sent: Sent, request: impl Fn() -> F) -> Result<Answer, S3Error>
+    where
+        F: Future<Output = Result<reqwest::RequestBuilder, S3Error>>,
+    {
+        let mut delay = FIRST_RETRY_DELAY;
+        let mut attempt = 1;
+        loop {
+            let answer = match request().await {
+                Ok(request) => self.send_once(request, sent.clone()).await,
+                Err(e) => Err(e),
+            };
+            match answer {
+                Err(e) if e.is_transient() && attempt < ATTEMPTS => {
+                    // The error names the operation and the object without its query.
+                    tracing::warn!(attempt, "{e}; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                answer => return answer,
+            }
+        }
+    }
+
+    /// Sends a presigned request once; a non-2xx answer becomes [`S3Error::Status`].
+    async fn send_once(
+        &self,
+        request: reqwest::RequestBuilder,
+        sent: Sent,
+    ) -> Result<Answer, S3Error> {
         let request_error = |source: reqwest::Error, sent: Sent| S3Error::Request {
             operation: sent.operation,
             object: sent.object,

@@ -278,3 +278,166 @@ fn missing_bucket_variables_fail_validation_with_the_contract_message() {
     // Other transports do not need the bucket.
     parse_request(&json!({"file_url": "https://example.com/a.pdf"}), &ctx).unwrap();
 }
+
+/// A FAKE flaky S3 front in front of moto: answers 503 `SlowDown` to the first `fails`
+/// attempts of every distinct request (method and presigned URL, which a retry re-sends
+/// unchanged), then forwards to moto. Counts the attempts per request.
+struct FlakyFront {
+    endpoint: String,
+    attempts: Arc<Mutex<Vec<(String, u32)>>>,
+}
+
+impl FlakyFront {
+    async fn start(moto: &Moto, fails: u32) -> FlakyFront {
+        use axum::body::{Body, to_bytes};
+        use axum::http::{Request, Response, StatusCode};
+        let attempts: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
+        let seen = Arc::clone(&attempts);
+        let upstream = moto.endpoint.clone();
+        let client = reqwest::Client::new();
+        let app = axum::Router::new().fallback(move |request: Request<Body>| {
+            let (seen, upstream, client) = (Arc::clone(&seen), upstream.clone(), client.clone());
+            async move {
+                let (parts, body) = request.into_parts();
+                let body = to_bytes(body, usize::MAX).await.unwrap();
+                let uri = parts.uri.path_and_query().unwrap().as_str().to_owned();
+                let id = format!("{} {uri}", parts.method);
+                let attempt = {
+                    let mut seen = seen.lock().unwrap();
+                    let entry = match seen.iter().position(|(k, _)| *k == id) {
+                        Some(i) => &mut seen[i],
+                        None => {
+                            seen.push((id, 0));
+                            seen.last_mut().unwrap()
+                        }
+                    };
+                    entry.1 += 1;
+                    entry.1
+                };
+                if attempt <= fails {
+                    return Response::builder()
+                        .status(StatusCode::SERVICE_UNAVAILABLE)
+                        .body(Body::from(
+                            "<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
+                        ))
+                        .unwrap();
+                }
+                let mut forwarded = client
+                    .request(parts.method, format!("{upstream}{uri}"))
+                    .body(body);
+                for name in ["content-type", "content-length"] {
+                    if let Some(value) = parts.headers.get(name) {
+                        forwarded = forwarded.header(name, value);
+                    }
+                }
+                let answer = forwarded.send().await.unwrap();
+                let mut response = Response::builder().status(answer.status());
+                if let Some(etag) = answer.headers().get("etag") {
+                    response = response.header("etag", etag);
+                }
+                response
+                    .body(Body::from(answer.bytes().await.unwrap()))
+                    .unwrap()
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        FlakyFront { endpoint, attempts }
+    }
+
+    /// Attempts per operation, in first-seen order, by the request's method and path.
+    fn attempts(&self) -> Vec<(String, u32)> {
+        self.attempts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, n)| (id.split('?').next().unwrap().to_owned(), *n))
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn transient_s3_failures_are_retried_and_persistent_ones_give_up_after_three_attempts() {
+    let moto = Moto::start().await;
+    moto.create_bucket("results").await;
+    let dir = tempfile::tempdir().unwrap();
+    let (logs, _guard) = capture_logs();
+
+    // Every request fails once: the single PUT, and each step of a three-part upload.
+    let front = FlakyFront::start(&moto, 1).await;
+    let mut config = moto::config_for(&front.endpoint, "results", &[]);
+    config.part_size = MIN_PART_SIZE;
+    let uploader = S3Uploader::new(&config).unwrap();
+    let small = archive_bytes(1000);
+    let uploaded = uploader
+        .upload(
+            &write_file(&dir, "s.tar.gz", &small),
+            "small",
+            ArchiveFormat::TarGz,
+        )
+        .await
+        .unwrap();
+    let large = archive_bytes(2 * MIN_PART_SIZE as usize + 99);
+    let uploaded_large = uploader
+        .upload(
+            &write_file(&dir, "l.zip", &large),
+            "large",
+            ArchiveFormat::Zip,
+        )
+        .await
+        .unwrap();
+    assert_eq!(uploaded_large.parts, 3);
+    let attempts = front.attempts();
+    let methods: Vec<&str> = attempts
+        .iter()
+        .map(|(id, _)| id.split(' ').next().unwrap())
+        .collect();
+    // PUT; POST (create), three part PUTs, POST (complete).
+    assert_eq!(
+        methods,
+        ["PUT", "POST", "PUT", "PUT", "PUT", "POST"],
+        "{attempts:?}"
+    );
+    assert!(attempts.iter().all(|(_, n)| *n == 2), "{attempts:?}");
+    // Both archives arrived whole (fetched from moto directly: presigned for the front).
+    for (uploaded, bytes) in [(&uploaded, &small), (&uploaded_large, &large)] {
+        let direct = Uploaded {
+            tarball_url: uploaded
+                .tarball_url
+                .replace(&front.endpoint, &moto.endpoint),
+            ..uploaded.clone()
+        };
+        let content_type = if bytes.len() > 1000 {
+            "application/zip"
+        } else {
+            "application/gzip"
+        };
+        fetch_back(&direct, bytes, content_type).await;
+    }
+
+    // A bucket that keeps failing: three attempts, then the last error.
+    let front = FlakyFront::start(&moto, u32::MAX).await;
+    let config = moto::config_for(&front.endpoint, "results", &[]);
+    let error = S3Uploader::new(&config)
+        .unwrap()
+        .upload(
+            &write_file(&dir, "x.tar.gz", &small),
+            "doc",
+            ArchiveFormat::TarGz,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "HTTPStatusError");
+    let message = error.to_string();
+    assert!(
+        message.contains("failed: HTTP 503 Service Unavailable: SlowDown: Please reduce"),
+        "{message}"
+    );
+    assert_eq!(front.attempts().len(), 1);
+    assert_eq!(front.attempts()[0].1, 3, "{:?}", front.attempts());
+
+    let logs = logs.text();
+    assert!(logs.contains("retrying"), "{logs}");
+    assert_no_secret(&logs, "the log");
+}
