@@ -112,6 +112,26 @@ fn exported(metric: &Metric) -> Exported {
     }
 }
 
+/// The `mineru.*` metrics as last exported (cumulative temporality: the last export of each
+/// metric holds the totals).
+fn mineru_metrics(requests: &[otlp_receiver::Received]) -> HashMap<String, Exported> {
+    let mut metrics = HashMap::new();
+    for request in requests.iter().filter(|r| r.path == "/v1/metrics") {
+        for rm in request.metrics().resource_metrics {
+            for sm in rm.scope_metrics {
+                let scope = sm.scope.map(|s| s.name).unwrap_or_default();
+                for metric in sm.metrics {
+                    if metric.name.starts_with("mineru.") {
+                        assert_eq!(scope, "mineru-worker", "{}", metric.name);
+                        metrics.insert(metric.name.clone(), exported(&metric));
+                    }
+                }
+            }
+        }
+    }
+    metrics
+}
+
 /// The FAKE mineru-api as the engine: a GPU server offering every tier.
 fn fake_engine_env(log: &Path) -> Vec<(String, String)> {
     [
@@ -280,21 +300,7 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
     );
 
     let requests = receiver.requests();
-    // Cumulative temporality: the last export of each metric holds the totals.
-    let mut metrics: HashMap<String, Exported> = HashMap::new();
-    for request in requests.iter().filter(|r| r.path == "/v1/metrics") {
-        for rm in request.metrics().resource_metrics {
-            for sm in rm.scope_metrics {
-                let scope = sm.scope.map(|s| s.name).unwrap_or_default();
-                for metric in sm.metrics {
-                    if metric.name.starts_with("mineru.") {
-                        assert_eq!(scope, "mineru-worker", "{}", metric.name);
-                        metrics.insert(metric.name.clone(), exported(&metric));
-                    }
-                }
-            }
-        }
-    }
+    let metrics = mineru_metrics(&requests);
     let metric = |name: &str, kind: Kind, unit: &str| {
         let m = metrics
             .get(name)
@@ -534,5 +540,64 @@ async fn sigterm_mid_job_drains_and_says_so() {
         (&notice["level"], &notice["phase"], &notice["job_id"]),
         (&json!("warning"), &json!("package"), &json!("job-gated")),
         "{notice}"
+    );
+}
+
+/// An engine that dies mid-parse is restarted and warmed up again, in a `mineru.warmup` span
+/// of its own (trigger `restart`), counted by the warm-up histogram like the boot's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_restart_warms_up_again_in_its_own_span() {
+    let server = FakeRunpod::start().await;
+    let receiver = Receiver::start(Behaviour::Accept);
+    let dir = tempfile::tempdir().unwrap();
+    let (pdf, _) = sample_pdf();
+    server.push_job(json!({"id": "job-crash", "input": {
+        "file_b64": pdf, "backend": "pipeline", "basename": "crash"}}));
+    let mut env = server.worker_env();
+    env.extend(fake_engine_env(&dir.path().join("fake.log")));
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.base_url()),
+        ("RUNPOD_OTEL_GPU_METRICS".into(), "0".into()),
+    ]);
+    let mut worker = Worker::spawn(&mineru_handler(), &[], &env, None);
+    let crashed = server.result_of("job-crash").await.json();
+    assert_eq!(crashed["output"]["ok"], false, "{crashed}");
+
+    let receiver = std::sync::Arc::new(receiver);
+    let waiting = std::sync::Arc::clone(&receiver);
+    tokio::task::spawn_blocking(move || {
+        waiting.wait_until(
+            "the restart's warm-up span",
+            Duration::from_secs(60),
+            |rs| {
+                spans(rs).iter().any(|s| {
+                    s.name == "mineru.warmup"
+                        && attrs(&s.attributes)["mineru.warmup.trigger"] == "restart"
+                })
+            },
+        )
+    })
+    .await
+    .unwrap();
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(30)).await, 0);
+
+    let requests = receiver.requests();
+    let warmups: Vec<BTreeMap<String, String>> = spans(&requests)
+        .iter()
+        .filter(|s| s.name == "mineru.warmup")
+        .map(|s| attrs(&s.attributes))
+        .collect();
+    let triggers: Vec<&str> = warmups
+        .iter()
+        .map(|a| a["mineru.warmup.trigger"].as_str())
+        .collect();
+    assert_eq!(triggers, ["boot", "restart"], "{warmups:?}");
+    assert_eq!(warmups[1]["mineru.backend"], "pipeline");
+    let metrics = mineru_metrics(&requests);
+    let warmup = &metrics["mineru.worker.warmup.duration"];
+    assert_eq!(
+        warmup.series,
+        BTreeMap::from([(labels(&[("backend", "pipeline"), ("status", "ok")]), 2)])
     );
 }

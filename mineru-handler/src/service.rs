@@ -76,9 +76,6 @@ struct Shared {
     /// `MINERU_SERVER_TIER`: the default tier's fallback before the engine has announced its
     /// tiers.
     server_tier: Tier,
-    /// `MINERU_WARMUP_TIER`, else the warm-up backend's tier (span attributes).
-    warmup_tier: Tier,
-    warmup_backend: engine::Backend,
     vlm_server_url: Option<String>,
     /// `MINERU_MAX_CONCURRENCY` parses at a time.
     parse_slots: Arc<tokio::sync::Semaphore>,
@@ -112,10 +109,7 @@ impl MineruService {
             service,
         } = config;
         let server_tier = engine_config.server_tier;
-        let warmup_backend = engine_config.warmup_backend;
-        let warmup_tier = engine_config
-            .warmup_tier
-            .unwrap_or_else(|| warmup_backend.tier(None));
+        let warmup_backend = engine_config.warmup_backend.as_str();
         let vlm_server_url = engine_config.vlm_server_url.clone();
         let parse_slots = Arc::new(tokio::sync::Semaphore::new(
             usize::try_from(engine_config.max_concurrency).unwrap_or(1),
@@ -123,6 +117,14 @@ impl MineruService {
         let engine = Engine::new(engine_config)?;
         let restarts = metrics.clone();
         engine.on_restart(move |reason| restarts.count_engine_restart(reason));
+        let warmups = metrics.clone();
+        engine.on_warmup(move |report| match report.outcome {
+            engine::WarmupOutcome::Done => warmups.warmup(warmup_backend, true, report.elapsed),
+            engine::WarmupOutcome::Failed(_) => {
+                warmups.warmup(warmup_backend, false, report.elapsed);
+            }
+            engine::WarmupOutcome::Skipped(_) => {}
+        });
         // Other jobs' staged inputs and results must never be readable through volume_path.
         fetch.scratch_dirs.push(engine.scratch_dir().to_path_buf());
         let fetcher = Fetcher::new(fetch)?;
@@ -139,8 +141,6 @@ impl MineruService {
                 config: service,
                 host: HostInfo::detect(),
                 server_tier,
-                warmup_tier,
-                warmup_backend,
                 vlm_server_url,
                 parse_slots,
                 recycler,
@@ -152,33 +152,9 @@ impl MineruService {
 
     /// Starts the engine and runs the warm-up parse once, in the `mineru.warmup` span. Never
     /// fails: a failed warm-up is logged, the worker serves, and jobs get a clear engine error
-    /// while the engine keeps being restarted.
+    /// while the engine keeps being restarted (each restart warms up again, in its own span).
     pub async fn warmup(&self) -> WarmupReport {
-        let s = &self.shared;
-        let span = tracing::info_span!(
-            "mineru.warmup",
-            mineru.backend = s.warmup_backend.as_str(),
-            mineru.lang = "en",
-            mineru.tier = s.warmup_tier.as_str(),
-            mineru.warmup.trigger = "boot",
-            otel.status_code = Empty,
-            otel.status_message = Empty,
-        );
-        let report = s.engine.warmup().instrument(span.clone()).await;
-        match &report.outcome {
-            engine::WarmupOutcome::Done => {
-                s.metrics
-                    .warmup(s.warmup_backend.as_str(), true, report.elapsed);
-            }
-            engine::WarmupOutcome::Failed(reason) => {
-                span.record("otel.status_code", "ERROR");
-                span.record("otel.status_message", reason.as_str());
-                s.metrics
-                    .warmup(s.warmup_backend.as_str(), false, report.elapsed);
-            }
-            engine::WarmupOutcome::Skipped(_) => {}
-        }
-        report
+        self.shared.engine.warmup().await
     }
 
     /// The engine (state, version, tiers).

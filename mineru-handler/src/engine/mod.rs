@@ -132,6 +132,24 @@ pub enum WarmupOutcome {
     Failed(String),
 }
 
+/// Why a warm-up runs (`mineru.warmup.trigger`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum WarmupTrigger {
+    /// The first start of the process.
+    Boot,
+    /// The engine was restarted (crash, cancellation, recycling of a hung engine).
+    Restart,
+}
+
+impl WarmupTrigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            WarmupTrigger::Boot => "boot",
+            WarmupTrigger::Restart => "restart",
+        }
+    }
+}
+
 /// The result of [`Engine::warmup`].
 #[derive(Clone, Debug)]
 pub struct WarmupReport {
@@ -250,10 +268,14 @@ pub(crate) struct Shared {
     version: RwLock<Option<String>>,
     restarts: AtomicU64,
     restart_observer: std::sync::OnceLock<RestartObserver>,
+    warmup_observer: std::sync::OnceLock<WarmupObserver>,
 }
 
 /// Told of every engine restart, with its reason (for the restart metric).
 type RestartObserver = Box<dyn Fn(&'static str) + Send + Sync>;
+
+/// Told of every warm-up, at boot and after restarts (for the warm-up metric).
+type WarmupObserver = Box<dyn Fn(&WarmupReport) + Send + Sync>;
 
 impl Engine {
     /// Prepares the engine (scratch directories, version detection, adapter choice) without
@@ -300,6 +322,7 @@ impl Engine {
             version: RwLock::new(version),
             restarts: AtomicU64::new(0),
             restart_observer: std::sync::OnceLock::new(),
+            warmup_observer: std::sync::OnceLock::new(),
             config,
         });
         Ok(Engine {
@@ -314,6 +337,12 @@ impl Engine {
         let _ = self.shared.restart_observer.set(Box::new(observer));
     }
 
+    /// Calls `observer` with the report of every warm-up that follows, the boot's and those
+    /// after engine restarts (set once; a second observer is ignored).
+    pub fn on_warmup(&self, observer: impl Fn(&WarmupReport) + Send + Sync + 'static) {
+        let _ = self.shared.warmup_observer.set(Box::new(observer));
+    }
+
     /// Starts the supervised child if it is not started yet (idempotent; needs a Tokio
     /// runtime). [`Engine::warmup`] and [`Engine::parse`] call it.
     pub fn start(&self) {
@@ -321,15 +350,11 @@ impl Engine {
     }
 
     /// Starts the engine, waits for readiness and runs the warm-up parse (engine
-    /// specification §4.3). Never fails: problems are logged and reported.
+    /// specification §4.3) in a `mineru.warmup` span. Never fails: problems are logged and
+    /// reported.
     pub async fn warmup(&self) -> WarmupReport {
-        let started = Instant::now();
         self.start();
-        let outcome = self.shared.warm_up_parse().await;
-        WarmupReport {
-            outcome,
-            elapsed: started.elapsed(),
-        }
+        self.shared.warm_up(WarmupTrigger::Boot).await
     }
 
     /// Parses one staged document. Waits for a starting engine (bounded by the start-up
@@ -725,8 +750,41 @@ impl Shared {
     fn spawn_rewarm(self: &Arc<Self>) {
         let shared = Arc::clone(self);
         tokio::spawn(async move {
-            shared.warm_up_parse().await;
+            shared.warm_up(WarmupTrigger::Restart).await;
         });
+    }
+
+    /// The warm-up parse in its `mineru.warmup` span (telemetry specification §5.2), reported
+    /// to the observer.
+    async fn warm_up(self: &Arc<Self>, trigger: WarmupTrigger) -> WarmupReport {
+        let started = Instant::now();
+        let backend = self.config.warmup_backend;
+        let span = tracing::info_span!(
+            "mineru.warmup",
+            mineru.backend = backend.as_str(),
+            mineru.lang = "en",
+            mineru.tier = self
+                .config
+                .warmup_tier
+                .unwrap_or_else(|| backend.tier(None))
+                .as_str(),
+            mineru.warmup.trigger = trigger.as_str(),
+            otel.status_code = tracing::field::Empty,
+            otel.status_message = tracing::field::Empty,
+        );
+        let outcome = tracing::Instrument::instrument(self.warm_up_parse(), span.clone()).await;
+        if let WarmupOutcome::Failed(reason) = &outcome {
+            span.record("otel.status_code", "ERROR");
+            span.record("otel.status_message", reason.as_str());
+        }
+        let report = WarmupReport {
+            outcome,
+            elapsed: started.elapsed(),
+        };
+        if let Some(observer) = self.warmup_observer.get() {
+            observer(&report);
+        }
+        report
     }
 
     /// The warm-up parse (engine specification §4.3 step 3), with the reference's log lines.
