@@ -662,9 +662,7 @@ impl Shared {
             let basename = request.basename.clone();
             let archive = archive.clone();
             let archive_format = request.archive_format;
-            let blocking_span = span.clone();
-            tokio::task::spawn_blocking(move || {
-                let _entered = blocking_span.enter();
+            blocking_in(&span, move || {
                 let result = match transport {
                     Some(transport) => package::package(&PackageRequest {
                         result_zip: &output.result_zip,
@@ -713,9 +711,7 @@ impl Shared {
                     let basename = request.basename.clone();
                     let archive = archive.clone();
                     let archive_format = request.archive_format;
-                    let blocking_span = span.clone();
-                    tokio::task::spawn_blocking(move || {
-                        let _entered = blocking_span.enter();
+                    blocking_in(&span, move || {
                         archive_only(&output, &basename, archive_format, mtime, &archive)
                     })
                     .await
@@ -760,6 +756,15 @@ impl Shared {
         );
         Ok(to_value(&response))
     }
+}
+
+/// Runs blocking file work (packaging, archive writing) on the blocking pool, inside `span`.
+async fn blocking_in<T: Send + 'static>(
+    span: &tracing::Span,
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    let span = span.clone();
+    tokio::task::spawn_blocking(move || span.in_scope(work)).await
 }
 
 /// Writes MinerU's result as one archive file (the `s3` transport's packaging): no payload

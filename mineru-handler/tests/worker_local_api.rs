@@ -138,6 +138,16 @@ fn member<'a>(members: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
         .1
 }
 
+/// A results entry's keys, in order.
+fn keys(entry: &Value) -> Vec<&str> {
+    entry
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
 fn names(members: &[(String, Vec<u8>)]) -> Vec<&str> {
     members.iter().map(|(n, _)| n.as_str()).collect()
 }
@@ -210,14 +220,8 @@ async fn real_mineru_parses_pdf_docx_and_html_on_every_transport() {
         .await;
     assert_eq!(error, None, "{out}");
     let entry = &out["results"][0];
-    let keys: Vec<&str> = entry
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
     assert_eq!(
-        keys,
+        keys(entry),
         [
             "basename",
             "source",
@@ -559,14 +563,8 @@ async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback()
         let (out, error) = worker.runsync(input).await;
         assert_eq!(error, None, "{out}");
         let entry = &out["results"][0];
-        let keys: Vec<&str> = entry
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
         assert_eq!(
-            keys,
+            keys(entry),
             [
                 "basename",
                 "source",
