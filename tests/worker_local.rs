@@ -113,7 +113,7 @@ async fn test_input_json_in_the_working_directory_is_used_and_streams_are_collec
 struct Api {
     base: String,
     http: reqwest::Client,
-    _worker: Worker,
+    worker: Worker,
 }
 
 impl Api {
@@ -140,7 +140,7 @@ impl Api {
         Self {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
-            _worker: worker,
+            worker,
         }
     }
 
@@ -316,4 +316,34 @@ async fn local_api_rejects_bad_requests_with_fastapi_shapes() {
         .post("/runsync", Some(r#"{"input": {"value": 7}}"#))
         .await;
     assert_eq!(ok["output"], 7);
+}
+
+/// SIGTERM (what `docker stop` and RunPod send) stops the local API server like SIGINT: the
+/// request in flight finishes, its job sees the shutdown, and the process exits 0.
+#[tokio::test]
+async fn local_api_drains_and_exits_on_sigterm() {
+    let mut api = Api::start().await;
+    let request = api
+        .http
+        .post(format!("{}/runsync", api.base))
+        .json(&json!({"input": {"mode": "sleep", "ms": 3000}}))
+        .send();
+    let answer = tokio::spawn(request);
+    api.worker.wait_for_line("Started.", LIMIT).await;
+    api.worker.signal("TERM");
+    let answer: Value = answer.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(
+        answer["output"],
+        json!({"slept_ms": 3000, "shutting_down": true}),
+        "{answer}"
+    );
+    assert_eq!(api.worker.wait(LIMIT).await, 0);
+    assert!(
+        api.worker
+            .lines()
+            .iter()
+            .any(|l| l.contains("Shutting down the local API server.")),
+        "{:?}",
+        api.worker.lines()
+    );
 }

@@ -30,6 +30,8 @@ struct Api<H> {
     jobs: Mutex<HashMap<String, Entry>>,
     slots: Semaphore,
     webhooks: reqwest::Client,
+    /// Fired by SIGTERM or SIGINT: jobs see it, and the server stops once requests drain.
+    shutdown: CancellationToken,
 }
 
 struct Entry {
@@ -44,7 +46,7 @@ enum JobState {
     Cancelled,
 }
 
-/// Serves until SIGINT.
+/// Serves until SIGTERM or SIGINT, then lets the requests in flight finish.
 pub(crate) async fn serve<H>(
     config: &Config,
     host: &str,
@@ -65,7 +67,10 @@ where
             .timeout(WEBHOOK_TIMEOUT)
             .build()
             .map_err(Error::HttpClient)?,
+        shutdown: CancellationToken::new(),
     });
+    crate::signal::spawn_listener(api.shutdown.clone());
+    let shutdown = api.shutdown.clone();
     let mut router = Router::new()
         .route("/runsync", post(runsync::<H>))
         .route("/run", post(run::<H>))
@@ -101,9 +106,9 @@ where
         listener.local_addr().map_err(Error::Serve)?
     );
     axum::serve(listener, router)
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-            tracing::info!("SIGINT received. Shutting down.");
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            tracing::info!("Shutting down the local API server.");
         })
         .await
         .map_err(Error::Serve)
@@ -210,7 +215,7 @@ where
             .and_then(|w| w.as_str().map(str::to_owned));
         request.insert("id".into(), Value::String(id.clone()));
         let raw = RawJob::parse(Value::Object(request)).ok()?;
-        let context = super::context(&self.config, raw, CancellationToken::new());
+        let context = super::context(&self.config, raw, self.shutdown.clone());
         let job_cancellation = context.cancellation().clone();
         let run = super::run_job(self.handler(), context);
         let result = tokio::select! {
@@ -371,7 +376,7 @@ where
     let Ok(raw) = RawJob::parse(Value::Object(request)) else {
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
     };
-    let context = super::context(&api.config, raw, CancellationToken::new());
+    let context = super::context(&api.config, raw, api.shutdown.clone());
     match super::run_job(api.handler(), context).await {
         Some(result) => axum::Json(Value::Object(result.body)).into_response(),
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
