@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use runpod_otel_layer::{JobRequest, JobResponse, JobStatus, Telemetry};
+use tower::util::Either;
 use tower::{Layer, Service, ServiceExt};
 use tracing::Instrument;
 
@@ -120,8 +121,11 @@ fn child(mode: &str) {
         .build()
         .unwrap();
     let (cpu, wall, per_job) = rt.block_on(async {
-        let mut with_layer = telemetry.job_layer().layer(Work(work));
-        let mut bare = Work(work);
+        let mut service = if layered {
+            Either::Left(telemetry.job_layer().layer(Work(work)))
+        } else {
+            Either::Right(Work(work))
+        };
         let cpu0 = cpu();
         let t0 = Instant::now();
         let mut per_job = Vec::with_capacity(jobs);
@@ -134,24 +138,14 @@ fn child(mode: &str) {
                 error_type = tracing::field::Empty
             );
             let started = Instant::now();
-            if layered {
-                with_layer
-                    .ready()
-                    .await
-                    .unwrap()
-                    .call(BenchJob(id))
-                    .instrument(span)
-                    .await
-                    .unwrap();
-            } else {
-                bare.ready()
-                    .await
-                    .unwrap()
-                    .call(BenchJob(id))
-                    .instrument(span)
-                    .await
-                    .unwrap();
-            }
+            service
+                .ready()
+                .await
+                .unwrap()
+                .call(BenchJob(id))
+                .instrument(span)
+                .await
+                .unwrap();
             per_job.push(started.elapsed().as_secs_f64() * 1e3);
         }
         let cpu1 = cpu();
