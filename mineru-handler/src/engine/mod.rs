@@ -754,6 +754,14 @@ impl Shared {
         });
     }
 
+    /// The tier the warm-up asks for: `MINERU_WARMUP_TIER`, else the warm-up backend's tier
+    /// (capped by what the engine offers when it is sent).
+    fn warmup_tier(&self) -> Tier {
+        self.config
+            .warmup_tier
+            .unwrap_or_else(|| self.config.warmup_backend.tier(None))
+    }
+
     /// The warm-up parse in its `mineru.warmup` span (telemetry specification §5.2), reported
     /// to the observer.
     async fn warm_up(self: &Arc<Self>, trigger: WarmupTrigger) -> WarmupReport {
@@ -763,11 +771,7 @@ impl Shared {
             "mineru.warmup",
             mineru.backend = backend.as_str(),
             mineru.lang = "en",
-            mineru.tier = self
-                .config
-                .warmup_tier
-                .unwrap_or_else(|| backend.tier(None))
-                .as_str(),
+            mineru.tier = self.warmup_tier().as_str(),
             mineru.warmup.trigger = trigger.as_str(),
             otel.status_code = tracing::field::Empty,
             otel.status_message = tracing::field::Empty,
@@ -822,10 +826,7 @@ impl Shared {
             "[mineru-warmup] starting (backend={backend} lang=en fixture={})",
             fixture.display()
         );
-        let wanted = self
-            .config
-            .warmup_tier
-            .unwrap_or_else(|| backend.tier(None));
+        let wanted = self.warmup_tier();
         let highest = live.tiers.iter().copied().max().unwrap_or(Tier::Flash);
         let request = ParseRequest {
             path: fixture,
