@@ -1,4 +1,4 @@
-//! The job layer (specification §5.1, §6.2, §10.1): a tower layer over the runtime's
+//! The job layer (docs/telemetry.md §5.1, §6.2, §10.1): a tower layer over the runtime's
 //! whole-job service. It runs inside the runtime's job span, names and annotates it, records
 //! the job metrics when the result post is done, ends the span, and then flushes all signals
 //! under a bound before the job's slot is released.
@@ -94,6 +94,13 @@ pub struct JobEnd<'a> {
 type StartHook = Arc<dyn Fn(&JobStart<'_>, &tracing::Span) + Send + Sync>;
 type EndHook = Arc<dyn Fn(&JobEnd<'_>, &tracing::Span) + Send + Sync>;
 
+impl Telemetry {
+    /// The runtime-level job layer (span, metrics, per-job flush).
+    pub fn job_layer(&self) -> JobTelemetryLayer {
+        JobTelemetryLayer::new(self.clone())
+    }
+}
+
 /// The runtime-level telemetry layer; get it from [`Telemetry::job_layer`].
 ///
 /// ```
@@ -109,7 +116,7 @@ type EndHook = Arc<dyn Fn(&JobEnd<'_>, &tracing::Span) + Send + Sync>;
 /// # }
 /// ```
 #[derive(Clone)]
-pub struct JobLayer {
+pub struct JobTelemetryLayer {
     telemetry: Telemetry,
     span_name: Cow<'static, str>,
     flush_timeout: Option<Duration>,
@@ -117,18 +124,18 @@ pub struct JobLayer {
     on_end: Option<EndHook>,
 }
 
-impl std::fmt::Debug for JobLayer {
+impl std::fmt::Debug for JobTelemetryLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JobLayer")
+        f.debug_struct("JobTelemetryLayer")
             .field("span_name", &self.span_name)
             .field("flush_timeout", &self.flush_timeout)
             .finish_non_exhaustive()
     }
 }
 
-impl JobLayer {
+impl JobTelemetryLayer {
     pub(crate) fn new(telemetry: Telemetry) -> Self {
-        JobLayer {
+        JobTelemetryLayer {
             span_name: Cow::Owned(telemetry.settings().job_span_name.clone()),
             flush_timeout: telemetry.settings().flush_timeout,
             telemetry,
@@ -169,25 +176,25 @@ impl JobLayer {
     }
 }
 
-impl<S> tower::Layer<S> for JobLayer {
-    type Service = JobService<S>;
+impl<S> tower::Layer<S> for JobTelemetryLayer {
+    type Service = JobTelemetry<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        JobService {
+        JobTelemetry {
             inner,
             layer: self.clone(),
         }
     }
 }
 
-/// The service [`JobLayer`] produces.
+/// The middleware [`JobTelemetryLayer`] puts around the runtime's whole-job service.
 #[derive(Clone, Debug)]
-pub struct JobService<S> {
+pub struct JobTelemetry<S> {
     inner: S,
-    layer: JobLayer,
+    layer: JobTelemetryLayer,
 }
 
-impl<S, R> tower::Service<R> for JobService<S>
+impl<S, R> tower::Service<R> for JobTelemetry<S>
 where
     S: tower::Service<R, Error = Infallible>,
     S::Future: Send + 'static,
