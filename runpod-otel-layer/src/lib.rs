@@ -54,6 +54,7 @@ pub use flashboot::StartKind;
 pub use flush::FlushOutcome;
 pub use job::{
     JobEnd, JobRequest, JobResponse, JobStart, JobStatus, JobTelemetry, JobTelemetryLayer,
+    ResponseFuture,
 };
 pub use opentelemetry::KeyValue;
 pub use opentelemetry::metrics;
