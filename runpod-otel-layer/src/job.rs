@@ -211,7 +211,7 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let job = JobFacts {
+        let facts = JobFacts {
             job_id: request.job_id().to_owned(),
             endpoint: request.endpoint_id().map(str::to_owned),
             worker: request.worker_id().map(str::to_owned),
@@ -223,7 +223,7 @@ where
                 started: None,
             },
             layer: self.layer.clone(),
-            facts: job,
+            facts,
         }
     }
 }
