@@ -5,7 +5,7 @@ use crate::engine::{self, EngineConfig};
 use crate::fetch::FetchConfig;
 use crate::input::S3Readiness;
 use crate::package::DEFAULT_MAX_RESPONSE_BYTES;
-use crate::response::Secrets;
+use crate::redact::Secrets;
 use crate::s3::{self, S3Config};
 
 /// Everything the worker reads from the environment.
@@ -59,10 +59,10 @@ pub struct ServiceConfig {
 
 /// A configuration variable the worker cannot use.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum WorkerConfigError {
     /// An engine variable.
     #[error(transparent)]
-    Engine(#[from] engine::ConfigError),
+    Engine(#[from] engine::EngineConfigError),
     /// A `BUCKET_*` variable.
     #[error(transparent)]
     S3(#[from] s3::S3ConfigError),
@@ -73,7 +73,7 @@ pub enum ConfigError {
 
 impl WorkerConfig {
     /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, WorkerConfigError> {
         let mut service = ServiceConfig::from_lookup(|name| std::env::var(name).ok())?;
         // Every secret of the environment, including the `OTEL_*HEADERS` values.
         service.secrets = Secrets::from_env();
@@ -86,7 +86,7 @@ impl WorkerConfig {
 
     /// Reads the configuration through `lookup` (tests; production uses
     /// [`WorkerConfig::from_env`]).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerConfigError> {
         Ok(WorkerConfig {
             engine: EngineConfig::from_lookup(&lookup)?,
             fetch: FetchConfig::from_lookup(&lookup),
@@ -96,7 +96,7 @@ impl WorkerConfig {
 }
 
 impl ServiceConfig {
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerConfigError> {
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
@@ -121,7 +121,7 @@ impl ServiceConfig {
         let oversize_fallback_s3 = match get("MINERU_OVERSIZE_FALLBACK") {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("s3") => true,
-            Some(other) => return Err(ConfigError::OversizeFallback(other)),
+            Some(other) => return Err(WorkerConfigError::OversizeFallback(other)),
         };
         let secrets = Secrets::from_vars(
             s3::REQUIRED_VARS

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::package::GpuInfo;
+use crate::response::GpuInfo;
 
 /// The host facts, computed once per process.
 #[derive(Debug, Clone, Default)]

@@ -5,7 +5,7 @@
 
 use crate::engine::{OcrMode, Tier};
 use crate::input::ParseRequest;
-use crate::package::{GpuInfo, PhaseTimings};
+use crate::response::{GpuInfo, PhaseTimings};
 
 /// `starting job`: the validated request and the GPU it runs on; `tier` and OCR mode only on
 /// MinerU 4 (`None` on 3.x, which has neither).

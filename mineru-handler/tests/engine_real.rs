@@ -15,7 +15,7 @@ use mineru_handler::engine::{
     Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest, Tier,
     WarmupOutcome,
 };
-use mineru_handler::package::{ArchiveFormat, Transport};
+use mineru_handler::package::{ArchiveFormat, Payload};
 use tokio_util::sync::CancellationToken;
 
 fn request(path: std::path::PathBuf, pages: PageSelection) -> ParseRequest {
@@ -119,7 +119,7 @@ async fn real_mineru_parses_pdf_page_ranges_docx_and_html() {
     assert!(markdown.contains("Some paragraph text."), "{markdown}");
 
     // Packaging the real DOCX result: every artefact under the contract's names.
-    let packaged = common::package_report(&docx, Transport::TarballB64(ArchiveFormat::TarGz));
+    let packaged = common::package_report(&docx, Payload::TarballB64(ArchiveFormat::TarGz));
     assert!(packaged.degraded.is_empty());
     let names = tar_gz_names(packaged.fields["tarball_b64"].as_str().unwrap());
     assert_eq!(

@@ -15,7 +15,7 @@ use mineru_handler::engine::{
     AdapterKind, Backend, Engine, EngineConfig, EngineError, EngineState, LegacyOptions, OcrMode,
     PageSelection, ParseRequest, Tier, WarmupOutcome,
 };
-use mineru_handler::package::{ArchiveFormat, Format, Transport};
+use mineru_handler::package::{ArchiveFormat, Format, Payload};
 use tokio_util::sync::CancellationToken;
 
 /// A real 3.4 engine whose warm-up runs the PDF path against the fake VLM.
@@ -122,7 +122,7 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     assert!(middle["pdf_info"].is_array(), "3.x middle JSON: {middle}");
 
     // Packaged: the reference's member names, and the flat 3.x content list inline.
-    let packaged = common::package_report(&docx, Transport::TarballB64(ArchiveFormat::TarGz));
+    let packaged = common::package_report(&docx, Payload::TarballB64(ArchiveFormat::TarGz));
     assert!(packaged.degraded.is_empty());
     assert_eq!(
         tar_gz_names(packaged.fields["tarball_b64"].as_str().unwrap()),
@@ -136,7 +136,7 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     );
     let inline = common::package_report(
         &docx,
-        Transport::Inline(vec![Format::Markdown, Format::ContentList]),
+        Payload::Inline(vec![Format::Markdown, Format::ContentList]),
     );
     assert_eq!(inline.fields["markdown"].as_str(), Some(markdown.as_str()));
     assert_eq!(

@@ -19,11 +19,11 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::EngineError;
 use super::adapter::{
     Adapter, Connection, Health, Launch, Submission, TaskState, body_excerpt, save_body, send,
     send_json,
 };
+use super::error::EngineError;
 use super::tier::Tier;
 
 /// The upload itself may be large; only the connection must be quick.
@@ -346,7 +346,7 @@ fn stem_free_name(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Backend, Effort, LegacyOptions, OcrMode, PageSelection};
+    use crate::engine::tier::{Backend, Effort, LegacyOptions, OcrMode, PageSelection};
 
     fn submission<'a>(pages: PageSelection, legacy: &'a LegacyOptions) -> Submission<'a> {
         Submission {

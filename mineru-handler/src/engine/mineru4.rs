@@ -9,11 +9,11 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::EngineError;
 use super::adapter::{
     Adapter, Connection, Health, Launch, Submission, TaskState, body_excerpt, save_body, send,
     send_json,
 };
+use super::error::EngineError;
 use super::tier::Tier;
 
 /// Finished tasks and outputs are collected after this long (the worker downloads at once).

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::FetchError;
+use super::error::FetchError;
 
 /// Whether `ip` may be fetched from: globally routable and not multicast, judged after
 /// unwrapping IPv4 addresses embedded in IPv6 (mapped `::ffff:0:0/96`, the NAT64 prefix

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{FetchConfig, FetchError, MIB, create_dest};
+use super::config::{FetchConfig, MIB};
+use super::dest::create_dest;
+use super::error::FetchError;
 
 pub(super) async fn copy_to_file(
     as_sent: &str,

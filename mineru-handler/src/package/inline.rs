@@ -4,8 +4,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
+use super::degraded::{Degraded, DegradedReason};
+use super::error::PackageError;
+use super::formats::Format;
 use super::members::{ResultArchive, Role};
-use super::{Degraded, DegradedReason, Format, PackageError};
 
 /// Builds the inline keys, in the fixed order markdown, content_list, middle, images.
 pub(crate) fn inline_fields(

@@ -6,7 +6,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use super::{Degraded, DegradedReason, PackageError};
+use super::degraded::{Degraded, DegradedReason};
+use super::error::PackageError;
 
 /// What a member is for.
 #[derive(Clone, Debug, PartialEq, Eq)]
