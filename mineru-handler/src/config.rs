@@ -1,4 +1,4 @@
-//! The worker's configuration, read once at boot from the environment (job contract §15):
+//! The worker's configuration, read once at boot from the environment (docs/job-contract.md §15):
 //! the engine's and the fetcher's settings plus the service's own.
 
 use crate::engine::{self, EngineConfig};
@@ -32,7 +32,7 @@ pub struct WorkerConfig {
     pub service: ServiceConfig,
 }
 
-/// The job service's settings (job contract §5, §12, §13, §15).
+/// The job service's settings (docs/job-contract.md §5, §12, §13, §15).
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// `MINERU_MAX_RESPONSE_BYTES` (19,000,000).
@@ -51,7 +51,7 @@ pub struct ServiceConfig {
     /// The `s3` transport's bucket; `None` when a required `BUCKET_*` variable is missing.
     pub bucket: Option<S3Config>,
     /// `MINERU_OVERSIZE_FALLBACK=s3`: a result over `max_response_bytes` is uploaded to the
-    /// bucket instead of failing (job contract §12); only with a bucket configured.
+    /// bucket instead of failing (docs/job-contract.md §12); only with a bucket configured.
     pub oversize_fallback_s3: bool,
     /// Secret values scrubbed from every error text.
     pub secrets: Secrets,
@@ -102,7 +102,7 @@ impl ServiceConfig {
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        // Negative or unparseable counts mean "off" (§13, §15).
+        // Negative or unparseable counts mean "off" (docs/job-contract.md §13, §15).
         let count = |name: &str| {
             get(name).map_or(0, |v| {
                 v.parse::<i64>()

@@ -1,5 +1,5 @@
-//! What the worker reports about its machine in every `debug` block (job contract §9.5): the
-//! GPU's static properties and the MinerU model directory, both read once at boot.
+//! What the worker reports about its machine in every `debug` block (docs/job-contract.md §9.5):
+//! the GPU's static properties and the MinerU model directory, both read once at boot.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -1,4 +1,4 @@
-//! The `mineru.*` metrics (telemetry specification §6.3), built once at boot from the
+//! The `mineru.*` metrics (docs/telemetry.md §6.3), built once at boot from the
 //! telemetry's meter. With export off the meter is a no-op and so is every call here.
 //!
 //! Label values are always from a bounded set: enum spellings, error type names and the
@@ -54,7 +54,7 @@ pub struct JobSuccess<'a> {
     pub elapsed: Duration,
     /// The transport's name.
     pub transport: &'static str,
-    /// The payload bytes the caller receives (specification §6.3, egress size).
+    /// The payload bytes the caller receives (docs/telemetry.md §6.3, egress size).
     pub bytes_out: u64,
     /// What packaging dropped.
     pub degraded: &'a Degraded,
@@ -105,7 +105,8 @@ pub struct MineruMetrics {
 }
 
 impl MineruMetrics {
-    /// Creates the instruments on `meter` (the telemetry's [`runpod_otel_layer::Telemetry::meter`]).
+    /// Creates the instruments on `meter` (the telemetry's
+    /// [`runpod_otel_layer::Telemetry::meter`]).
     pub fn new(meter: &Meter) -> Self {
         let counter = |name: &'static str, unit: &'static str, description: &'static str| {
             meter

@@ -64,7 +64,7 @@ pub fn redact_url_text(raw: &str) -> String {
 const TEXT_PATH_LIMIT: usize = 60;
 
 /// Reduce every URL-shaped token in free text to `scheme://host[:port]/path`, the path cut to
-/// 60 characters (job contract §14 step 2). Used for error text and anything logged.
+/// 60 characters (docs/job-contract.md §14 step 2). Used for error text and anything logged.
 ///
 /// A token is a scheme (a letter, then letters, digits, `+`, `.`, `-`) not preceded by a scheme
 /// character, `://`, then everything up to whitespace, a quote or `<>`; trailing `.,;:!?)]}`
@@ -190,8 +190,8 @@ impl Secrets {
     }
 }
 
-/// Compact text for the response, logs and spans (docs/job-contract.md §14): URL tokens reduced, secret values
-/// replaced, then cut to `limit` characters with a note of how much was cut.
+/// Compact text for the response, logs and spans (docs/job-contract.md §14): URL tokens reduced,
+/// secret values replaced, then cut to `limit` characters with a note of how much was cut.
 ///
 /// ```
 /// use mineru_handler::redact::{compact, Secrets};

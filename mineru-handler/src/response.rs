@@ -1,6 +1,6 @@
 //! The response shapes (docs/job-contract.md §9): the success response and its one results
-//! entry, the failure response every job error becomes (§9.4), and the `debug` block both
-//! carry (§9.5). Keys serialise in the contract's order.
+//! entry, the failure response every job error becomes (docs/job-contract.md §9.4), and the
+//! `debug` block both carry (docs/job-contract.md §9.5). Keys serialise in the contract's order.
 
 use std::time::Duration;
 

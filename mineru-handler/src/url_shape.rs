@@ -1,5 +1,5 @@
-//! The shape rules for `file_url` and `server_url` (docs/job-contract.md §6.2.1): an `http(s)` URL with
-//! a host, a valid port, and no legacy numeric IPv4 spelling.
+//! The shape rules for `file_url` and `server_url` (docs/job-contract.md §6.2.1): an `http(s)` URL
+//! with a host, a valid port, and no legacy numeric IPv4 spelling.
 //!
 //! The host is taken from the URL **as sent** (Python `urlsplit` semantics), because the WHATWG
 //! parser behind [`Url`] silently rewrites `0x7f.1` to `127.0.0.1`: after parsing, the legacy

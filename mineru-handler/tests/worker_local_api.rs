@@ -244,7 +244,7 @@ async fn real_mineru_parses_pdf_docx_and_html_on_every_transport() {
     assert_eq!(out["debug"]["input_type"], "docx");
     assert_eq!(out["debug"]["input_format"], "ooxml");
 
-    // HTML (the extension over contract §7), inline markdown only.
+    // HTML (the extension over docs/job-contract.md §7), inline markdown only.
     let (out, error) = worker
         .runsync(
             json!({"file_b64": b64_of(&asset("sample.html")), "basename": "page",
@@ -331,7 +331,7 @@ async fn fake_gpu_engine_maps_tiers_survives_a_crash_and_a_cancelled_hang() {
     let worker = LocalWorker::start(&fake_env("standard", &log)).await;
     let pdf = b64_of(&asset("sample.pdf"));
 
-    // GPU tier mapping (contract §16.2) as sent to the engine and reported in debug.
+    // GPU tier mapping (docs/job-contract.md §16.2) as sent to the engine and reported in debug.
     for (input, tier) in [
         (json!({"backend": "pipeline"}), "basic"),
         (

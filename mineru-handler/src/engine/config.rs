@@ -1,4 +1,4 @@
-//! The engine's configuration, read once from the environment (engine specification §13).
+//! The engine's configuration, read once from the environment (docs/engine.md §13).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use super::tier::{Backend, OcrMode, Tier};
 pub enum AdapterKind {
     /// MinerU 4.x `/v1` API (the default).
     V4,
-    /// MinerU 3.4.x API (engine specification §9).
+    /// MinerU 3.4.x API (docs/engine.md §9).
     V3,
 }
 
@@ -210,7 +210,7 @@ impl EngineConfig {
                 expected: "a backend name such as vlm-auto-engine or pipeline",
             })?,
         };
-        // `0` or garbage ⇒ 1, as the job contract reads this variable (§13).
+        // `0` or garbage ⇒ 1, as docs/job-contract.md §13 reads this variable.
         let max_concurrency = get("MINERU_MAX_CONCURRENCY")
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(1)

@@ -148,8 +148,9 @@ impl Engine {
         });
     }
 
-    /// Starts the engine, waits for readiness and runs the warm-up parse (docs/engine.md
-    /// §4.3) in a `mineru.warmup` span. Never fails: problems are logged and reported.
+    /// Starts the engine, waits for readiness and runs the warm-up parse
+    /// (docs/engine.md §4.3) in a `mineru.warmup` span. Never fails: problems are logged and
+    /// reported.
     pub async fn warmup(&self) -> WarmupReport {
         self.start();
         self.parts.warmup.run(WarmupTrigger::Boot).await

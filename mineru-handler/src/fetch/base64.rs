@@ -1,5 +1,5 @@
-//! `file_b64` (job contract §6.1): strict base64, ASCII whitespace ignored, decoded in chunks
-//! straight into the destination file so no second copy of the document is held in memory.
+//! `file_b64` (docs/job-contract.md §6.1): strict base64, ASCII whitespace ignored, decoded in
+//! chunks straight into the destination file so no second copy of the document is held in memory.
 
 use std::path::Path;
 

@@ -1,4 +1,4 @@
-//! `file_url` downloads (job contract §6.2): redirects followed by hand so every hop is
+//! `file_url` downloads (docs/job-contract.md §6.2): redirects followed by hand so every hop is
 //! re-checked, the body streamed to disk under a size cap and two time budgets.
 
 use std::error::Error as _;

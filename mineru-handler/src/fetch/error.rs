@@ -7,8 +7,8 @@ use super::config::MIB;
 use crate::python::py_repr;
 use crate::url_shape::UrlShapeError;
 
-/// Why the document could not be fetched. Display is the contract's message; the
-/// Python-compatible error type that prefixes it in the job's `error` is [`FetchError::error_type`].
+/// Why the document could not be fetched. Display is the contract's message; the Python-compatible
+/// error type that prefixes it in the job's `error` is [`FetchError::error_type`].
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     /// A URL (initial or redirect hop) breaks the shape rules.

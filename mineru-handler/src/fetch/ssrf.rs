@@ -1,4 +1,4 @@
-//! Which addresses `file_url` may reach (job contract §6.2.2), and the DNS resolver that
+//! Which addresses `file_url` may reach (docs/job-contract.md §6.2.2), and the DNS resolver that
 //! enforces it on the addresses the socket actually connects to.
 //!
 //! The resolver is the only place names are turned into addresses for a download: it checks

@@ -1,5 +1,5 @@
-//! `volume_path` (job contract §6.3): a regular file under a configured root, read through one
-//! descriptor whose real path is checked after opening, so swapping a path component for a
+//! `volume_path` (docs/job-contract.md §6.3): a regular file under a configured root, read through
+//! one descriptor whose real path is checked after opening, so swapping a path component for a
 //! symlink between the check and the read cannot redirect the read.
 
 use std::fs::File;

@@ -1,5 +1,5 @@
-//! The job's `input` (docs/job-contract.md §2–§4): one function, [`parse_request`], turns the raw JSON
-//! into a validated [`ParseRequest`] or an [`InputError`] whose Display is the exact text
+//! The job's `input` (docs/job-contract.md §2–§4): one function, [`parse_request`], turns the raw
+//! JSON into a validated [`ParseRequest`] or an [`InputError`] whose Display is the exact text
 //! clients match on.
 //!
 //! The reference validated with the RunPod SDK's schema validator, whose quirks are part of the
@@ -22,8 +22,8 @@ pub use request::{
 };
 pub use validate::parse_request;
 
-/// `input.probe` is exactly JSON `true`: answer the probe instead of parsing (docs/job-contract.md §5). Checked
-/// before any validation.
+/// `input.probe` is exactly JSON `true`: answer the probe instead of parsing (docs/job-contract.md
+/// §5). Checked before any validation.
 ///
 /// ```
 /// use mineru_handler::input::is_probe;

@@ -6,7 +6,8 @@ use serde_json::{Map, Value};
 use super::error::{InputError, SchemaIssue};
 use crate::python::{PyInt, py_type_name};
 
-/// The Python type of each field's default, in the contract's field order (docs/job-contract.md §2, §3).
+/// The Python type of each field's default, in the contract's field order (docs/job-contract.md §2,
+/// §3).
 pub(super) const FIELDS: &[(&str, &str)] = &[
     ("file_url", "NoneType"),
     ("file_b64", "NoneType"),

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-/// Why an artefact was dropped (job contract §9.6).
+/// Why an artefact was dropped (docs/job-contract.md §9.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DegradedReason {

@@ -1,4 +1,4 @@
-//! The `inline` transport: the requested formats as JSON values (job contract §9.3).
+//! The `inline` transport: the requested formats as JSON values (docs/job-contract.md §9.3).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

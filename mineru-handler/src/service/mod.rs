@@ -1,7 +1,7 @@
 //! [`MineruService`]: the job handler. It runs one job through the contract's order
 //! (docs/job-contract.md §1): probe gate, validation, fetch, format detection, parse, packaging
 //! and the response size check, answering every failure with the contract's failure shape
-//! (§9.4).
+//! (docs/job-contract.md §9.4).
 //!
 //! Each phase runs in its own span under the runtime's job span (`mineru.fetch_input`,
 //! `mineru.parse`, `mineru.package`; docs/telemetry.md §5.2), and the warm-up in

@@ -1,6 +1,7 @@
 //! One job's route (docs/job-contract.md §1): the probe gate, validation, `fetch_input`,
 //! format detection, `parse`, `package` with the response size check, each phase through the
-//! phase helper; any failure becomes the contract's failure response (§9.4).
+//! phase helper; any failure becomes the contract's failure response
+//! (docs/job-contract.md §9.4).
 
 use std::convert::Infallible;
 use std::path::Path;
