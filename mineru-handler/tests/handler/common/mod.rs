@@ -1,5 +1,7 @@
-//! Shared helpers for the engine tests.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Helpers the tests share: engine configurations (real MinerU, MinerU 3.4, the FAKE
+//! mineru-api), fixtures, archive readers, and the real S3 server ([`moto`]).
+
+pub mod moto;
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,5 @@
 //! Packaging MinerU 4 result zips: tar.gz/zip round trips, inline, the response cap, degraded
 //! members. The input zips are built here in MinerU 4's layout.
-#![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::path::Path;

@@ -1,5 +1,4 @@
 //! Format detection by leading bytes and ZIP contents (docs/job-contract.md §7).
-#![allow(clippy::unwrap_used)]
 
 use std::io::Write as _;
 

@@ -3,20 +3,19 @@
 //! against a FAKE OpenAI-compatible VLM server (tests/fakes/fake_openai_vlm.py; no model can
 //! run here). Needs the MinerU 3.4 environment (MINERU3_VENV or <workspace>/.venv/mineru3);
 //! fails without it.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{FakeVlm, mineru3_venv, tar_gz_names, zip_member, zip_names};
 use mineru_handler::engine::{
     AdapterKind, Backend, Engine, EngineConfig, EngineError, EngineState, LegacyOptions, OcrMode,
     PageSelection, ParseRequest, Tier, WarmupOutcome,
 };
 use mineru_handler::package::{ArchiveFormat, Format, Payload};
 use tokio_util::sync::CancellationToken;
+
+use crate::common;
+use crate::common::{FakeVlm, mineru3_venv, tar_gz_names, zip_member, zip_names};
 
 /// A real 3.4 engine whose warm-up runs the PDF path against the fake VLM.
 fn engine_config(vlm_url: &str) -> EngineConfig {

@@ -2,21 +2,20 @@
 //! born-digital PDFs with page ranges, DOCX, HTML, the result zip's contents, empty page
 //! selections, and a cancelled (timed-out) parse that kills and re-warms the real server.
 //! Needs the MinerU environment (MINERU_VENV or <workspace>/.venv/mineru); fails without it.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{
-    make_fixtures, real_engine_config, tar_gz_names, wait_for_state, zip_member, zip_names,
-};
 use mineru_handler::engine::{
     Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest, Tier,
     WarmupOutcome,
 };
 use mineru_handler::package::{ArchiveFormat, Payload};
 use tokio_util::sync::CancellationToken;
+
+use crate::common;
+use crate::common::{
+    make_fixtures, real_engine_config, tar_gz_names, wait_for_state, zip_member, zip_names,
+};
 
 fn request(path: std::path::PathBuf, pages: PageSelection) -> ParseRequest {
     ParseRequest {
