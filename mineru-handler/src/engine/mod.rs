@@ -10,10 +10,11 @@
 //!   cannot be interrupted, so the child's process group is killed and the engine re-warmed.
 //!
 //! This module is the façade. Behind it: `lifecycle` (the engine's state, shared by all
-//! parts), `supervisor` (the child process), `task` (one parse), `warmup`, `scratch` (the
-//! private directories), and the adapter boundary: MinerU-specific request and answer shapes
-//! live in `mineru4` for 4.x (the default) and `mineru3` for 3.4 (`MINERU_ENGINE_ADAPTER=v3`,
-//! or detected from the installed version).
+//! parts), `supervisor` (the child process; `child_output` forwards its output), `task` (one
+//! parse), `warmup`, `scratch` (the private directories), `version` (which MinerU is
+//! installed), and the adapter boundary: MinerU-specific request and answer shapes live in
+//! `mineru4` for 4.x (the default) and `mineru3` for 3.4 (`MINERU_ENGINE_ADAPTER=v3`, or
+//! detected from the installed version).
 
 mod adapter;
 mod child_output;

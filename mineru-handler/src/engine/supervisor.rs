@@ -88,7 +88,8 @@ impl Supervisor {
     }
 
     /// Spawns the supervisor unless it already runs, the engine has failed or is stopping
-    /// (needs a Tokio runtime).
+    /// (needs a Tokio runtime). `on_restarted` builds the restart hook, only when the
+    /// supervisor is actually spawned (this is called before every parse).
     pub fn start(&self, core: &Arc<EngineCore>, on_restarted: impl FnOnce() -> OnRestarted) {
         if core.is_failed() || core.stop.is_cancelled() {
             return;
