@@ -1,22 +1,19 @@
-//! Local modes (protocol spec §15): one job from `--test_input`/`test_input.json`, or the
-//! development API server. Jobs run through the same handler stack as in worker mode; results
-//! are printed or returned instead of posted.
+//! Local modes (docs/protocol.md §15): one job from `--test_input`/`test_input.json`, or the
+//! development API server. Jobs run through the same stack as in worker mode, their
+//! deliveries captured instead of posted; what the modes show is read from the capture.
 
 #[cfg(feature = "local-api")]
 mod api;
 pub(crate) mod test_input;
 
-use crate::body::{Body, Reporter};
+use crate::body::Body;
+use crate::completion::Completion;
 use crate::config::Config;
-use crate::job::{JobContext, RawJob};
-use crate::progress::{Progress, Sink};
-use crate::service::handler::Handled;
-use crate::service::respond::finish;
-use crate::service::{Completion, Invocation, Outcome, job_span};
-use futures_util::future::BoxFuture;
+use crate::deliver::{Capture, Sent, Sink};
+use crate::job::{JobContext, Origin, RawJob};
+use crate::service::{Invocation, job_span};
 use serde_json::Value;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
@@ -41,112 +38,73 @@ pub(crate) async fn serve<H>(
 /// A job's result as local modes show it.
 #[derive(Debug)]
 pub(crate) struct LocalResult {
-    /// The mapped body, without `stopPod` (nothing is recycled locally).
+    /// The final body without `stopPod` (nothing is recycled locally); a stream's `output`
+    /// lists every part, whether or not the runtime aggregates them.
     pub(crate) body: Body,
     /// The parts of a streaming handler.
     pub(crate) stream: Option<Vec<Value>>,
 }
 
-/// Where [`LocalRespond`] leaves a job's result for the local mode that ran it.
-pub(crate) type ResultSlot = Arc<Mutex<Option<LocalResult>>>;
-
-pub(crate) fn context(config: &Config, raw: RawJob, shutdown: CancellationToken) -> JobContext {
-    JobContext::new(
-        raw,
-        config.worker_id.clone(),
-        config.endpoint_id.clone(),
-        shutdown,
-        Progress::new(Sink::Log),
-    )
+/// One local job: its context, with a capture of its own as the delivery sink.
+pub(crate) struct LocalJob {
+    context: JobContext,
+    capture: Capture,
 }
 
-/// The innermost service in local modes, in place of worker mode's `Respond`: the result is
-/// kept for the caller instead of posted, so runtime layers (telemetry) see local jobs too.
-#[derive(Clone)]
-pub(crate) struct LocalRespond<H> {
-    handler: H,
-    reporter: Reporter,
-}
+impl LocalJob {
+    pub(crate) fn new(config: &Config, raw: RawJob, shutdown: CancellationToken) -> Self {
+        let capture = Capture::default();
+        let origin = Origin {
+            worker_id: config.worker_id.clone(),
+            endpoint_id: config.endpoint_id.clone(),
+            shutdown,
+            sink: Sink::Capture(capture.clone()),
+        };
+        Self {
+            context: JobContext::new(raw, &origin),
+            capture,
+        }
+    }
 
-impl<H> LocalRespond<H> {
-    pub(crate) fn new(handler: H, reporter: Reporter) -> Self {
-        Self { handler, reporter }
+    /// Fires the job's own cancellation, as a job-stop would.
+    pub(crate) fn cancellation(&self) -> CancellationToken {
+        self.context.cancellation().clone()
+    }
+
+    /// Runs the job through the (layered) stack; `None` when it was cancelled.
+    pub(crate) async fn run<J>(self, service: J) -> Option<LocalResult>
+    where
+        J: Service<Invocation, Response = Completion, Error = Infallible>,
+    {
+        let span = job_span(&self.context);
+        let job_id = self.context.job_id().to_owned();
+        let invocation = Invocation {
+            context: self.context,
+        };
+        let _ = service.oneshot(invocation).instrument(span).await;
+        shown(self.capture.take(&job_id))
     }
 }
 
-impl<H> Service<Invocation> for LocalRespond<H>
-where
-    H: Service<Invocation, Response = Handled, Error = Infallible>,
-    H::Future: Send + 'static,
-{
-    type Response = Completion;
-    type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Completion, Infallible>>;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Infallible>> {
-        self.handler.poll_ready(cx)
-    }
-
-    fn call(&mut self, invocation: Invocation) -> Self::Future {
-        let context = invocation.context.clone();
-        let slot = invocation.local.clone();
-        let handled = self.handler.call(invocation);
-        let reporter = self.reporter.clone();
-        Box::pin(async move {
-            let cancellation = context.cancellation();
-            let finished = match cancellation.run_until_cancelled(handled).await {
-                Some(Ok(handled)) => {
-                    finish(handled, &reporter, true, cancellation, |_| async {}).await
+/// What the SDK's local modes show of a job's deliveries.
+fn shown(deliveries: Vec<Sent>) -> Option<LocalResult> {
+    let mut parts = Vec::new();
+    for delivery in deliveries {
+        match delivery {
+            Sent::Part(part) => parts.push(part),
+            Sent::Progress(_) => {}
+            Sent::Result {
+                mut body,
+                is_stream,
+            } => {
+                body.shift_remove("stopPod");
+                if is_stream && let Some(output) = body.get_mut("output") {
+                    *output = Value::Array(parts.clone());
                 }
-                None => None,
-            };
-            context.progress_channel().close().await;
-            let job_id = context.job_id().to_owned();
-            let Some(finished) = finished else {
-                return Ok(Completion {
-                    job_id,
-                    outcome: Outcome::Cancelled,
-                    posted: false,
-                    post_failure: None,
-                });
-            };
-            let outcome = finished.outcome();
-            let mut body = finished.body;
-            body.shift_remove("stopPod");
-            let stream = finished.streamed.then(|| match body.get("output") {
-                Some(Value::Array(parts)) => parts.clone(),
-                _ => Vec::new(),
-            });
-            if let Some(slot) = slot {
-                *slot.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                    Some(LocalResult { body, stream });
+                let stream = is_stream.then_some(parts);
+                return Some(LocalResult { body, stream });
             }
-            Ok(Completion {
-                job_id,
-                outcome,
-                posted: false,
-                post_failure: None,
-            })
-        })
+        }
     }
-}
-
-/// Runs one job through the (layered) local stack; `None` when it was cancelled.
-pub(crate) async fn run_job<J>(service: J, context: JobContext) -> Option<LocalResult>
-where
-    J: Service<Invocation, Response = Completion, Error = Infallible>,
-{
-    let slot = ResultSlot::default();
-    let span = job_span(&context);
-    let invocation = Invocation {
-        context,
-        local: Some(Arc::clone(&slot)),
-    };
-    let _ = service.oneshot(invocation).instrument(span).await;
-    slot.lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-        .take()
+    None
 }
