@@ -21,7 +21,8 @@
 //! ```
 //!
 //! [`TestWorker::start`] takes a configured [`Runtime`] instead (its layers, settings, start
-//! hook and concurrency), and [`TestWorker::serve`] runs several jobs as worker mode would.
+//! hook and concurrency; [`config`] is a configuration for it), and [`TestWorker::serve`] runs
+//! several jobs as worker mode would.
 
 use crate::body::{Body, Reporter};
 use crate::completion::Completion;
@@ -68,7 +69,7 @@ impl TestWorker<JobService> {
         S::Future: Send + 'static,
         T: DeserializeOwned + Send + 'static,
     {
-        let (parts, assembly) = Runtime::new(test_config()).split(service);
+        let (parts, assembly) = Runtime::new(config()).split(service);
         Self {
             service: assembly.assemble(),
             config: parts.config,
@@ -162,8 +163,10 @@ where
     }
 }
 
-fn test_config() -> Config {
-    // Nothing to read and no flags: the defaults, in the local test mode.
+/// The configuration of a test worker: read from an empty environment and no flags (error
+/// payloads say `unknown` for the host and worker). Build a [`Runtime`] on it to test with
+/// the runtime's settings: `TestWorker::start(Runtime::new(testing::config()).refresh_worker(true), service)`.
+pub fn config() -> Config {
     match Config::from_parts(|_| None, std::iter::empty::<String>()) {
         Ok(config) => config,
         Err(err) => unreachable!("an empty environment is a valid configuration: {err}"),

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use std::time::Duration;
-use test_support::{FakeRunpod, Recorded, Worker, example};
+use test_support::{FakeRunpod, Recorded, Worker, as_echo, example};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -21,7 +21,7 @@ fn error_payload(done: &Recorded) -> serde_json::Map<String, Value> {
 #[tokio::test]
 async fn returned_values_follow_the_sdk_error_and_refresh_conventions() {
     let server = FakeRunpod::start().await;
-    let _worker = Worker::spawn(&example("echo"), &[], &server.worker_env(), None);
+    let _worker = Worker::spawn(&example("protocol_probe"), &[], &as_echo(&server.worker_env()), None);
     let cases = [
         (
             "e1",

@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use test_support::{Worker, example};
+use test_support::{Worker, as_echo, example};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -18,8 +18,10 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs the probe (`"echo"`: as the echo example) with `args` until it exits.
 async fn run_local(name: &str, args: &[&str], dir: Option<&std::path::Path>) -> (i32, Vec<String>) {
-    let mut worker = Worker::spawn(&example(name), args, &[], dir);
+    let env = if name == "echo" { as_echo(&[]) } else { Vec::new() };
+    let mut worker = Worker::spawn(&example("protocol_probe"), args, &env, dir);
     let code = worker.wait(LIMIT).await;
     (code, worker.lines())
 }

@@ -5,7 +5,6 @@
 //! (job contract §13): `REFRESH_WORKER_AFTER_JOBS`, an engine-fatal failure, SIGTERM.
 #![allow(clippy::unwrap_used)]
 
-mod otlp_receiver;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -16,7 +15,7 @@ use base64::engine::general_purpose::STANDARD;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use otlp_receiver::{Behaviour, Receiver, spans};
+use crate::otlp_receiver::{Behaviour, Receiver, spans};
 use serde_json::json;
 use test_support::{FakeRunpod, Worker, bin};
 
@@ -114,7 +113,7 @@ fn exported(metric: &Metric) -> Exported {
 
 /// The `mineru.*` metrics as last exported (cumulative temporality: the last export of each
 /// metric holds the totals).
-fn mineru_metrics(requests: &[otlp_receiver::Received]) -> HashMap<String, Exported> {
+fn mineru_metrics(requests: &[crate::otlp_receiver::Received]) -> HashMap<String, Exported> {
     let mut metrics = HashMap::new();
     for request in requests.iter().filter(|r| r.path == "/v1/metrics") {
         for rm in request.metrics().resource_metrics {
@@ -153,7 +152,7 @@ fn fake_engine_env(log: &Path) -> Vec<(String, String)> {
 }
 
 fn mineru_handler() -> PathBuf {
-    bin("mineru-handler", "mineru-handler")
+    bin("mineru-handler")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
