@@ -31,7 +31,9 @@ mod tests {
             plain.body_text().as_deref(),
             Some(r#"{"output": {"hello": "wörld"}}"#)
         );
-        let failed = worker.run(json!({"input": {"error": "custom failure"}})).await;
+        let failed = worker
+            .run(json!({"input": {"error": "custom failure"}}))
+            .await;
         assert_eq!(
             failed.body_text().as_deref(),
             Some(r#"{"error": "custom failure"}"#)

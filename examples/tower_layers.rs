@@ -98,7 +98,10 @@ fn handler(
 }
 
 /// The runtime around it: concurrency, the completion log, and the warm-up.
-fn configure(runtime: Runtime, stopwords: Arc<OnceLock<Stopwords>>) -> Runtime<impl Layer<JobService, Service = JobService>> {
+fn configure(
+    runtime: Runtime,
+    stopwords: Arc<OnceLock<Stopwords>>,
+) -> Runtime<impl Layer<JobService, Service = JobService>> {
     runtime
         .concurrency(Concurrency::fixed(4))
         .layer(LogCompletion)

@@ -98,7 +98,8 @@ mod tests {
 
     #[tokio::test]
     async fn returns_the_summary_and_defaults_missing_options() {
-        let summary = run(json!({"text": "the quick brown fox", "options": {"max_words": 2}})).await;
+        let summary =
+            run(json!({"text": "the quick brown fox", "options": {"max_words": 2}})).await;
         assert_eq!(
             summary.body_text().as_deref(),
             Some(r#"{"output": {"words": 4, "summary": "the quick"}}"#)

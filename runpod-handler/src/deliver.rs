@@ -133,7 +133,9 @@ impl Capture {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Delivery>> {
-        self.log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.log
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Every delivery so far.

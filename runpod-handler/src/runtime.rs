@@ -23,7 +23,6 @@ const DEFAULT_RESULT_CAP: usize = 20_000_000;
 
 pub(crate) type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
-
 /// Runs a handler as a RunPod worker, with more control than [`run`](crate::run).
 ///
 /// ```no_run
@@ -118,7 +117,8 @@ impl<L> Runtime<L> {
             let fut = check();
             Box::pin(async move { fut.await.map_err(Into::into) })
         };
-        self.fitness_checks.push((name.into(), Box::new(check) as FitnessCheck));
+        self.fitness_checks
+            .push((name.into(), Box::new(check) as FitnessCheck));
         self
     }
 

@@ -113,25 +113,37 @@ where
         let id = job_id(&job);
         let capture = Capture::default();
         let dispatch = self.dispatch(&capture, CancellationToken::new(), false);
-        serve(futures_util::stream::iter([job]), self.service.clone(), &dispatch).await;
+        serve(
+            futures_util::stream::iter([job]),
+            self.service.clone(),
+            &dispatch,
+        )
+        .await;
         let sent = capture.take(id.as_deref().unwrap_or_default());
         Delivered::from_log(id, sent)
     }
 
-    /// Serves `jobs` as worker mode serves RunPod's queue: as many at once as the runtime's
-    /// concurrency allows, and none after the first when it refreshes the worker. Returns what
-    /// each job delivered, in the order jobs first delivered something.
+    /// Serves `jobs`, exactly as given, as worker mode serves RunPod's queue: as many at once
+    /// as the runtime's concurrency allows, and none after the first when it refreshes the
+    /// worker. Returns what each job delivered, in the order jobs first delivered something
+    /// (a job without a usable id delivers nothing).
     pub async fn serve(self, jobs: impl IntoIterator<Item = Value>) -> Vec<Delivered> {
-        let queue: VecDeque<Value> = jobs.into_iter().map(with_default_id).collect();
+        let queue: VecDeque<Value> = jobs.into_iter().collect();
         let queue = Arc::new(Mutex::new(queue));
         let capture = Capture::default();
         let shutdown = CancellationToken::new();
         // Ends the stream once the queue is empty, without the jobs seeing a shutdown.
         let drained = shutdown.child_token();
         let dispatch = self.dispatch(&capture, shutdown, self.stop_after_job);
-        let demand = Demand::new(self.concurrency, Arc::clone(&dispatch.inflight), drained.clone());
+        let demand = Demand::new(
+            self.concurrency,
+            Arc::clone(&dispatch.inflight),
+            drained.clone(),
+        );
         let jobs = incoming(demand, move |wanted, _busy| {
-            let mut queue = queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut queue = queue
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             let n = wanted.min(queue.len());
             let taken: Vec<Value> = queue.drain(..n).collect();
             if queue.is_empty() {
@@ -279,7 +291,9 @@ impl Delivered {
 
     /// Whether the final post was a stream's end marker (`isStream=true`).
     pub fn is_stream(&self) -> bool {
-        self.result.as_ref().is_some_and(|(_, is_stream)| *is_stream)
+        self.result
+            .as_ref()
+            .is_some_and(|(_, is_stream)| *is_stream)
     }
 
     /// The stream parts, in order, each as the `output` of one job-stream post.

@@ -33,7 +33,12 @@ fn count_lines(worker: &Worker, needle: &str) -> usize {
 async fn server_errors_on_take_back_off_instead_of_looping() {
     let server = FakeRunpod::start().await;
     server.script_takes(std::iter::repeat_n(TakeReply::Status(500), 1000));
-    let worker = Worker::spawn(&example("protocol_probe"), &[], &as_echo(&server.worker_env()), None);
+    let worker = Worker::spawn(
+        &example("protocol_probe"),
+        &[],
+        &as_echo(&server.worker_env()),
+        None,
+    );
     let first = server
         .wait_until(LIMIT, "a take", |rs| !takes(rs).is_empty())
         .await;
@@ -79,7 +84,12 @@ async fn rate_limited_take_waits_before_polling_again() {
     let server = FakeRunpod::start().await;
     server.script_takes([TakeReply::Status(429)]);
     server.push_job(json!({"id": "after-429", "input": {"ok": true}}));
-    let _worker = Worker::spawn(&example("protocol_probe"), &[], &as_echo(&server.worker_env()), None);
+    let _worker = Worker::spawn(
+        &example("protocol_probe"),
+        &[],
+        &as_echo(&server.worker_env()),
+        None,
+    );
     let first = server
         .wait_until(LIMIT, "a take", |rs| !takes(rs).is_empty())
         .await;
@@ -118,7 +128,12 @@ async fn empty_bad_request_and_garbage_answers_are_ignored_with_an_immediate_re_
         ),
     ]);
     server.push_job(json!({"id": "queued", "input": 2}));
-    let worker = Worker::spawn(&example("protocol_probe"), &[], &as_echo(&server.worker_env()), None);
+    let worker = Worker::spawn(
+        &example("protocol_probe"),
+        &[],
+        &as_echo(&server.worker_env()),
+        None,
+    );
     assert_eq!(
         server.result_of("with-params").await.text(),
         r#"{"output": 1}"#
@@ -139,7 +154,12 @@ async fn a_result_post_that_fails_with_5xx_is_retried_until_delivered() {
     let server = FakeRunpod::start().await;
     server.script_posts([500]);
     server.push_job(json!({"id": "retried", "input": {"n": 1}}));
-    let _worker = Worker::spawn(&example("protocol_probe"), &[], &as_echo(&server.worker_env()), None);
+    let _worker = Worker::spawn(
+        &example("protocol_probe"),
+        &[],
+        &as_echo(&server.worker_env()),
+        None,
+    );
     let rs = server
         .wait_until(LIMIT, "two result posts", |rs| {
             rs.iter().filter(|r| r.kind() == "done").count() >= 2

@@ -20,7 +20,11 @@ fn scratch(name: &str) -> PathBuf {
 
 /// Runs the probe (`"echo"`: as the echo example) with `args` until it exits.
 async fn run_local(name: &str, args: &[&str], dir: Option<&std::path::Path>) -> (i32, Vec<String>) {
-    let env = if name == "echo" { as_echo(&[]) } else { Vec::new() };
+    let env = if name == "echo" {
+        as_echo(&[])
+    } else {
+        Vec::new()
+    };
     let mut worker = Worker::spawn(&example("protocol_probe"), args, &env, dir);
     let code = worker.wait(LIMIT).await;
     (code, worker.lines())

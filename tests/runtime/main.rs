@@ -10,6 +10,7 @@ mod examples_worker;
 mod faults;
 mod lifecycle;
 mod local;
+mod logs;
 mod mineru_telemetry;
 mod otel_runtime;
 #[path = "../otlp_receiver/mod.rs"]

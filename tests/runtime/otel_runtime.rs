@@ -4,12 +4,11 @@
 //! metrics arrive by the per-job flush, before the worker is stopped.
 #![allow(clippy::unwrap_used)]
 
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use crate::otlp_receiver::{Behaviour, Receiver, metrics, spans};
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
 use serde_json::json;
 use test_support::{FakeRunpod, Worker, example};
 

@@ -2,10 +2,10 @@
 //! response shapes and statuses. Jobs start as soon as `/run` stores them.
 
 use super::{LocalJob, LocalResult};
+use crate::completion::Completion;
 use crate::config::Config;
 use crate::error::Error;
 use crate::job::RawJob;
-use crate::completion::Completion;
 use crate::service::Invocation;
 use axum::Router;
 use axum::body::Bytes;

@@ -1,9 +1,9 @@
 //! `--test_input '<json>'` or `test_input.json`: run one job, print its result, exit.
 
+use crate::completion::Completion;
 use crate::config::Config;
 use crate::error::Error;
 use crate::job::RawJob;
-use crate::completion::Completion;
 use crate::service::Invocation;
 use serde_json::Value;
 use std::convert::Infallible;

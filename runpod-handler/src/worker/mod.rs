@@ -6,8 +6,8 @@ pub(crate) mod incoming;
 
 use crate::body::{self, Reporter};
 use crate::client::Client;
-use crate::concurrency::Concurrency;
 use crate::completion::Completion;
+use crate::concurrency::Concurrency;
 use crate::config::{Config, Webhooks};
 use crate::deliver::{Final, Remote, Sink};
 use crate::error::{BoxError, Error};
@@ -187,9 +187,9 @@ where
                 stopped.clone(),
             ));
         }
-        None => tracing::warn!(
-            "The job-take URL has no /job-take/; the job-stop channel is disabled."
-        ),
+        None => {
+            tracing::warn!("The job-take URL has no /job-take/; the job-stop channel is disabled.")
+        }
     }
     let remote = Remote {
         poster: Poster::new(client.clone(), config.result_retry_budget),
