@@ -133,3 +133,121 @@ where
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_util::StreamExt;
+    use serde_json::json;
+    use std::sync::Mutex;
+    use tokio::time::Instant;
+
+    /// Scripted takes, recording when each was made and what it asked for.
+    fn scripted(
+        replies: Vec<Taken>,
+        calls: Arc<Mutex<Vec<(Instant, usize, bool)>>>,
+        done: CancellationToken,
+    ) -> impl FnMut(usize, bool) -> std::future::Ready<Taken> {
+        let mut replies = VecDeque::from(replies);
+        move |wanted, busy| {
+            calls
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push((Instant::now(), wanted, busy));
+            let reply = replies.pop_front().unwrap_or(Taken::Nothing);
+            if replies.is_empty() {
+                done.cancel();
+            }
+            std::future::ready(reply)
+        }
+    }
+
+    fn failed() -> Taken {
+        Taken::Failed {
+            kind: "ClientResponseError",
+            message: "500, message='Internal Server Error'".into(),
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_takes_back_off_a_429_waits_five_seconds_and_success_resets() {
+        let calls = Arc::default();
+        let shutdown = CancellationToken::new();
+        let replies = vec![
+            failed(),
+            failed(),
+            Taken::RateLimited,
+            Taken::Nothing,
+            failed(),
+            Taken::Jobs(vec![json!({"id": "j"})]),
+        ];
+        let take = scripted(replies, Arc::clone(&calls), shutdown.clone());
+        let demand = Demand::new(Concurrency::default(), Arc::new(InFlight::new()), shutdown);
+        let served: Vec<Value> = incoming(demand, take).collect().await;
+        assert_eq!(served, [json!({"id": "j"})]);
+
+        let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
+        let within = |gap: Duration, ms: u64| {
+            let full = Duration::from_millis(ms);
+            gap <= full && gap >= full.mul_f64(0.75)
+        };
+        assert_eq!(gaps.len(), 5, "{gaps:?}");
+        assert!(within(gaps[0], 100), "first backoff {gaps:?}");
+        assert!(within(gaps[1], 200), "second backoff doubles {gaps:?}");
+        assert_eq!(gaps[2], RATE_LIMITED, "{gaps:?}");
+        assert_eq!(
+            gaps[3],
+            Duration::ZERO,
+            "nothing served: poll again at once"
+        );
+        assert!(within(gaps[4], 100), "a success reset the backoff {gaps:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_worker_asks_for_the_free_slots_only_and_says_it_is_busy() {
+        let calls = Arc::default();
+        let shutdown = CancellationToken::new();
+        let inflight = Arc::new(InFlight::new());
+        let held = inflight.insert("held", CancellationToken::new());
+        let jobs = vec![json!({"id": "a"}), json!({"id": "b"})];
+        let take = scripted(
+            vec![Taken::Jobs(jobs)],
+            Arc::clone(&calls),
+            shutdown.clone(),
+        );
+        let demand = Demand::new(Concurrency::fixed(3), Arc::clone(&inflight), shutdown);
+        let served: Vec<Value> = incoming(demand, take).collect().await;
+        assert_eq!(served.len(), 2);
+        let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let asked: Vec<(usize, bool)> = calls.iter().map(|c| (c.1, c.2)).collect();
+        assert_eq!(asked, [(2, true)]);
+        drop(held);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_worker_takes_again_as_soon_as_a_slot_frees() {
+        let calls = Arc::default();
+        let shutdown = CancellationToken::new();
+        let inflight = Arc::new(InFlight::new());
+        let held = inflight.insert("held", CancellationToken::new());
+        let take = scripted(
+            vec![Taken::Jobs(vec![json!({"id": "next"})])],
+            Arc::clone(&calls),
+            shutdown.clone(),
+        );
+        let demand = Demand::new(Concurrency::fixed(1), Arc::clone(&inflight), shutdown);
+        let started = Instant::now();
+        let freeing = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            drop(held);
+        });
+        let served: Vec<Value> = incoming(demand, take).collect().await;
+        assert_eq!(served, [json!({"id": "next"})]);
+        let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        // Woken by the freed slot, not by the one-second re-check.
+        assert_eq!(calls[0].0 - started, Duration::from_millis(300));
+        assert_eq!((calls[0].1, calls[0].2), (1, false));
+        let _ = freeing.await;
+    }
+}
