@@ -148,7 +148,13 @@ mod tests {
             .await;
         let ids: Vec<_> = delivered.iter().map(|d| d.job_id()).collect();
         assert_eq!(ids, [Some("bad"), Some("good")]);
-        assert!(delivered[0].error_payload().is_some());
+        let bad = delivered[0].error_payload().expect("an error payload");
+        assert_eq!(bad["error_type"], "<class 'DeserializeError'>");
+        let message = bad["error_message"].as_str().unwrap_or_default();
+        assert!(
+            message.ends_with("options.max_words: invalid type: string \"two\", expected usize"),
+            "{message}"
+        );
         assert_eq!(
             delivered[1].body_text().as_deref(),
             Some(r#"{"output": {"words": 3, "summary": "one"}}"#)

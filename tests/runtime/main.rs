@@ -5,7 +5,6 @@
 
 mod dynamic_concurrency;
 mod echo;
-mod examples_local;
 mod examples_worker;
 mod faults;
 mod lifecycle;
