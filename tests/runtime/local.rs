@@ -54,6 +54,23 @@ async fn test_input_flag_runs_one_job_and_prints_its_result() {
 }
 
 #[tokio::test]
+async fn test_input_logs_each_progress_update_before_the_result() {
+    let job = r#"{"input": {"mode": "progress", "updates": [{"done": 1, "of": 2}, {"done": 2, "of": 2}], "value": {"primes": 25}}}"#;
+    let (code, lines) = run_local("protocol_probe", &["--test_input", job], None).await;
+    assert_eq!(code, 0, "{lines:?}");
+    let updates: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.split_once("Progress update: ").map(|(_, u)| u))
+        .collect();
+    assert_eq!(updates, [r#"{"done":1,"of":2}"#, r#"{"done":2,"of":2}"#]);
+    let last_update = lines.iter().rposition(|l| l.contains("Progress update: "));
+    let result = lines
+        .iter()
+        .position(|l| l == r#"INFO   | Job result: {"output": {"primes": 25}}"#);
+    assert!(result.is_some() && last_update < result, "{lines:#?}");
+}
+
+#[tokio::test]
 async fn test_input_failures_exit_one() {
     let (code, lines) = run_local(
         "protocol_probe",
