@@ -9,8 +9,8 @@ pub struct Completion {
     pub job_id: String,
     /// Success, failure or cancellation.
     pub outcome: Outcome,
-    /// Whether RunPod accepted the result (always `false` for a cancelled job and in local
-    /// modes, where nothing is posted).
+    /// Whether RunPod accepted the result (always `false` for a cancelled job, in local modes
+    /// and under [`testing`](crate::testing), where nothing is posted).
     pub posted: bool,
     /// Why the result post was given up, when it was.
     pub post_failure: Option<PostFailure>,

@@ -1,7 +1,7 @@
 //! `--rp_serve_api`: the SDK's development API (docs/protocol.md §15.3) on axum, with the SDK's
 //! response shapes and statuses. Jobs start as soon as `/run` stores them.
 
-use super::{LocalJob, LocalResult};
+use super::job::{LocalJob, LocalResult};
 use crate::completion::Completion;
 use crate::config::Config;
 use crate::error::Error;

@@ -44,7 +44,7 @@ where
         }
     };
     let job_id = raw.id.clone();
-    let job = super::LocalJob::new(config, raw, CancellationToken::new());
+    let job = super::job::LocalJob::new(config, raw, CancellationToken::new());
     let Some(result) = job.run(handler).await else {
         return Err(Error::LocalTest(format!("job {job_id} was cancelled")));
     };
