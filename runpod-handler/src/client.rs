@@ -1,7 +1,13 @@
-//! The HTTP client and the headers of every request (protocol spec §4 and §11.2).
+//! The HTTP client and the headers of every request (docs/protocol.md §4 and §11.2).
+//!
+//! Loading the system's CA bundle is most of a worker's start-up time (its 290-odd files take
+//! ~10 ms here), and reqwest loads it again for every client it builds. So the roots are loaded
+//! once per process, into one TLS configuration that every client shares, and only when a
+//! RunPod URL is `https`: the platform's always are, a local or FAKE server's are not.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Mode};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The longest any single request may take (the SDK's session limit).
@@ -29,12 +35,17 @@ impl Client {
                 value: config.ua_integration.clone().unwrap_or_default(),
                 reason: "contains characters not allowed in an HTTP header",
             })?;
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(REQUEST_LIMIT)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(crate::Error::HttpClient)?;
+            .pool_idle_timeout(Duration::from_secs(90));
+        let builder = if uses_https(config) {
+            builder.tls_backend_preconfigured(shared_tls()?)
+        } else {
+            // No roots at all: nothing here can be https.
+            builder.tls_certs_only(std::iter::empty())
+        };
+        let http = builder.build().map_err(crate::Error::HttpClient)?;
         Ok(Self {
             http,
             authorization,
@@ -98,6 +109,44 @@ impl Client {
     }
 }
 
+/// Whether any of RunPod's URLs is `https`.
+fn uses_https(config: &Config) -> bool {
+    let Mode::Worker(hooks) = &config.mode else {
+        return false;
+    };
+    [Some(&hooks.get_job), Some(&hooks.post_output)]
+        .into_iter()
+        .chain([hooks.post_stream.as_ref(), hooks.ping.as_ref()])
+        .flatten()
+        .any(|url| {
+            url.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        })
+}
+
+/// The process's one TLS configuration, verifying against the system's roots as reqwest's own
+/// would (same verifier, same ALPN), built on first use.
+fn shared_tls() -> Result<rustls::ClientConfig, crate::Error> {
+    static TLS: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
+    TLS.get_or_init(|| {
+        let provider = rustls::crypto::CryptoProvider::get_default()
+            .cloned()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
+        let verifier = rustls_platform_verifier::Verifier::new(Arc::clone(&provider))
+            .map_err(|err| err.to_string())?;
+        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|err| err.to_string())?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth();
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(tls)
+    })
+    .clone()
+    .map_err(crate::Error::Tls)
+}
+
 /// `RunPod-Rust-Handler/<version> (<system> <release>; <machine>) Language/Rust <rustc>`: the
 /// SDK's grammar, honestly naming this runtime.
 fn user_agent(integration: Option<&str>) -> String {
@@ -134,4 +183,13 @@ pub(crate) fn describe(err: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+impl Client {
+    /// A client as local modes build it (plain HTTP, no roots).
+    pub(crate) fn for_tests() -> Self {
+        let config = Config::from_parts(|_| None, Vec::<String>::new()).expect("empty config");
+        Self::new(&config).expect("client")
+    }
 }

@@ -142,6 +142,9 @@ pub enum Error {
     /// The HTTP client could not be built (TLS set-up).
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// The system's TLS root certificates could not be loaded.
+    #[error("cannot load the system's TLS root certificates: {0}")]
+    Tls(String),
     /// A registered fitness check failed; the worker is unhealthy.
     #[error("fitness check {name} failed: {message}")]
     Unhealthy {

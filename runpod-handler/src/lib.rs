@@ -29,6 +29,8 @@ mod client;
 mod concurrency;
 mod config;
 mod error;
+#[cfg(test)]
+mod fake_http;
 mod inflight;
 mod job;
 mod json;
@@ -47,7 +49,7 @@ mod urls;
 mod worker;
 
 pub use concurrency::Concurrency;
-pub use config::{ApiKey, Config, ConfigError, LogLevel, Mode, Webhooks};
+pub use config::{ApiKey, Config, ConfigError, LogCapture, LogLevel, Mode, Webhooks};
 pub use error::{BoxError, Error, JobError};
 pub use job::{Job, JobContext, ProgressError};
 pub use output::{IntoJobOutput, JobOutput, Output, Streaming};

@@ -54,7 +54,8 @@ type FitnessCheck = (
 pub struct Runtime<L = Identity> {
     config: Config,
     layer: L,
-    concurrency: Concurrency,
+    /// `None` until the code sets one: `RUNPOD_MAX_CONCURRENCY` applies then.
+    concurrency: Option<Concurrency>,
     on_start: Option<Hook>,
     fitness_checks: Vec<FitnessCheck>,
     settings: Settings,
@@ -71,7 +72,7 @@ impl Runtime {
         Self {
             config,
             layer: Identity::new(),
-            concurrency: Concurrency::default(),
+            concurrency: None,
             on_start: None,
             fitness_checks: Vec::new(),
             settings: Settings {
@@ -97,9 +98,9 @@ impl<L> Runtime<L> {
         }
     }
 
-    /// How many jobs run at once (default: one).
+    /// How many jobs run at once (default: `RUNPOD_MAX_CONCURRENCY`, else one).
     pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
-        self.concurrency = concurrency;
+        self.concurrency = Some(concurrency);
         self
     }
 
@@ -187,6 +188,7 @@ impl<L> Runtime<L> {
                     settings,
                 } = self;
                 let urls = Urls::new(&hooks, &config.worker_id);
+                let config_concurrency = config.max_concurrency;
                 let client = Client::new(&config)?;
                 for (name, check) in fitness_checks {
                     if let Err(err) = check().await {
@@ -203,7 +205,13 @@ impl<L> Runtime<L> {
                 if let Some(hook) = on_start {
                     hook().await;
                 }
-                let poster = Arc::new(Poster::new(client.clone(), config.result_retry_budget));
+                let shutdown = CancellationToken::new();
+                let poster = Arc::new(Poster::new(
+                    client.clone(),
+                    config.result_retry_budget,
+                    &shutdown,
+                    config.shutdown_grace,
+                ));
                 let responder = Arc::new(Responder {
                     poster: Arc::clone(&poster),
                     urls: urls.clone(),
@@ -212,7 +220,6 @@ impl<L> Runtime<L> {
                 });
                 let service = layer.layer(JobService::new(Respond::new(handler, responder)));
                 let inflight = Arc::new(InFlight::new());
-                let shutdown = CancellationToken::new();
                 let stopped = CancellationToken::new();
                 crate::signal::spawn_listener(shutdown.clone());
                 let ping = crate::ping::spawn(
@@ -243,6 +250,7 @@ impl<L> Runtime<L> {
                     inflight,
                     shutdown,
                 };
+                let concurrency = crate::concurrency::choose(concurrency, config_concurrency);
                 worker.run(concurrency, service).await;
                 stopped.cancel();
                 if let Some(ping) = ping {
