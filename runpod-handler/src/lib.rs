@@ -43,6 +43,7 @@ mod progress;
 mod runtime;
 mod service;
 mod signal;
+mod startup;
 mod stop;
 mod take;
 mod urls;
@@ -55,6 +56,7 @@ pub use job::{Job, JobContext, ProgressError};
 pub use output::{IntoJobOutput, JobOutput, Output, Streaming};
 pub use runtime::Runtime;
 pub use service::{Completion, Invocation, JobService, Outcome, PostFailure};
+pub use startup::StartResult;
 pub use tower::service_fn;
 
 /// The SDK version whose protocol this runtime speaks; sent as `runpod_version`.

@@ -12,6 +12,7 @@ use crate::post::Poster;
 use crate::service::handler::{Handled, HandlerService};
 use crate::service::respond::{Respond, Responder, Settings};
 use crate::service::{Completion, Invocation, JobService};
+use crate::startup::{Gate, Gated, Hook, Limit, StartResult};
 use crate::urls::Urls;
 use crate::worker::Worker;
 use futures_util::future::BoxFuture;
@@ -19,6 +20,7 @@ use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service};
@@ -26,7 +28,6 @@ use tower::{Layer, Service};
 /// The largest job-done body RunPod accepts.
 const DEFAULT_RESULT_CAP: usize = 20_000_000;
 
-type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 type FitnessCheck = (
     String,
     Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>,
@@ -59,6 +60,16 @@ pub struct Runtime<L = Identity> {
     on_start: Option<Hook>,
     fitness_checks: Vec<FitnessCheck>,
     settings: Settings,
+    start: StartSettings,
+}
+
+/// How start-up runs.
+#[derive(Debug, Clone, Copy, Default)]
+struct StartSettings {
+    /// The code's limit; `RUNPOD_START_TIMEOUT_SECONDS` applies when `None`.
+    timeout: Option<Duration>,
+    /// Take (and hold) jobs while `on_start` runs, as the SDK's prestart hooks do.
+    take_jobs: bool,
 }
 
 impl Runtime {
@@ -75,6 +86,7 @@ impl Runtime {
             concurrency: None,
             on_start: None,
             fitness_checks: Vec::new(),
+            start: StartSettings::default(),
             settings: Settings {
                 aggregate_stream: false,
                 refresh_worker: false,
@@ -95,6 +107,7 @@ impl<L> Runtime<L> {
             on_start: self.on_start,
             fitness_checks: self.fitness_checks,
             settings: self.settings,
+            start: self.start,
         }
     }
 
@@ -105,18 +118,42 @@ impl<L> Runtime<L> {
     }
 
     /// Runs once before the worker serves (before the first ping and take, and before local
-    /// modes run their job): the place for a warm-up.
+    /// modes run their job): the place for a warm-up. It may return `()` or a `Result`.
+    ///
+    /// When it fails, panics or outlives [`start_timeout`](Self::start_timeout), the worker
+    /// answers every job it holds (or, holding none, the one job it then takes) with a
+    /// `"prestart_failed"` error result saying why, with the tail of its log (secrets
+    /// redacted; `RUNPOD_LOG_CAPTURE=off` leaves it out), and [`run`](Self::run) returns
+    /// [`Error::StartFailed`]: the caller learns the cause instead of waiting for its job's
+    /// TTL while the worker crash-loops.
     pub fn on_start<F, Fut>(mut self, hook: F) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: StartResult,
     {
-        self.on_start = Some(Box::new(move || Box::pin(hook())));
+        self.on_start = Some(crate::startup::hook(hook));
         self
     }
 
-    /// Registers a fitness check, run once in worker mode before serving; a failure reports the
-    /// worker unhealthy and ends the process with an error.
+    /// The longest start-up (fitness checks and [`on_start`](Self::on_start) together) may
+    /// take before it counts as failed (default: `RUNPOD_START_TIMEOUT_SECONDS`, else none).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start.timeout = Some(timeout);
+        self
+    }
+
+    /// Takes jobs while [`on_start`](Self::on_start) runs, holding them until it ends, as the
+    /// SDK's prestart hooks do (default: off, so that no job waits on a worker still starting
+    /// while another could serve it, and the platform sees no ping before the warm-up is done).
+    pub fn take_jobs_while_starting(mut self, take: bool) -> Self {
+        self.start.take_jobs = take;
+        self
+    }
+
+    /// Registers a fitness check, run once in worker mode before serving; a failure (or running
+    /// past [`start_timeout`](Self::start_timeout)) reports the worker unhealthy and ends the
+    /// process with an error, leaving the jobs to a healthy worker.
     pub fn fitness_check<F, Fut, E>(mut self, name: impl Into<String>, check: F) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -186,12 +223,17 @@ impl<L> Runtime<L> {
                     on_start,
                     fitness_checks,
                     settings,
+                    start,
                 } = self;
                 let urls = Urls::new(&hooks, &config.worker_id);
                 let config_concurrency = config.max_concurrency;
                 let client = Client::new(&config)?;
+                let limit = Limit::starting_now(start.timeout.or(config.start_timeout));
                 for (name, check) in fitness_checks {
-                    if let Err(err) = check().await {
+                    let checked = limit.run(check()).await.unwrap_or_else(|| {
+                        Err("did not finish within the start-up timeout".into())
+                    });
+                    if let Err(err) = checked {
                         tracing::error!("Fitness check failed: {name} | Error: {err}");
                         crate::ping::unhealthy(&config, &urls, &name, &format!("Error: {err}"))
                             .await;
@@ -202,10 +244,16 @@ impl<L> Runtime<L> {
                         });
                     }
                 }
-                if let Some(hook) = on_start {
-                    hook().await;
-                }
                 let shutdown = CancellationToken::new();
+                let gate = Gate::new();
+                let starting = start_up(on_start, limit, gate.clone(), &config, &shutdown);
+                let starting = if start.take_jobs {
+                    Some(tokio::spawn(starting))
+                } else {
+                    starting.await;
+                    None
+                };
+                let handler = Gated::new(gate.clone(), handler);
                 let poster = Arc::new(Poster::new(
                     client.clone(),
                     config.result_retry_budget,
@@ -249,17 +297,21 @@ impl<L> Runtime<L> {
                     poster,
                     inflight,
                     shutdown,
+                    start: gate.clone(),
                 };
                 let concurrency = crate::concurrency::choose(concurrency, config_concurrency);
                 worker.run(concurrency, service).await;
                 stopped.cancel();
+                if let Some(starting) = starting {
+                    let _ = starting.await;
+                }
                 if let Some(ping) = ping {
                     let _ = tokio::task::spawn_blocking(move || ping.join()).await;
                 }
-                Ok(())
+                gate.outcome()
             }
             Mode::TestInput(input) => {
-                let (config, service) = self.into_local(handler).await;
+                let (config, service) = self.into_local(handler).await?;
                 crate::local::test_input::run(&config, input, service).await
             }
             Mode::ServeApi {
@@ -267,7 +319,7 @@ impl<L> Runtime<L> {
                 port,
                 concurrency,
             } => {
-                let (config, service) = self.into_local(handler).await;
+                let (config, service) = self.into_local(handler).await?;
                 crate::local::serve(&config, &host, port, concurrency, service).await
             }
         }
@@ -275,16 +327,48 @@ impl<L> Runtime<L> {
 
     /// Runs the start hook and builds the local-mode stack: the same layers, with the result
     /// kept for the caller instead of posted.
-    async fn into_local<H>(self, handler: H) -> (Config, L::Service)
+    async fn into_local<H>(self, handler: H) -> Result<(Config, L::Service), Error>
     where
         H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
         H::Future: Send + 'static,
         L: Layer<JobService>,
     {
-        if let Some(hook) = self.on_start {
-            hook().await;
-        }
+        let limit = Limit::starting_now(self.start.timeout.or(self.config.start_timeout));
+        let gate = Gate::new();
+        start_up(
+            self.on_start,
+            limit,
+            gate.clone(),
+            &self.config,
+            &CancellationToken::new(),
+        )
+        .await;
+        gate.outcome()?;
         let local = LocalRespond::new(handler, self.config.reporter());
-        (self.config, self.layer.layer(JobService::new(local)))
+        Ok((self.config, self.layer.layer(JobService::new(local))))
+    }
+}
+
+/// Runs the start hook under `limit` and opens the gate, or fails it and begins the shutdown.
+fn start_up(
+    hook: Option<Hook>,
+    limit: Limit,
+    gate: Gate,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (config, shutdown) = (config.clone(), shutdown.clone());
+    async move {
+        let outcome = match hook {
+            Some(hook) => crate::startup::run_hook(hook, &limit).await,
+            None => Ok(()),
+        };
+        match outcome {
+            Ok(()) => gate.open(),
+            Err(failure) => {
+                gate.fail(&failure, &config);
+                shutdown.cancel();
+            }
+        }
     }
 }

@@ -32,6 +32,8 @@ pub(crate) struct Worker {
     pub(crate) shutdown: CancellationToken,
     /// Set by the SDK-style worker-level refresh: stop after the current job.
     pub(crate) stop_after_job: bool,
+    /// Start-up; its failure ends the taking (it begins the shutdown).
+    pub(crate) start: crate::startup::Gate,
 }
 
 impl Worker {
@@ -88,6 +90,11 @@ impl Worker {
                 self.shutdown
                     .run_until_cancelled(tokio::time::sleep(pause))
                     .await;
+            }
+        }
+        if self.start.has_failed() && !self.inflight.ever_held() {
+            for value in crate::startup::claim_one(&self.client, &self.urls).await {
+                self.dispatch(value, &service);
             }
         }
         let mut remaining = self.inflight.subscribe();
