@@ -126,6 +126,19 @@ impl<L> Runtime<L> {
     /// redacted; `RUNPOD_LOG_CAPTURE=off` leaves it out), and [`run`](Self::run) returns
     /// [`Error::StartFailed`]: the caller learns the cause instead of waiting for its job's
     /// TTL while the worker crash-loops.
+    ///
+    /// ```no_run
+    /// use runpod_handler::{service_fn, Job, JobError, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// # async fn example() -> Result<(), runpod_handler::Error> {
+    /// Runtime::from_env()?
+    ///     .start_timeout(Duration::from_secs(600))
+    ///     .on_start(|| async { std::fs::metadata("/models/weights.bin").map(drop) })
+    ///     .run(service_fn(|job: Job<serde_json::Value>| async move { Ok::<_, JobError>(job.input) }))
+    ///     .await
+    /// # }
+    /// ```
     pub fn on_start<F, Fut>(mut self, hook: F) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,

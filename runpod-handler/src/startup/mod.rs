@@ -313,3 +313,69 @@ pub(crate) async fn claim_one(client: &Client, urls: &Urls) -> Vec<Value> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_payload_mirrors_the_sdk_and_redacts_what_it_shows() {
+        let failure = StartFailure {
+            hook: ON_START.into(),
+            error: JobError::new(
+                "ModelLoadError",
+                "no weights at https://h/w?X-Amz-Signature=s",
+            )
+            .with_traceback("Caused by: key rpa_SECRET_1234 refused"),
+        };
+        let secrets = vec!["rpa_SECRET_1234".to_owned()];
+        let payload = failure.payload("worker-7f3", Some("INFO | loading\n"), &secrets);
+        assert_eq!(
+            crate::json::to_ascii_string(&payload),
+            r#"{"event": "prestart_failed", "error_type": "ModelLoadError", "error_message": "no weights at https://h/w?<redacted>", "error_traceback": "Caused by: key <redacted> refused", "worker_id": "worker-7f3", "runpod_version": "1.12.0", "hook": "on_start", "logs": "INFO | loading\n"}"#
+        );
+        let without_logs = failure.payload("w", None, &secrets);
+        assert!(without_logs.get("logs").is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hook_that_errs_panics_or_outlives_the_limit_fails_the_start() {
+        let limit = Limit::starting_now(Some(Duration::from_secs(30)));
+        let failed = |hook| async move { run_hook(hook, &limit).await.unwrap_err().error };
+        let err = failed(hook(|| async {
+            Err::<(), _>(std::io::Error::other("disk"))
+        }))
+        .await;
+        assert_eq!((err.kind(), err.message()), ("Error", "disk"));
+        let err = failed(hook(|| async { Err::<(), BoxError>("boxed".into()) })).await;
+        assert_eq!(err.kind(), "StartError");
+        let err = failed(hook(|| async {
+            if true {
+                panic!("no GPU");
+            }
+        }))
+        .await;
+        assert_eq!((err.kind(), err.message()), ("Panic", "no GPU"));
+        let err = failed(hook(std::future::pending::<()>)).await;
+        assert_eq!(err.kind(), "PrestartTimeout");
+        assert_eq!(
+            err.message(),
+            "start-up hook 'on_start' exceeded the start-up timeout of 30s"
+        );
+        assert!(run_hook(hook(|| async {}), &limit).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_wait_at_the_gate_until_start_up_ends() {
+        let gate = Gate::new();
+        let waiting = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.wait().await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!waiting.is_finished());
+        gate.open();
+        assert!(waiting.await.unwrap_or(false));
+        assert!(gate.outcome().is_ok());
+    }
+}
