@@ -1,13 +1,12 @@
 //! The HTTP client and the headers of every request (docs/protocol.md §4 and §11.2).
 //!
-//! Loading the system's CA bundle is most of a worker's start-up time (its 290-odd files take
-//! ~10 ms here), and reqwest loads it again for every client it builds. So the roots are loaded
-//! once per process, into one TLS configuration that every client shares, and only when a
-//! RunPod URL is `https`: the platform's always are, a local or FAKE server's are not.
+//! Clients for `https` URLs (the platform's always are) share the process's TLS roots
+//! ([`crate::tls`]); a client for plain HTTP (a local or FAKE server) loads none. The heartbeat
+//! has a client of its own because a connection is driven by the runtime that opened it, and
+//! the heartbeat's runtime must not depend on the job traffic's.
 
 use crate::config::{Config, ConfigError, Mode};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The longest any single request may take (the SDK's session limit).
@@ -40,7 +39,7 @@ impl Client {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90));
         let builder = if uses_https(config) {
-            builder.tls_backend_preconfigured(shared_tls()?)
+            builder.tls_backend_preconfigured(crate::tls::config()?)
         } else {
             // No roots at all: nothing here can be https.
             builder.tls_certs_only(std::iter::empty())
@@ -124,29 +123,6 @@ fn uses_https(config: &Config) -> bool {
         })
 }
 
-/// The process's one TLS configuration, verifying against the system's roots as reqwest's own
-/// would (same verifier, same ALPN), built on first use.
-fn shared_tls() -> Result<rustls::ClientConfig, crate::Error> {
-    static TLS: OnceLock<Result<rustls::ClientConfig, String>> = OnceLock::new();
-    TLS.get_or_init(|| {
-        let provider = rustls::crypto::CryptoProvider::get_default()
-            .cloned()
-            .unwrap_or_else(|| Arc::new(rustls::crypto::aws_lc_rs::default_provider()));
-        let verifier = rustls_platform_verifier::Verifier::new(Arc::clone(&provider))
-            .map_err(|err| err.to_string())?;
-        let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|err| err.to_string())?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(tls)
-    })
-    .clone()
-    .map_err(crate::Error::Tls)
-}
-
 /// `RunPod-Rust-Handler/<version> (<system> <release>; <machine>) Language/Rust <rustc>`: the
 /// SDK's grammar, honestly naming this runtime.
 fn user_agent(integration: Option<&str>) -> String {
@@ -191,5 +167,27 @@ impl Client {
     pub(crate) fn for_tests() -> Self {
         let config = Config::from_parts(|_| None, Vec::<String>::new()).expect("empty config");
         Self::new(&config).expect("client")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reqwest_takes_the_shared_tls_configuration_for_https_urls() {
+        let vars = |name: &str| match name {
+            "RUNPOD_WEBHOOK_GET_JOB" => Some("https://api.runpod.ai/v2/ep/job-take/$ID?".into()),
+            "RUNPOD_WEBHOOK_POST_OUTPUT" => {
+                Some("https://api.runpod.ai/v2/ep/job-done/$RUNPOD_POD_ID/$ID?".into())
+            }
+            _ => None,
+        };
+        let config = Config::from_parts(vars, Vec::<String>::new()).expect("config");
+        assert!(uses_https(&config));
+        Client::new(&config).expect("a client on the shared TLS configuration");
+        assert!(!uses_https(
+            &Config::from_parts(|_| None, Vec::<String>::new()).expect("config")
+        ));
     }
 }

@@ -148,8 +148,8 @@ pub enum Error {
     /// The HTTP client could not be built (TLS set-up).
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
-    /// The system's TLS root certificates could not be loaded.
-    #[error("cannot load the system's TLS root certificates: {0}")]
+    /// The TLS configuration could not be built (a crypto provider without safe TLS versions).
+    #[error("cannot configure TLS: {0}")]
     Tls(String),
     /// Start-up (`on_start`) failed or timed out; the jobs held meanwhile got its error.
     #[error("start-up failed in {hook}: {message}")]

@@ -46,6 +46,7 @@ mod signal;
 mod startup;
 mod stop;
 mod take;
+mod tls;
 mod urls;
 mod worker;
 
