@@ -200,7 +200,13 @@ impl Config {
         I: IntoIterator<Item = A>,
         A: Into<String>,
     {
-        let args = Args::parse_lenient(args.into_iter().map(Into::into))?;
+        let args = Args::parse_lenient(args.into_iter().map(Into::into)).map_err(|bad| {
+            ConfigError::Invalid {
+                name: "command line",
+                value: bad.given,
+                reason: bad.reason,
+            }
+        })?;
         let non_empty = |name: &str| var(name).filter(|v| !v.is_empty());
 
         let worker_id_env = non_empty("RUNPOD_POD_ID");
@@ -307,17 +313,6 @@ impl Config {
             Some("RUNPOD_WEBHOOK_PING is not set")
         } else {
             None
-        }
-    }
-
-    pub(crate) fn reporter(&self) -> crate::body::Reporter {
-        crate::body::Reporter {
-            hostname: self.hostname.clone(),
-            worker_id: if self.worker_id_from_env {
-                self.worker_id.clone()
-            } else {
-                "unknown".into()
-            },
         }
     }
 }

@@ -7,6 +7,7 @@
 //! says which result was not delivered while the worker can still say so.
 
 use crate::client::{Client, describe};
+use crate::completion::PostFailure;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
@@ -47,8 +48,7 @@ pub(crate) enum PostError {
 
 impl PostError {
     /// The kind of failure, as reported in [`Completion`](crate::Completion).
-    pub(crate) fn kind(&self) -> crate::PostFailure {
-        use crate::PostFailure;
+    pub(crate) fn kind(&self) -> PostFailure {
         match self {
             PostError::Status { status, .. } if *status >= 500 => PostFailure::Http5xx,
             PostError::Status { .. } => PostFailure::Http4xx,

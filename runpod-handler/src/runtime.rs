@@ -1,25 +1,21 @@
 //! [`Runtime`]: the builder that assembles the stack and runs the mode the environment asks for.
 
-use crate::client::Client;
+use crate::body::Reporter;
+use crate::completion::Completion;
 use crate::concurrency::Concurrency;
 use crate::config::{Config, Mode};
 use crate::error::{BoxError, Error};
-use crate::inflight::InFlight;
 use crate::job::Job;
-use crate::local::LocalRespond;
 use crate::output::IntoJobOutput;
-use crate::post::Poster;
-use crate::service::handler::{Handled, HandlerService};
-use crate::service::respond::{Respond, Responder, Settings};
-use crate::service::{Completion, Invocation, JobService};
+use crate::service::handler::HandlerService;
+use crate::service::respond::{Respond, Settings};
+use crate::service::{Invocation, JobService};
 use crate::startup::{Gate, Gated, Hook, Limit, StartResult};
-use crate::urls::Urls;
-use crate::worker::Worker;
+use crate::worker::{Connection, FitnessCheck, StartUp};
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower::layer::util::{Identity, Stack};
@@ -27,11 +23,6 @@ use tower::{Layer, Service};
 
 /// The largest job-done body RunPod accepts.
 const DEFAULT_RESULT_CAP: usize = 20_000_000;
-
-type FitnessCheck = (
-    String,
-    Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>,
-);
 
 /// Runs a handler as a RunPod worker, with more control than [`run`](crate::run).
 ///
@@ -58,14 +49,14 @@ pub struct Runtime<L = Identity> {
     /// `None` until the code sets one: `RUNPOD_MAX_CONCURRENCY` applies then.
     concurrency: Option<Concurrency>,
     on_start: Option<Hook>,
-    fitness_checks: Vec<FitnessCheck>,
+    fitness_checks: Vec<(String, FitnessCheck)>,
     settings: Settings,
     start: StartSettings,
 }
 
 /// How start-up runs.
 #[derive(Debug, Clone, Copy, Default)]
-struct StartSettings {
+pub(crate) struct StartSettings {
     /// The code's limit; `RUNPOD_START_TIMEOUT_SECONDS` applies when `None`.
     timeout: Option<Duration>,
     /// Take (and hold) jobs while `on_start` runs, as the SDK's prestart hooks do.
@@ -177,7 +168,8 @@ impl<L> Runtime<L> {
             let fut = check();
             Box::pin(async move { fut.await.map_err(Into::into) })
         };
-        self.fitness_checks.push((name.into(), Box::new(check)));
+        self.fitness_checks
+            .push((name.into(), Box::new(check) as FitnessCheck));
         self
     }
 
@@ -226,162 +218,129 @@ impl<L> Runtime<L> {
             crate::PROTOCOL_VERSION,
             env!("CARGO_PKG_VERSION")
         );
-        let handler = HandlerService::new(service);
-        match self.config.mode.clone() {
+        let (parts, stack) = self.split(service);
+        let Parts {
+            config,
+            concurrency,
+            on_start,
+            fitness_checks,
+            refresh_worker,
+            start,
+        } = parts;
+        match config.mode.clone() {
             Mode::Worker(hooks) => {
-                let Runtime {
-                    config,
-                    layer,
-                    concurrency,
-                    on_start,
-                    fitness_checks,
-                    settings,
-                    start,
-                } = self;
-                let urls = Urls::new(&hooks, &config.worker_id);
-                let config_concurrency = config.max_concurrency;
-                let client = Client::new(&config)?;
+                let connection = Connection::open(&config, &hooks)?;
                 let limit = Limit::starting_now(start.timeout.or(config.start_timeout));
-                for (name, check) in fitness_checks {
-                    let checked = limit.run(check()).await.unwrap_or_else(|| {
-                        Err("did not finish within the start-up timeout".into())
-                    });
-                    if let Err(err) = checked {
-                        tracing::error!("Fitness check failed: {name} | Error: {err}");
-                        crate::ping::unhealthy(&config, &urls, &name, &format!("Error: {err}"))
-                            .await;
-                        tracing::error!("Worker is unhealthy, exiting.");
-                        return Err(Error::Unhealthy {
-                            name,
-                            message: err.to_string(),
-                        });
-                    }
-                }
-                let shutdown = CancellationToken::new();
+                connection
+                    .check_fitness(&config, fitness_checks, &limit)
+                    .await?;
                 let gate = Gate::new();
-                let starting = start_up(on_start, limit, gate.clone(), &config, &shutdown);
-                let starting = if start.take_jobs {
-                    Some(tokio::spawn(starting))
-                } else {
-                    starting.await;
-                    None
+                let service = stack.behind(gate.clone()).assemble();
+                let start = StartUp {
+                    hook: on_start,
+                    limit,
+                    gate,
+                    take_jobs: start.take_jobs,
                 };
-                let handler = Gated::new(gate.clone(), handler);
-                let poster = Arc::new(Poster::new(
-                    client.clone(),
-                    config.result_retry_budget,
-                    &shutdown,
-                    config.shutdown_grace,
-                ));
-                let responder = Arc::new(Responder {
-                    poster: Arc::clone(&poster),
-                    urls: urls.clone(),
-                    reporter: config.reporter(),
-                    settings,
-                });
-                let service = layer.layer(JobService::new(Respond::new(handler, responder)));
-                let inflight = Arc::new(InFlight::new());
-                let stopped = CancellationToken::new();
-                crate::signal::spawn_listener(shutdown.clone());
-                let ping = crate::ping::spawn(
+                crate::worker::run(
                     &config,
-                    urls.clone(),
-                    Arc::clone(&inflight),
-                    stopped.clone(),
-                )?;
-                match urls.stop() {
-                    Some(stop_url) => {
-                        tokio::spawn(crate::stop::run(
-                            client.clone(),
-                            stop_url.to_owned(),
-                            Arc::clone(&inflight),
-                            stopped.clone(),
-                        ));
-                    }
-                    None => tracing::warn!(
-                        "The job-take URL has no /job-take/; the job-stop channel is disabled."
-                    ),
-                }
-                let worker = Worker {
-                    stop_after_job: settings.refresh_worker,
-                    config,
-                    client,
-                    urls,
-                    poster,
-                    inflight,
-                    shutdown,
-                    start: gate.clone(),
-                };
-                let concurrency = crate::concurrency::choose(concurrency, config_concurrency);
-                worker.run(concurrency, service).await;
-                stopped.cancel();
-                if let Some(starting) = starting {
-                    let _ = starting.await;
-                }
-                if let Some(ping) = ping {
-                    let _ = tokio::task::spawn_blocking(move || ping.join()).await;
-                }
-                gate.outcome()
+                    connection,
+                    concurrency,
+                    refresh_worker,
+                    service,
+                    start,
+                )
+                .await
             }
             Mode::TestInput(input) => {
-                let (config, service) = self.into_local(handler).await?;
-                crate::local::test_input::run(&config, input, service).await
+                start_locally(&config, on_start, start).await?;
+                crate::local::test_input::run(&config, input, stack.assemble()).await
             }
             Mode::ServeApi {
                 host,
                 port,
                 concurrency,
             } => {
-                let (config, service) = self.into_local(handler).await?;
-                crate::local::serve(&config, &host, port, concurrency, service).await
+                start_locally(&config, on_start, start).await?;
+                crate::local::serve(&config, &host, port, concurrency, stack.assemble()).await
             }
         }
     }
 
-    /// Runs the start hook and builds the local-mode stack: the same layers, with the result
-    /// kept for the caller instead of posted.
-    async fn into_local<H>(self, handler: H) -> Result<(Config, L::Service), Error>
-    where
-        H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
-        H::Future: Send + 'static,
-        L: Layer<JobService>,
-    {
-        let limit = Limit::starting_now(self.start.timeout.or(self.config.start_timeout));
-        let gate = Gate::new();
-        start_up(
-            self.on_start,
-            limit,
-            gate.clone(),
-            &self.config,
-            &CancellationToken::new(),
-        )
-        .await;
-        gate.outcome()?;
-        let local = LocalRespond::new(handler, self.config.reporter());
-        Ok((self.config, self.layer.layer(JobService::new(local))))
+    /// The runtime's settings apart from the stack that every mode runs jobs through.
+    pub(crate) fn split<S, T>(self, service: S) -> (Parts, Assembly<L, HandlerService<S, T>>) {
+        let reporter = Reporter::new(&self.config);
+        let parts = Parts {
+            concurrency: crate::concurrency::choose(self.concurrency, self.config.max_concurrency),
+            config: self.config,
+            on_start: self.on_start,
+            fitness_checks: self.fitness_checks,
+            refresh_worker: self.settings.refresh_worker,
+            start: self.start,
+        };
+        let assembly = Assembly {
+            layer: self.layer,
+            handler: HandlerService::new(service),
+            settings: self.settings,
+            reporter,
+        };
+        (parts, assembly)
     }
 }
 
-/// Runs the start hook under `limit` and opens the gate, or fails it and begins the shutdown.
-fn start_up(
-    hook: Option<Hook>,
-    limit: Limit,
-    gate: Gate,
-    config: &Config,
-    shutdown: &CancellationToken,
-) -> impl Future<Output = ()> + Send + 'static {
-    let (config, shutdown) = (config.clone(), shutdown.clone());
-    async move {
-        let outcome = match hook {
-            Some(hook) => crate::startup::run_hook(hook, &limit).await,
-            None => Ok(()),
-        };
-        match outcome {
-            Ok(()) => gate.open(),
-            Err(failure) => {
-                gate.fail(&failure, &config);
-                shutdown.cancel();
-            }
+/// What a [`Runtime`] holds besides its stack.
+pub(crate) struct Parts {
+    pub(crate) config: Config,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) on_start: Option<Hook>,
+    pub(crate) fitness_checks: Vec<(String, FitnessCheck)>,
+    /// Stop after the first job (the SDK's worker-level `refresh_worker`).
+    pub(crate) refresh_worker: bool,
+    pub(crate) start: StartSettings,
+}
+
+/// The stack, not yet built: the runtime layers over respond over the handler adapter. Built
+/// after the start hook, so that layers see a warmed-up worker.
+pub(crate) struct Assembly<L, H> {
+    layer: L,
+    handler: H,
+    settings: Settings,
+    reporter: Reporter,
+}
+
+impl<L, H> Assembly<L, H>
+where
+    L: Layer<JobService>,
+    H: Service<Invocation, Response = crate::service::handler::Handled, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    H::Future: Send + 'static,
+{
+    pub(crate) fn assemble(self) -> L::Service {
+        let respond = Respond::new(self.handler, self.settings, self.reporter);
+        self.layer.layer(JobService::new(respond))
+    }
+
+    /// The same stack, its jobs held at `gate` until start-up ends.
+    fn behind(self, gate: Gate) -> Assembly<L, Gated<H>> {
+        Assembly {
+            layer: self.layer,
+            handler: Gated::new(gate, self.handler),
+            settings: self.settings,
+            reporter: self.reporter,
         }
     }
+}
+
+/// Runs the start hook of a local mode (or the testing kit), under the start-up limit.
+pub(crate) async fn start_locally(
+    config: &Config,
+    hook: Option<Hook>,
+    start: StartSettings,
+) -> Result<(), Error> {
+    let limit = Limit::starting_now(start.timeout.or(config.start_timeout));
+    let gate = Gate::new();
+    crate::startup::run(hook, limit, gate.clone(), config, &CancellationToken::new()).await;
+    gate.outcome()
 }

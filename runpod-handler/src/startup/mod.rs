@@ -31,6 +31,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 
 /// The SDK's `prestart_claim_timeout`: how long the one take for a failure report may wait.
@@ -299,6 +300,30 @@ where
                 }
             }
         })
+    }
+}
+
+/// Runs the start hook under `limit` and opens the gate, or fails it and begins the shutdown.
+pub(crate) fn run(
+    hook: Option<Hook>,
+    limit: Limit,
+    gate: Gate,
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> impl Future<Output = ()> + Send + 'static {
+    let (config, shutdown) = (config.clone(), shutdown.clone());
+    async move {
+        let outcome = match hook {
+            Some(hook) => run_hook(hook, &limit).await,
+            None => Ok(()),
+        };
+        match outcome {
+            Ok(()) => gate.open(),
+            Err(failure) => {
+                gate.fail(&failure, &config);
+                shutdown.cancel();
+            }
+        }
     }
 }
 

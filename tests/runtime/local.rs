@@ -1,0 +1,372 @@
+//! Local modes: one job from `--test_input` or `test_input.json`, and the development API
+//! server (`--rp_serve_api`) driven over HTTP. No RunPod server is involved.
+#![allow(clippy::unwrap_used)]
+
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::time::Duration;
+use test_support::{Worker, as_echo, example};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// A fresh, empty directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("worker_local-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Runs the probe (`"echo"`: as the echo example) with `args` until it exits.
+async fn run_local(name: &str, args: &[&str], dir: Option<&std::path::Path>) -> (i32, Vec<String>) {
+    let env = if name == "echo" {
+        as_echo(&[])
+    } else {
+        Vec::new()
+    };
+    let mut worker = Worker::spawn(&example("protocol_probe"), args, &env, dir);
+    let code = worker.wait(LIMIT).await;
+    (code, worker.lines())
+}
+
+#[tokio::test]
+async fn test_input_flag_runs_one_job_and_prints_its_result() {
+    let (code, lines) = run_local(
+        "echo",
+        &["--test_input", r#"{"input": {"hello": "wörld"}}"#],
+        None,
+    )
+    .await;
+    assert_eq!(code, 0, "{lines:?}");
+    for expected in [
+        "INFO   | test_input set, using test_input as job input.",
+        "INFO   | local_test | Started.",
+        "INFO   | Job local_test completed successfully.",
+        r#"INFO   | Job result: {"output": {"hello": "wörld"}}"#,
+        "INFO   | Local testing complete, exiting.",
+    ] {
+        assert!(
+            lines.iter().any(|l| l == expected),
+            "missing {expected:?} in {lines:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn test_input_logs_each_progress_update_before_the_result() {
+    let job = r#"{"input": {"mode": "progress", "updates": [{"done": 1, "of": 2}, {"done": 2, "of": 2}], "value": {"primes": 25}}}"#;
+    let (code, lines) = run_local("protocol_probe", &["--test_input", job], None).await;
+    assert_eq!(code, 0, "{lines:?}");
+    let updates: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.split_once("Progress update: ").map(|(_, u)| u))
+        .collect();
+    assert_eq!(updates, [r#"{"done":1,"of":2}"#, r#"{"done":2,"of":2}"#]);
+    let last_update = lines.iter().rposition(|l| l.contains("Progress update: "));
+    let result = lines
+        .iter()
+        .position(|l| l == r#"INFO   | Job result: {"output": {"primes": 25}}"#);
+    assert!(result.is_some() && last_update < result, "{lines:#?}");
+}
+
+#[tokio::test]
+async fn test_input_failures_exit_one() {
+    let (code, lines) = run_local(
+        "protocol_probe",
+        &[
+            "--test_input",
+            r#"{"input": {"mode": "fail", "message": "bad"}}"#,
+        ],
+        None,
+    )
+    .await;
+    assert_eq!(code, 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ERROR  | Job local_test failed with error: ")),
+        "{lines:?}"
+    );
+
+    let (code, lines) = run_local("echo", &["--test_input", r#"{"id": "x"}"#], None).await;
+    assert_eq!(code, 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "ERROR  | Job has no input parameter. Unable to run."),
+        "{lines:?}"
+    );
+}
+
+#[tokio::test]
+async fn test_input_json_in_the_working_directory_is_used_and_streams_are_collected() {
+    let dir = scratch("file");
+    std::fs::write(
+        dir.join("test_input.json"),
+        r#"{"id": "from-file", "input": {"mode": "stream", "parts": ["a", {"b": 2}]}}"#,
+    )
+    .unwrap();
+    let (code, lines) = run_local("protocol_probe", &[], Some(&dir)).await;
+    assert_eq!(code, 0, "{lines:?}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "INFO   | Job from-file completed successfully."),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == r#"INFO   | Job result: {"output": ["a", {"b": 2}]}"#),
+        "{lines:?}"
+    );
+
+    let empty = scratch("missing");
+    let (code, lines) = run_local("echo", &[], Some(&empty)).await;
+    assert_eq!(code, 1);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "WARN   | test_input.json not found, exiting."),
+        "{lines:?}"
+    );
+}
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    worker: Worker,
+}
+
+impl Api {
+    async fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let port_arg = port.to_string();
+        let args = [
+            "--rp_serve_api",
+            "--rp_api_port",
+            &port_arg,
+            "--rp_api_host",
+            "127.0.0.1",
+            "--rp_api_concurrency",
+            "4",
+        ];
+        let worker = Worker::spawn(&example("protocol_probe"), &args, &[], None);
+        worker
+            .wait_for_line("Local API server listening", LIMIT)
+            .await;
+        Self {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            worker,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Option<&str>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        let response = request.send().await.unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.json().await.unwrap())
+    }
+
+    /// Polls `/status/{id}` until the job left the queue and finished.
+    async fn final_status(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let (_, status) = self.post(&format!("/status/{id}"), None).await;
+            if !matches!(status["status"].as_str(), Some("IN_QUEUE" | "IN_PROGRESS")) {
+                return status;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "job {id} never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn job_id(shape: &Value) -> String {
+    let id = shape["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("test-"), "{id}");
+    id
+}
+
+#[tokio::test]
+async fn local_api_serves_the_sdk_routes_and_shapes() {
+    let api = Api::start().await;
+
+    let (code, sync) = api
+        .post(
+            "/runsync",
+            Some(r#"{"input": {"value": {"a": 1}}, "id": "ignored"}"#),
+        )
+        .await;
+    assert_eq!(code, 200);
+    let id = job_id(&sync);
+    assert_eq!(
+        sync,
+        json!({"id": id, "status": "COMPLETED", "output": {"a": 1}})
+    );
+
+    let (_, failed) = api
+        .post(
+            "/runsync",
+            Some(r#"{"input": {"mode": "fail", "message": "nope"}}"#),
+        )
+        .await;
+    assert_eq!(failed["status"], "FAILED");
+    let payload: Value = serde_json::from_str(failed["error"].as_str().unwrap()).unwrap();
+    assert_eq!(payload["error_message"], "nope");
+
+    let (_, refreshed) = api
+        .post(
+            "/runsync",
+            Some(r#"{"input": {"mode": "refresh", "value": {"x": 1}}}"#),
+        )
+        .await;
+    assert_eq!(refreshed["output"], json!({"x": 1}));
+    assert!(refreshed.get("stopPod").is_none());
+
+    let (code, queued) = api
+        .post("/run", Some(r#"{"input": {"value": "later"}}"#))
+        .await;
+    assert_eq!(code, 200);
+    let id = job_id(&queued);
+    assert_eq!(queued, json!({"id": id, "status": "IN_PROGRESS"}));
+    assert_eq!(
+        api.final_status(&id).await,
+        json!({"id": id, "status": "COMPLETED", "output": "later"})
+    );
+    let (_, not_stream) = api.post(&format!("/stream/{id}"), None).await;
+    assert_eq!(
+        not_stream,
+        json!({"id": id, "status": "FAILED", "error": "Stream not supported, handler must be a generator."})
+    );
+
+    let (_, streaming) = api
+        .post(
+            "/run",
+            Some(r#"{"input": {"mode": "stream", "parts": ["p1", {"p": 2}]}}"#),
+        )
+        .await;
+    let id = job_id(&streaming);
+    api.final_status(&id).await;
+    let (_, stream) = api.post(&format!("/stream/{id}"), None).await;
+    assert_eq!(
+        stream,
+        json!({"id": id, "status": "COMPLETED", "stream": [{"output": "p1"}, {"output": {"p": 2}}]})
+    );
+
+    let (_, long) = api
+        .post("/run", Some(r#"{"input": {"mode": "sleep", "ms": 60000}}"#))
+        .await;
+    let id = job_id(&long);
+    let (_, health) = api.get("/health").await;
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["jobs"]["in_progress"], 1);
+    let (_, cancelled) = api.post(&format!("/cancel/{id}"), None).await;
+    assert_eq!(cancelled, json!({"id": id, "status": "CANCELLED"}));
+    assert_eq!(
+        api.final_status(&id).await,
+        json!({"id": id, "status": "CANCELLED"})
+    );
+
+    let (code, unknown) = api.post("/status/test-nope", None).await;
+    assert_eq!(
+        (code, unknown),
+        (
+            200,
+            json!({"id": "test-nope", "status": "FAILED", "error": "Job ID not found"})
+        )
+    );
+}
+
+#[tokio::test]
+async fn local_api_rejects_bad_requests_with_fastapi_shapes() {
+    let api = Api::start().await;
+    assert_eq!(
+        api.get("/nope").await,
+        (404, json!({"detail": "Not Found"}))
+    );
+    assert_eq!(
+        api.get("/runsync").await,
+        (405, json!({"detail": "Method Not Allowed"}))
+    );
+    assert_eq!(
+        api.post("/runsync", Some("{}")).await,
+        (
+            422,
+            json!({"detail": [{"type": "missing", "loc": ["body", "input"], "msg": "Field required", "input": {}}]})
+        )
+    );
+    assert_eq!(
+        api.post("/run", Some(r#"{"input": "just a string"}"#))
+            .await,
+        (
+            422,
+            json!({"detail": [{"type": "dict_type", "loc": ["body", "input"], "msg": "Input should be a valid dictionary", "input": "just a string"}]})
+        )
+    );
+    assert_eq!(
+        api.post("/runsync", Some("not json")).await,
+        (
+            422,
+            json!({"detail": [{"type": "json_invalid", "loc": ["body", 0], "msg": "JSON decode error", "input": {}, "ctx": {"error": "Expecting value"}}]})
+        )
+    );
+    // The worker keeps serving after bad requests.
+    let (_, ok) = api
+        .post("/runsync", Some(r#"{"input": {"value": 7}}"#))
+        .await;
+    assert_eq!(ok["output"], 7);
+}
+
+/// SIGTERM (what `docker stop` and RunPod send) stops the local API server like SIGINT: the
+/// request in flight finishes, its job sees the shutdown, and the process exits 0.
+#[tokio::test]
+async fn local_api_drains_and_exits_on_sigterm() {
+    let mut api = Api::start().await;
+    let request = api
+        .http
+        .post(format!("{}/runsync", api.base))
+        .json(&json!({"input": {"mode": "sleep", "ms": 3000}}))
+        .send();
+    let answer = tokio::spawn(request);
+    api.worker.wait_for_line("Started.", LIMIT).await;
+    api.worker.signal("TERM");
+    let answer: Value = answer.await.unwrap().unwrap().json().await.unwrap();
+    assert_eq!(
+        answer["output"],
+        json!({"slept_ms": 3000, "shutting_down": true}),
+        "{answer}"
+    );
+    assert_eq!(api.worker.wait(LIMIT).await, 0);
+    assert!(
+        api.worker
+            .lines()
+            .iter()
+            .any(|l| l.contains("Shutting down the local API server.")),
+        "{:?}",
+        api.worker.lines()
+    );
+}
