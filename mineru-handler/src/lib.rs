@@ -5,6 +5,7 @@
 //! supervised `mineru-api` child process, and [`package`] turns the engine's output into the
 //! job result ([`response`] for failures). [`config`] reads the environment once at boot.
 
+pub mod bounds;
 pub mod config;
 pub mod engine;
 pub mod fetch;
