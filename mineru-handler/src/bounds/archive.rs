@@ -6,10 +6,12 @@
 //!   members, each member's and the total unpacked size, and the compression ratio of large
 //!   members;
 //! * **markup bombs**: a document of modest size whose XML holds hundreds of thousands of tiny
-//!   paragraphs, rows or slides. MinerU 4.0.12's office parsers take time that grows with the
-//!   markup (measured: README, "Bounds"), so the unpacked size of all markup members together
-//!   is bounded too. A 50 KB DOCX with 16 MiB of empty paragraphs kept a worker busy for more
-//!   than 14 minutes; its markup is refused here at once.
+//!   paragraphs, rows or cells. MinerU 4.0.12's office parsers take time that grows with the
+//!   number of elements, not with bytes (measured on this project's 2-core CI machine: about
+//!   120 s per MB of one-word paragraphs, 10 s per MB of 60-word paragraphs; README, "Bounds").
+//!   A 50 KB DOCX with 16 MiB of empty paragraphs kept a worker busy for more than 14 minutes.
+//!   So the markup members' elements are counted (start tags, streamed; the declared markup
+//!   size bounds that work) and bounded.
 //!
 //! The member count is read from the end-of-central-directory record before any per-member
 //! work, so a directory of millions of entries costs one small read.
@@ -31,6 +33,8 @@ pub struct ArchiveStats {
     pub markup_members: u64,
     /// Their unpacked size together.
     pub markup_bytes: u64,
+    /// Elements (start tags) in them.
+    pub markup_elements: u64,
 }
 
 /// Member name endings counted as markup: OOXML and ODF parts, EPUB chapters and packaging.
@@ -83,6 +87,7 @@ pub fn check(path: &Path, limits: &Limits) -> Result<Option<ArchiveStats>, Bound
         unpacked_bytes: 0,
         markup_members: 0,
         markup_bytes: 0,
+        markup_elements: 0,
     };
     for index in 0..archive.len() {
         let member = archive.by_index_raw(index).map_err(|e| unreadable(&e))?;
@@ -125,7 +130,45 @@ pub fn check(path: &Path, limits: &Limits) -> Result<Option<ArchiveStats>, Bound
             max: limits.max_markup_bytes,
         });
     }
+    // Inflating is bounded: Python's `zipfile` (and the `zip` crate) stop at the declared size,
+    // and the declared sizes of all markup together passed the bound above.
+    for index in 0..archive.len() {
+        let member = archive.by_index(index).map_err(|e| unreadable(&e))?;
+        if is_markup(member.name()) {
+            let declared = member.size();
+            stats.markup_elements +=
+                count_elements(member.take(declared)).map_err(|e| unreadable(&e))?;
+        }
+    }
+    if stats.markup_elements > limits.max_markup_elements {
+        return Err(BoundsError::TooManyElements {
+            elements: stats.markup_elements,
+            members: stats.markup_members,
+            max: limits.max_markup_elements,
+        });
+    }
     Ok(Some(stats))
+}
+
+/// Start tags (`<name`), not end tags, declarations or processing instructions.
+fn count_elements(mut reader: impl Read) -> io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut count = 0;
+    let mut after_lt = false;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => return Ok(count),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        for &b in &buf[..n] {
+            if after_lt && (b.is_ascii_alphabetic() || b == b'_' || b == b':') {
+                count += 1;
+            }
+            after_lt = b == b'<';
+        }
+    }
 }
 
 fn is_markup(name: &str) -> bool {
@@ -196,7 +239,7 @@ mod tests {
         file
     }
 
-    /// Markup that compresses about as badly as real prose: no long repeats.
+    /// Text that compresses about as badly as real prose: no long repeats, no markup.
     fn prose(bytes: usize) -> Vec<u8> {
         let mut state = 0x2545_f491_u32;
         (0..bytes)
@@ -204,16 +247,33 @@ mod tests {
                 state ^= state << 13;
                 state ^= state >> 17;
                 state ^= state << 5;
-                b"abcdefghijklmnopqrstuvwxyz <>/"[(state % 30) as usize]
+                b"abcdefghijklmnopqrstuvwxyz    "[(state % 30) as usize]
             })
             .collect()
     }
 
+    /// `count` Word paragraphs (three elements each) of `chars` characters of prose.
+    fn paragraphs(count: usize, chars: usize) -> Vec<u8> {
+        let text = prose(count * chars);
+        let mut out = Vec::new();
+        for chunk in text.chunks(chars) {
+            out.extend_from_slice(b"<w:p><w:r><w:t>");
+            out.extend_from_slice(chunk);
+            out.extend_from_slice(b"</w:t></w:r></w:p>");
+        }
+        out
+    }
+
     #[test]
     fn a_real_sized_document_passes_with_its_numbers() {
+        let document = paragraphs(4_000, 500);
+        let document_len = document.len() as u64;
         let zip = write_zip(&[
-            ("[Content_Types].xml", prose(1_000)),
-            ("word/document.xml", prose(2 * MIB as usize)),
+            (
+                "[Content_Types].xml",
+                b"<?xml version=\"1.0\"?><Types/>".to_vec(),
+            ),
+            ("word/document.xml", document),
             ("word/media/image1.png", prose(300_000)),
         ]);
         let stats = check(zip.path(), &Limits::default()).unwrap().unwrap();
@@ -221,15 +281,16 @@ mod tests {
             stats,
             ArchiveStats {
                 members: 3,
-                unpacked_bytes: 2 * MIB + 301_000,
+                unpacked_bytes: 29 + document_len + 300_000,
                 markup_members: 2,
-                markup_bytes: 2 * MIB + 1_000,
+                markup_bytes: 29 + document_len,
+                markup_elements: 1 + 12_000,
             }
         );
     }
 
     #[test]
-    fn a_paragraph_bomb_is_refused_by_its_ratio_and_its_markup() {
+    fn a_paragraph_bomb_is_refused_by_its_ratio_or_its_elements() {
         let body = b"<w:p><w:r><w:t>x</w:t></w:r></w:p>".repeat(500_000);
         let zip = write_zip(&[("word/document.xml", body.clone())]);
         let err = check(zip.path(), &Limits::default()).unwrap_err();
@@ -247,19 +308,34 @@ mod tests {
                 17_000_000 / compressed
             )
         );
-        // Prose-like markup evades the ratio; the markup bound still applies.
+        // Short paragraphs of varied text evade the ratio; the element bound still applies.
         let zip = write_zip(&[
-            ("word/document.xml", prose(6 * MIB as usize)),
-            ("word/footnotes.xml", prose(3 * MIB as usize)),
+            ("word/document.xml", paragraphs(50_000, 12)),
+            ("word/footnotes.xml", paragraphs(20_000, 12)),
         ]);
+        let err = check(zip.path(), &Limits::default()).unwrap_err();
         assert_eq!(
-            check(zip.path(), &Limits::default()).unwrap_err(),
+            err.to_string(),
+            "the document's markup holds 210000 XML/HTML elements in 2 parts; at most 200000 are allowed (MINERU_MAX_MARKUP_ELEMENTS), because parsing time grows with them"
+        );
+        let limits = Limits {
+            max_markup_bytes: MIB,
+            ..Limits::default()
+        };
+        assert_eq!(
+            check(zip.path(), &limits).unwrap_err(),
             BoundsError::MarkupTooLarge {
                 members: 2,
-                bytes: 9 * MIB,
-                max: 8 * MIB
+                bytes: 70_000 * 45,
+                max: MIB
             }
         );
+    }
+
+    #[test]
+    fn elements_are_start_tags_only() {
+        let xml = b"<?xml version=\"1.0\"?><!-- c --><a><b/><_c x='<'/></a>< d>";
+        assert_eq!(count_elements(&xml[..]).unwrap(), 3);
     }
 
     #[test]

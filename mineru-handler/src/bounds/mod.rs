@@ -34,8 +34,11 @@ pub struct Limits {
     /// [`RATIO_GRACE_BYTES`].
     pub max_archive_ratio: u64,
     /// `MINERU_MAX_MARKUP_MB`: the unpacked size of all markup members (`.xml`, `.xhtml`, ...)
-    /// together, which is what the engine's time grows with (see [`archive`]).
+    /// together; it bounds the cost of counting their elements.
     pub max_markup_bytes: u64,
+    /// `MINERU_MAX_MARKUP_ELEMENTS`: XML/HTML elements in all markup members together, which
+    /// is what the engine's time grows with (see [`archive`]).
+    pub max_markup_elements: u64,
     /// `MINERU_MAX_PDF_PAGES`: pages a PDF parse may cover.
     pub max_pdf_pages: u64,
 }
@@ -53,7 +56,8 @@ impl Default for Limits {
             max_archive_total_bytes: 1024 * MIB,
             // Apache POI's long-standing default (ZipSecureFile.setMinInflateRatio(0.01)).
             max_archive_ratio: 100,
-            max_markup_bytes: 8 * MIB,
+            max_markup_bytes: 32 * MIB,
+            max_markup_elements: 200_000,
             // The per-file page limit MinerU's own API reports (`UsageLimits.max_pages_per_file`).
             max_pdf_pages: 1000,
         }
@@ -111,6 +115,11 @@ impl Limits {
             )?,
             max_archive_ratio: read("MINERU_MAX_ARCHIVE_RATIO", defaults.max_archive_ratio, 1)?,
             max_markup_bytes: read("MINERU_MAX_MARKUP_MB", defaults.max_markup_bytes, MIB)?,
+            max_markup_elements: read(
+                "MINERU_MAX_MARKUP_ELEMENTS",
+                defaults.max_markup_elements,
+                1,
+            )?,
             max_pdf_pages: read("MINERU_MAX_PDF_PAGES", defaults.max_pdf_pages, 1)?,
         })
     }
@@ -184,6 +193,18 @@ pub enum BoundsError {
         /// The bound in bytes.
         max: u64,
     },
+    /// The markup members together hold more elements than `MINERU_MAX_MARKUP_ELEMENTS`.
+    #[error(
+        "the document's markup holds {elements} XML/HTML elements in {members} parts; at most {max} are allowed (MINERU_MAX_MARKUP_ELEMENTS), because parsing time grows with them"
+    )]
+    TooManyElements {
+        /// Elements (start tags) counted in all markup members.
+        elements: u64,
+        /// Markup members.
+        members: u64,
+        /// The bound.
+        max: u64,
+    },
     /// The central directory cannot be read.
     #[error("the document looks like a ZIP archive but its central directory cannot be read: {0}")]
     Unreadable(String),
@@ -226,6 +247,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!(limits.max_markup_bytes, 2 * MIB);
+        assert_eq!(limits.max_markup_elements, 200_000);
         assert_eq!(limits.max_archive_members, 10_000);
         for bad in ["0", "-1", "10MB", "1.5"] {
             let err = Limits::from_lookup(|name| {
