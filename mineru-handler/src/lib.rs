@@ -15,6 +15,8 @@ pub mod input;
 mod job_log;
 pub mod metrics;
 pub mod package;
+pub mod page_span;
+pub mod polyglot;
 pub mod probe;
 pub mod recycle;
 pub mod redact;
