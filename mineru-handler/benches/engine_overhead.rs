@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime};
 use mineru_handler::engine::{
     Engine, EngineConfig, OcrMode, PageSelection, ParseRequest, Tier, WarmupOutcome,
 };
-use mineru_handler::package::{self, ArchiveFormat, PackageRequest, Transport};
+use mineru_handler::package::{self, ArchiveFormat, PackageRequest, Payload};
 use tokio_util::sync::CancellationToken;
 
 fn main() {
@@ -91,7 +91,7 @@ async fn bench() {
                 result_zip: &output.result_zip,
                 work_dir: output.dir(),
                 basename: "input",
-                transport: Transport::TarballB64(ArchiveFormat::TarGz),
+                payload: Payload::TarballB64(ArchiveFormat::TarGz),
                 mtime: SystemTime::now(),
                 max_response_bytes: package::DEFAULT_MAX_RESPONSE_BYTES,
             })

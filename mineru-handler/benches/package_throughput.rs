@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Instant, SystemTime};
 
-use mineru_handler::package::{ArchiveFormat, Format, PackageRequest, Transport, package};
+use mineru_handler::package::{ArchiveFormat, Format, PackageRequest, Payload, package};
 
 const IMAGE_BYTES: usize = 256 * 1024;
 
@@ -52,11 +52,11 @@ impl Case {
         Case::ALL.into_iter().find(|c| c.arg() == arg).unwrap()
     }
 
-    fn transport(self) -> Transport {
+    fn payload(self) -> Payload {
         match self {
-            Case::TarGz => Transport::TarballB64(ArchiveFormat::TarGz),
-            Case::Zip => Transport::TarballB64(ArchiveFormat::Zip),
-            Case::Inline => Transport::Inline(Format::ALL.to_vec()),
+            Case::TarGz => Payload::TarballB64(ArchiveFormat::TarGz),
+            Case::Zip => Payload::TarballB64(ArchiveFormat::Zip),
+            Case::Inline => Payload::Inline(Format::ALL.to_vec()),
         }
     }
 }
@@ -157,7 +157,7 @@ fn child(case: Case, zip: &Path, work_dir: &Path) {
         result_zip: zip,
         work_dir,
         basename: "report",
-        transport: case.transport(),
+        payload: case.payload(),
         mtime: SystemTime::now(),
         // The response cap is what production enforces; this measures the packaging itself.
         max_response_bytes: u64::MAX,

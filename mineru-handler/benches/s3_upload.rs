@@ -1,5 +1,5 @@
 //! S3 upload throughput and the worker's peak memory while uploading a ~100 MB archive to a
-//! local moto server (tests/common/moto.rs), in 16 MiB multipart parts.
+//! local moto server (tests/handler/common/moto.rs), in 16 MiB multipart parts.
 //!
 //! `cargo bench -p mineru-handler --bench s3_upload` runs it; without `--bench` (as
 //! `cargo test --all-targets` runs benches) it does nothing. Peak memory is the process's
@@ -7,7 +7,7 @@
 //! upload alone, not writing the test file.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "../tests/common/moto.rs"]
+#[path = "../tests/handler/common/moto.rs"]
 mod moto;
 
 use std::io::Write as _;

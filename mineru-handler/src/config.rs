@@ -1,11 +1,11 @@
-//! The worker's configuration, read once at boot from the environment (job contract §15):
+//! The worker's configuration, read once at boot from the environment (docs/job-contract.md §15):
 //! the engine's and the fetcher's settings plus the service's own.
 
 use crate::engine::{self, EngineConfig};
 use crate::fetch::FetchConfig;
 use crate::input::S3Readiness;
 use crate::package::DEFAULT_MAX_RESPONSE_BYTES;
-use crate::response::Secrets;
+use crate::redact::Secrets;
 use crate::s3::{self, S3Config};
 
 /// Everything the worker reads from the environment.
@@ -32,7 +32,7 @@ pub struct WorkerConfig {
     pub service: ServiceConfig,
 }
 
-/// The job service's settings (job contract §5, §12, §13, §15).
+/// The job service's settings (docs/job-contract.md §5, §12, §13, §15).
 #[derive(Debug, Clone)]
 pub struct ServiceConfig {
     /// `MINERU_MAX_RESPONSE_BYTES` (19,000,000).
@@ -51,7 +51,7 @@ pub struct ServiceConfig {
     /// The `s3` transport's bucket; `None` when a required `BUCKET_*` variable is missing.
     pub bucket: Option<S3Config>,
     /// `MINERU_OVERSIZE_FALLBACK=s3`: a result over `max_response_bytes` is uploaded to the
-    /// bucket instead of failing (job contract §12); only with a bucket configured.
+    /// bucket instead of failing (docs/job-contract.md §12); only with a bucket configured.
     pub oversize_fallback_s3: bool,
     /// Secret values scrubbed from every error text.
     pub secrets: Secrets,
@@ -59,10 +59,10 @@ pub struct ServiceConfig {
 
 /// A configuration variable the worker cannot use.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
+pub enum WorkerConfigError {
     /// An engine variable.
     #[error(transparent)]
-    Engine(#[from] engine::ConfigError),
+    Engine(#[from] engine::EngineConfigError),
     /// A `BUCKET_*` variable.
     #[error(transparent)]
     S3(#[from] s3::S3ConfigError),
@@ -73,7 +73,7 @@ pub enum ConfigError {
 
 impl WorkerConfig {
     /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, WorkerConfigError> {
         let mut service = ServiceConfig::from_lookup(|name| std::env::var(name).ok())?;
         // Every secret of the environment, including the `OTEL_*HEADERS` values.
         service.secrets = Secrets::from_env();
@@ -86,7 +86,7 @@ impl WorkerConfig {
 
     /// Reads the configuration through `lookup` (tests; production uses
     /// [`WorkerConfig::from_env`]).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerConfigError> {
         Ok(WorkerConfig {
             engine: EngineConfig::from_lookup(&lookup)?,
             fetch: FetchConfig::from_lookup(&lookup),
@@ -96,13 +96,13 @@ impl WorkerConfig {
 }
 
 impl ServiceConfig {
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerConfigError> {
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        // Negative or unparseable counts mean "off" (§13, §15).
+        // Negative or unparseable counts mean "off" (docs/job-contract.md §13, §15).
         let count = |name: &str| {
             get(name).map_or(0, |v| {
                 v.parse::<i64>()
@@ -121,7 +121,7 @@ impl ServiceConfig {
         let oversize_fallback_s3 = match get("MINERU_OVERSIZE_FALLBACK") {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("s3") => true,
-            Some(other) => return Err(ConfigError::OversizeFallback(other)),
+            Some(other) => return Err(WorkerConfigError::OversizeFallback(other)),
         };
         let secrets = Secrets::from_vars(
             s3::REQUIRED_VARS

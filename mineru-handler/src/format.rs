@@ -1,10 +1,10 @@
-//! Identifying the fetched document from its leading bytes (job contract §7), and the file
+//! Identifying the fetched document from its leading bytes (docs/job-contract.md §7), and the file
 //! extension the engine needs: MinerU 4.x decides how to parse a file by its name's extension.
 //!
 //! # Extension over the contract: text formats (MinerU 4.x only)
 //!
-//! Contract §7 rejects every text format. The worker's issue requires HTML to parse, so under
-//! the 4.x adapter three text formats are recognised, with rules strict enough that an error
+//! docs/job-contract.md §7 rejects every text format. The worker's issue requires HTML to parse, so
+//! under the 4.x adapter three text formats are recognised, with rules strict enough that an error
 //! page or a mis-encoded upload still fails with the contract's `unknown` message:
 //!
 //! * **HTML**: after an optional UTF-8 byte-order mark and ASCII whitespace, the document

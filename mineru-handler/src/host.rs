@@ -1,10 +1,10 @@
-//! What the worker reports about its machine in every `debug` block (job contract §9.5): the
-//! GPU's static properties and the MinerU model directory, both read once at boot.
+//! What the worker reports about its machine in every `debug` block (docs/job-contract.md §9.5):
+//! the GPU's static properties and the MinerU model directory, both read once at boot.
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use crate::package::GpuInfo;
+use crate::response::GpuInfo;
 
 /// The host facts, computed once per process.
 #[derive(Debug, Clone, Default)]

@@ -1,11 +1,11 @@
-//! The per-job log lines operators alert on (telemetry specification §7.5). Their messages and
+//! The per-job log lines operators alert on (docs/telemetry.md §7.5). Their messages and
 //! field names are a contract, so they are written here, in one place, and nowhere else.
 //!
 //! About four lines per successful job: RunPod throttles chatty workers.
 
 use crate::engine::{OcrMode, Tier};
 use crate::input::ParseRequest;
-use crate::package::{GpuInfo, PhaseTimings};
+use crate::response::{GpuInfo, PhaseTimings};
 
 /// `starting job`: the validated request and the GPU it runs on; `tier` and OCR mode only on
 /// MinerU 4 (`None` on 3.x, which has neither).
@@ -58,8 +58,8 @@ pub(crate) fn failed(error_type: &str, error_message: &str, phase_ms: &PhaseTimi
     );
 }
 
-/// `sigterm received mid-job; continuing to drain`, at a phase boundary: an accepted job is
-/// never aborted (job contract §13), and the line tells the operator why the worker lingers.
+/// `sigterm received mid-job; continuing to drain`, at a phase boundary: an accepted job is never
+/// aborted (docs/job-contract.md §13), and the line tells the operator why the worker lingers.
 pub(crate) fn sigterm_mid_job(next_phase: &str) {
     tracing::warn!(
         phase = next_phase,

@@ -1,9 +1,11 @@
 //! A RunPod serverless worker that parses documents with MinerU.
 //!
 //! [`service::MineruService`] is the job handler: [`input`] validates the job, [`fetch`] brings
-//! the input document to a local file, [`format`](mod@format) identifies it, [`engine`] parses it with a
-//! supervised `mineru-api` child process, and [`package`] turns the engine's output into the
-//! job result ([`response`] for failures). [`config`] reads the environment once at boot.
+//! the input document to a local file, [`format`](mod@format) identifies it, [`engine`] parses
+//! it with a supervised `mineru-api` child process, [`package`] turns the engine's output into
+//! the job result (or [`s3`] uploads it), and [`response`] holds the response shapes. [`config`]
+//! reads the environment once at boot. [`python`], [`url_shape`] and [`redact`] are leaves the
+//! others share: Python-compatible texts, the URL shape rules, and keeping secrets out of text.
 
 pub mod bounds;
 pub mod config;
@@ -18,8 +20,10 @@ pub mod package;
 pub mod page_span;
 pub mod polyglot;
 pub mod probe;
+pub mod python;
 pub mod recycle;
 pub mod redact;
 pub mod response;
 pub mod s3;
 pub mod service;
+pub mod url_shape;

@@ -60,7 +60,7 @@ async fn serve(telemetry: &Telemetry) -> Result<(), String> {
 }
 
 /// Logs and counts the platform's stop signal; the runtime itself stops taking jobs and lets
-/// the running ones finish (an accepted job is never aborted: job contract §13).
+/// the running ones finish (an accepted job is never aborted: docs/job-contract.md §13).
 fn watch_sigterm(metrics: MineruMetrics) {
     let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
     else {

@@ -1,4 +1,4 @@
-//! The `mineru.*` metrics (telemetry specification §6.3), built once at boot from the
+//! The `mineru.*` metrics (docs/telemetry.md §6.3), built once at boot from the
 //! telemetry's meter. With export off the meter is a no-op and so is every call here.
 //!
 //! Label values are always from a bounded set: enum spellings, error type names and the
@@ -15,7 +15,7 @@ use crate::recycle::{Recycler, RefreshReason};
 
 /// Where a job was when it failed (the `phase` label of `mineru.errors.total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
+pub enum JobPhase {
     /// The probe gate and input validation.
     Validate,
     /// Fetching the input document.
@@ -28,15 +28,15 @@ pub enum Phase {
     Handler,
 }
 
-impl Phase {
+impl JobPhase {
     /// The label value.
     pub fn as_str(self) -> &'static str {
         match self {
-            Phase::Validate => "validate",
-            Phase::FetchInput => "fetch_input",
-            Phase::Parse => "parse",
-            Phase::Package => "package",
-            Phase::Handler => "handler",
+            JobPhase::Validate => "validate",
+            JobPhase::FetchInput => "fetch_input",
+            JobPhase::Parse => "parse",
+            JobPhase::Package => "package",
+            JobPhase::Handler => "handler",
         }
     }
 }
@@ -54,7 +54,7 @@ pub struct JobSuccess<'a> {
     pub elapsed: Duration,
     /// The transport's name.
     pub transport: &'static str,
-    /// The payload bytes the caller receives (specification §6.3, egress size).
+    /// The payload bytes the caller receives (docs/telemetry.md §6.3, egress size).
     pub bytes_out: u64,
     /// What packaging dropped.
     pub degraded: &'a Degraded,
@@ -66,7 +66,7 @@ pub struct JobFailed {
     /// The error type name of the job's `error` field.
     pub error_type: &'static str,
     /// Where it failed.
-    pub phase: Phase,
+    pub phase: JobPhase,
     /// The backend, once the input was validated.
     pub backend: Option<&'static str>,
     /// The input format, once detected.
@@ -105,7 +105,8 @@ pub struct MineruMetrics {
 }
 
 impl MineruMetrics {
-    /// Creates the instruments on `meter` (the telemetry's [`runpod_otel_layer::Telemetry::meter`]).
+    /// Creates the instruments on `meter` (the telemetry's
+    /// [`runpod_otel_layer::Telemetry::meter`]).
     pub fn new(meter: &Meter) -> Self {
         let counter = |name: &'static str, unit: &'static str, description: &'static str| {
             meter
@@ -253,7 +254,7 @@ impl MineruMetrics {
     }
 
     /// After each completed phase (`FetchInput`, `Parse`, `Package`).
-    pub fn phase_done(&self, phase: Phase, elapsed: Duration) {
+    pub fn phase_done(&self, phase: JobPhase, elapsed: Duration) {
         self.phase_duration.record(
             elapsed.as_secs_f64(),
             &[KeyValue::new("phase", phase.as_str())],

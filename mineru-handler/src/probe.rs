@@ -1,5 +1,5 @@
-//! The probe (job contract §5): a diagnostic answer about the worker's environment and models,
-//! given without parsing anything. Every listing is bounded and every truncation reported.
+//! The probe (docs/job-contract.md §5): a diagnostic answer about the worker's environment and
+//! models, given without parsing anything. Every listing is bounded and every truncation reported.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

@@ -1,4 +1,4 @@
-//! Worker recycling (job contract §13): the process's success counters, the
+//! Worker recycling (docs/job-contract.md §13): the process's success counters, the
 //! `REFRESH_WORKER_AFTER_JOBS` / `REFRESH_WORKER_AFTER_PAGES` thresholds, and the reasons a
 //! result asks RunPod to replace the worker.
 

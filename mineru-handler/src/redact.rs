@@ -1,7 +1,9 @@
-//! Removing secrets from URLs before they reach an error message, a log line or a result.
+//! Removing secrets from text before it reaches an error message, a log line, a span or a
+//! result: URLs reduced to `scheme://host/path`, and the worker's known secret values
+//! ([`Secrets`]) replaced, by [`compact`].
 //!
 //! Presigned URLs carry their signature in the query string, and any URL may carry
-//! `user:password@`; neither may leave the worker (job contract §14, §17 fix 3).
+//! `user:password@`; neither may leave the worker (docs/job-contract.md §14, §17 fix 3).
 
 use url::Url;
 
@@ -62,7 +64,7 @@ pub fn redact_url_text(raw: &str) -> String {
 const TEXT_PATH_LIMIT: usize = 60;
 
 /// Reduce every URL-shaped token in free text to `scheme://host[:port]/path`, the path cut to
-/// 60 characters (job contract §14 step 2). Used for error text and anything logged.
+/// 60 characters (docs/job-contract.md §14 step 2). Used for error text and anything logged.
 ///
 /// A token is a scheme (a letter, then letters, digits, `+`, `.`, `-`) not preceded by a scheme
 /// character, `://`, then everything up to whitespace, a quote or `<>`; trailing `.,;:!?)]}`
@@ -129,6 +131,94 @@ fn shorten_path(redacted: &str) -> String {
     }
 }
 
+/// Known secret values, replaced by `[REDACTED]` wherever text leaves the worker. Read once at
+/// start-up.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Secrets(Vec<String>);
+
+impl Secrets {
+    /// Read the secret values from the process environment.
+    pub fn from_env() -> Secrets {
+        Secrets::from_vars(std::env::vars())
+    }
+
+    /// Pick the secret values out of `(name, value)` pairs: `BUCKET_SECRET_ACCESS_KEY`,
+    /// `BUCKET_ACCESS_KEY_ID`, `HF_TOKEN`, `RUNPOD_AI_API_KEY`, and `OTEL_*HEADERS` (the whole
+    /// value and each header's value).
+    ///
+    /// ```
+    /// use mineru_handler::redact::{compact, Secrets};
+    /// let secrets = Secrets::from_vars([
+    ///     ("HF_TOKEN".to_owned(), "hf_abc123".to_owned()),
+    ///     ("OTEL_EXPORTER_OTLP_HEADERS".to_owned(), "authorization=Bearer s3cr3t".to_owned()),
+    ///     ("HOME".to_owned(), "/root".to_owned()),
+    /// ]);
+    /// assert_eq!(
+    ///     compact("token hf_abc123 and Bearer s3cr3t in /root", 100, &secrets),
+    ///     "token [REDACTED] and [REDACTED] in /root"
+    /// );
+    /// ```
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Secrets {
+        let mut values = Vec::new();
+        for (name, value) in vars {
+            let value = value.trim().to_owned();
+            if value.is_empty() {
+                continue;
+            }
+            if name.starts_with("OTEL_") && name.ends_with("HEADERS") {
+                for header in value.split(',') {
+                    if let Some((_, v)) = header.split_once('=') {
+                        values.push(v.trim().to_owned());
+                    }
+                }
+                values.push(value);
+            } else if matches!(
+                name.as_str(),
+                "BUCKET_SECRET_ACCESS_KEY"
+                    | "BUCKET_ACCESS_KEY_ID"
+                    | "HF_TOKEN"
+                    | "RUNPOD_AI_API_KEY"
+            ) {
+                values.push(value);
+            }
+        }
+        values.retain(|v| !v.is_empty());
+        // Longest first, so a value containing another is replaced whole.
+        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+        values.dedup();
+        Secrets(values)
+    }
+}
+
+/// Compact text for the response, logs and spans (docs/job-contract.md §14): URL tokens reduced,
+/// secret values replaced, then cut to `limit` characters with a note of how much was cut.
+///
+/// ```
+/// use mineru_handler::redact::{compact, Secrets};
+/// let long = format!("fetch of https://h.example/a.pdf?sig=SECRET failed: {}", "x".repeat(50));
+/// let out = compact(&long, 60, &Secrets::default());
+/// assert!(out.starts_with("fetch of https://h.example/a.pdf failed: "));
+/// assert!(out.ends_with("... (42 more characters)"));
+/// ```
+pub fn compact(text: &str, limit: usize, secrets: &Secrets) -> String {
+    let original_len = text.chars().count();
+    let window = limit.saturating_mul(4);
+    let scanned: String = text.chars().take(window).collect();
+    let mut result = redact_urls_in_text(&scanned);
+    for secret in &secrets.0 {
+        result = result.replace(secret.as_str(), "[REDACTED]");
+    }
+    if original_len > window || result.chars().count() > limit {
+        let kept: String = result.chars().take(limit).collect();
+        format!(
+            "{kept}... ({} more characters)",
+            original_len.saturating_sub(limit)
+        )
+    } else {
+        result
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +250,23 @@ mod tests {
         assert_eq!(redact_urls_in_text("no urls :// here"), "no urls :// here");
         assert_eq!(redact_urls_in_text("9http://h/x?y"), "9http://h/x");
         assert!(!redact_urls_in_text("u='http://h/p?token=SECRET'").contains("SECRET"));
+    }
+
+    #[test]
+    fn compaction_cuts_long_text_and_counts_the_rest() {
+        let none = Secrets::default();
+        assert_eq!(compact("short", 10, &none), "short");
+        assert_eq!(
+            compact(&"a".repeat(15), 10, &none),
+            format!("{}... (5 more characters)", "a".repeat(10))
+        );
+        // Only the first 4 × limit characters are scanned: a URL beyond stays out entirely.
+        let text = format!("{} https://h/x?sig=SECRET", "b".repeat(40));
+        let out = compact(&text, 10, &none);
+        assert!(!out.contains("SECRET"));
+        assert!(out.ends_with(&format!(
+            "... ({} more characters)",
+            text.chars().count() - 10
+        )));
     }
 }

@@ -1,104 +1,184 @@
-//! The failure response every job error becomes (job contract §9.4), and the compaction and
-//! secret scrubbing applied to its text (§14).
+//! The response shapes (docs/job-contract.md §9): the success response and its one results
+//! entry, the failure response every job error becomes (docs/job-contract.md §9.4), and the
+//! `debug` block both carry (docs/job-contract.md §9.5). Keys serialise in the contract's order.
 
 use std::time::Duration;
 
 use serde::Serialize;
+use serde::ser::{SerializeMap, Serializer};
+use serde_json::{Map, Value};
 
-use crate::package::DebugInfo;
-use crate::redact::redact_urls_in_text;
+use crate::engine::{OcrMode, Tier};
+use crate::package::{Degraded, json_len};
+use crate::redact::{Secrets, compact};
 
-/// Most characters of `error` (§14).
+/// Most characters of `error` (docs/job-contract.md §14).
 pub const ERROR_LIMIT: usize = 2_000;
-/// Most characters of `traceback` (§14).
+/// Most characters of `traceback` (docs/job-contract.md §14).
 pub const TRACEBACK_LIMIT: usize = 4_000;
 
-/// Known secret values, replaced by `[REDACTED]` wherever text leaves the worker. Read once at
-/// start-up.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Secrets(Vec<String>);
+/// The success response (docs/job-contract.md §9.1), keys in order.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuccessResponse {
+    /// Always `true`.
+    pub ok: bool,
+    /// Seconds since handler entry, 2 decimals.
+    pub elapsed_seconds: f64,
+    /// The engine's MinerU version.
+    pub mineru_version: String,
+    /// The one results entry.
+    pub results: [ResultEntry; 1],
+    /// Diagnostics.
+    pub debug: DebugInfo,
+    /// Present (and `true`) only when the worker must be recycled.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_worker: bool,
+}
 
-impl Secrets {
-    /// Read the secret values from the process environment.
-    pub fn from_env() -> Secrets {
-        Secrets::from_vars(std::env::vars())
-    }
+/// The one entry of `results` (docs/job-contract.md §9.2): `basename`, `source`, `pages_requested`,
+/// the transport's keys, then `degraded` when something was dropped.
+#[derive(Clone, Debug)]
+pub struct ResultEntry {
+    /// The validated basename.
+    pub basename: String,
+    /// `b64`, `url:<redacted url>` or `volume:<path as sent>`.
+    pub source: String,
+    /// `end_page − start_page + 1`, or `-1` when open-ended.
+    pub pages_requested: i64,
+    /// The transport's keys, in order.
+    pub fields: Map<String, Value>,
+    /// Dropped artefacts.
+    pub degraded: Degraded,
+}
 
-    /// Pick the secret values out of `(name, value)` pairs: `BUCKET_SECRET_ACCESS_KEY`,
-    /// `BUCKET_ACCESS_KEY_ID`, `HF_TOKEN`, `RUNPOD_AI_API_KEY`, and `OTEL_*HEADERS` (the whole
-    /// value and each header's value).
-    ///
-    /// ```
-    /// use mineru_handler::response::{compact, Secrets};
-    /// let secrets = Secrets::from_vars([
-    ///     ("HF_TOKEN".to_owned(), "hf_abc123".to_owned()),
-    ///     ("OTEL_EXPORTER_OTLP_HEADERS".to_owned(), "authorization=Bearer s3cr3t".to_owned()),
-    ///     ("HOME".to_owned(), "/root".to_owned()),
-    /// ]);
-    /// assert_eq!(
-    ///     compact("token hf_abc123 and Bearer s3cr3t in /root", 100, &secrets),
-    ///     "token [REDACTED] and [REDACTED] in /root"
-    /// );
-    /// ```
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Secrets {
-        let mut values = Vec::new();
-        for (name, value) in vars {
-            let value = value.trim().to_owned();
-            if value.is_empty() {
-                continue;
-            }
-            if name.starts_with("OTEL_") && name.ends_with("HEADERS") {
-                for header in value.split(',') {
-                    if let Some((_, v)) = header.split_once('=') {
-                        values.push(v.trim().to_owned());
-                    }
-                }
-                values.push(value);
-            } else if matches!(
-                name.as_str(),
-                "BUCKET_SECRET_ACCESS_KEY"
-                    | "BUCKET_ACCESS_KEY_ID"
-                    | "HF_TOKEN"
-                    | "RUNPOD_AI_API_KEY"
-            ) {
-                values.push(value);
-            }
+impl ResultEntry {
+    /// The payload bytes the caller receives (docs/telemetry.md §6.3): the base64
+    /// archive's length for `tarball_b64`, `bucket_bytes` for `s3`, else (`inline`) the
+    /// serialised entry's size.
+    pub fn payload_bytes(&self) -> u64 {
+        if let Some(Value::String(b64)) = self.fields.get("tarball_b64") {
+            return b64.len() as u64;
         }
-        values.retain(|v| !v.is_empty());
-        // Longest first, so a value containing another is replaced whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Secrets(values)
+        if let Some(bytes) = self.fields.get("bucket_bytes").and_then(Value::as_u64) {
+            return bytes;
+        }
+        json_len(self).unwrap_or(0)
     }
 }
 
-/// Compact text for the response, logs and spans (§14): URL tokens reduced, secret values
-/// replaced, then cut to `limit` characters with a note of how much was cut.
-///
-/// ```
-/// use mineru_handler::response::{compact, Secrets};
-/// let long = format!("fetch of https://h.example/a.pdf?sig=SECRET failed: {}", "x".repeat(50));
-/// let out = compact(&long, 60, &Secrets::default());
-/// assert!(out.starts_with("fetch of https://h.example/a.pdf failed: "));
-/// assert!(out.ends_with("... (42 more characters)"));
-/// ```
-pub fn compact(text: &str, limit: usize, secrets: &Secrets) -> String {
-    let original_len = text.chars().count();
-    let window = limit.saturating_mul(4);
-    let scanned: String = text.chars().take(window).collect();
-    let mut result = redact_urls_in_text(&scanned);
-    for secret in &secrets.0 {
-        result = result.replace(secret.as_str(), "[REDACTED]");
+impl Serialize for ResultEntry {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("basename", &self.basename)?;
+        map.serialize_entry("source", &self.source)?;
+        map.serialize_entry("pages_requested", &self.pages_requested)?;
+        for (key, value) in &self.fields {
+            // The worker owns these keys; nothing from the engine may overwrite them.
+            if !matches!(
+                key.as_str(),
+                "basename" | "source" | "pages_requested" | "degraded"
+            ) {
+                map.serialize_entry(key, value)?;
+            }
+        }
+        if !self.degraded.is_empty() {
+            map.serialize_entry("degraded", &self.degraded)?;
+        }
+        map.end()
     }
-    if original_len > window || result.chars().count() > limit {
-        let kept: String = result.chars().take(limit).collect();
-        format!(
-            "{kept}... ({} more characters)",
-            original_len.saturating_sub(limit)
-        )
-    } else {
-        result
+}
+
+/// `debug.gpu` (docs/job-contract.md §9.5).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum GpuInfo {
+    /// `{"available": false}`
+    #[default]
+    Unavailable,
+    /// `{"available": true, "name", "compute_capability", "total_memory_gb"}`
+    Available {
+        /// e.g. `NVIDIA GeForce RTX 4090`.
+        name: String,
+        /// e.g. `8.9`.
+        compute_capability: String,
+        /// GiB, rounded to 2 decimals when serialised.
+        total_memory_gb: f64,
+    },
+    /// `{"error": "<Type>: <message>"}`
+    Error(String),
+}
+
+impl Serialize for GpuInfo {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match self {
+            GpuInfo::Unavailable => map.serialize_entry("available", &false)?,
+            GpuInfo::Available {
+                name,
+                compute_capability,
+                total_memory_gb,
+            } => {
+                map.serialize_entry("available", &true)?;
+                map.serialize_entry("name", name)?;
+                map.serialize_entry("compute_capability", compute_capability)?;
+                map.serialize_entry(
+                    "total_memory_gb",
+                    &((total_memory_gb * 100.0).round() / 100.0),
+                )?;
+            }
+            GpuInfo::Error(error) => map.serialize_entry("error", error)?,
+        }
+        map.end()
     }
+}
+
+/// `debug.phase_ms`: whole milliseconds of the phases completed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PhaseTimings {
+    /// Fetching the input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fetch_input: Option<u64>,
+    /// The MinerU parse.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mineru_parse: Option<u64>,
+    /// Packaging.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub package: Option<u64>,
+}
+
+impl PhaseTimings {
+    /// Whole milliseconds of `d`, truncated.
+    pub fn ms(d: std::time::Duration) -> u64 {
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+/// The `debug` block (docs/job-contract.md §9.5). Success-only fields are `None` on failures.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct DebugInfo {
+    /// GPU properties, read once at boot.
+    pub gpu: GpuInfo,
+    /// The model base directory when it exists.
+    pub model_dir: Option<String>,
+    /// Phase timings.
+    pub phase_ms: PhaseTimings,
+    /// The (possibly default) `backend` input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<String>,
+    /// `pdf`, `image` or `ooxml`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_format: Option<String>,
+    /// The precise type, e.g. `docx`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_type: Option<String>,
+    /// The tier sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<Tier>,
+    /// The OCR mode sent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ocr_mode: Option<OcrMode>,
+    /// Inputs with non-default values that the active MinerU ignores.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ignored_inputs: Vec<String>,
 }
 
 /// A job failure as returned by the handler (keys in contract order). The runtime lifts
@@ -138,7 +218,7 @@ impl FailureResponse {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use mineru_handler::package::DebugInfo;
+    /// use mineru_handler::redact::Secrets;
     /// use mineru_handler::response::*;
     /// let resp = FailureResponse::new(
     ///     Failure { error_type: "ValueError", message: "input validation failed: x", traceback: "" },
@@ -166,7 +246,7 @@ impl FailureResponse {
                 secrets,
             ),
             ok: false,
-            elapsed_seconds: (elapsed.as_secs_f64() * 100.0).round() / 100.0,
+            elapsed_seconds: seconds(elapsed),
             mineru_version,
             traceback: compact(failure.traceback, TRACEBACK_LIMIT, secrets),
             debug,
@@ -175,28 +255,14 @@ impl FailureResponse {
     }
 }
 
+/// Seconds with 2 decimals, as the contract's `elapsed_seconds`.
+pub fn seconds(elapsed: Duration) -> f64 {
+    (elapsed.as_secs_f64() * 100.0).round() / 100.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::package::PhaseTimings;
-
-    #[test]
-    fn compaction_cuts_long_text_and_counts_the_rest() {
-        let none = Secrets::default();
-        assert_eq!(compact("short", 10, &none), "short");
-        assert_eq!(
-            compact(&"a".repeat(15), 10, &none),
-            format!("{}... (5 more characters)", "a".repeat(10))
-        );
-        // Only the first 4 × limit characters are scanned: a URL beyond stays out entirely.
-        let text = format!("{} https://h/x?sig=SECRET", "b".repeat(40));
-        let out = compact(&text, 10, &none);
-        assert!(!out.contains("SECRET"));
-        assert!(out.ends_with(&format!(
-            "... ({} more characters)",
-            text.chars().count() - 10
-        )));
-    }
 
     #[test]
     fn secrets_and_refresh_flag() {

@@ -1,6 +1,6 @@
 //! Typed errors. None of them carries a configuration value: values may be secrets.
 
-use crate::config::Signal;
+use crate::signal::Signal;
 
 /// A configuration that telemetry cannot export with.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

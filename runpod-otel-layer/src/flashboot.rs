@@ -1,4 +1,4 @@
-//! FlashBoot awareness (specification §11): which start a job is (`cold`, `restore`,
+//! FlashBoot awareness (docs/telemetry.md §11): which start a job is (`cold`, `restore`,
 //! `warm`), and a restore detector. FlashBoot restores a process snapshot, so no start-up code
 //! runs again; what gives a restore away is time: between two ticks of a 1 s ticker, the wall
 //! clock jumps while the monotonic clock (kept by the snapshot) barely moves, or both jump

@@ -1,4 +1,4 @@
-//! Bounded, coalescing flushing (specification §10). The SDK's `force_flush` blocks (up to
+//! Bounded, coalescing flushing (docs/telemetry.md §10). The SDK's `force_flush` blocks (up to
 //! 5 s per processor), so it runs on one dedicated thread and callers wait for it under a
 //! tokio timeout: the async executor never blocks, and a hung collector costs a job at most
 //! the bound.
@@ -12,7 +12,7 @@
 //!   cost one or two flushes, not N, and each job's span and logs still leave before its slot
 //!   is released.
 //! - A flush that has been running for longer than the caller's bound means a slow or hung
-//!   collector: the request is skipped rather than queued, as the specification asks.
+//!   collector: the request is skipped rather than queued, as docs/telemetry.md §10.1 asks.
 //! - Spans and logs are flushed on every per-job flush. The metrics flush is a full collection
 //!   of every instrument and the most expensive export, and a job's metric points are
 //!   aggregates rather than the job's own record, so the per-job flush collects metrics at most

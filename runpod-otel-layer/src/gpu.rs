@@ -1,4 +1,4 @@
-//! GPU gauges from NVML (specification §6.4). `libnvidia-ml.so.1` is loaded lazily, on the
+//! GPU gauges from NVML (docs/telemetry.md §6.4). `libnvidia-ml.so.1` is loaded lazily, on the
 //! metric reader's thread at the first collection, never on a job's path; any load or init
 //! error means "no GPU gauges", reported once at info level.
 

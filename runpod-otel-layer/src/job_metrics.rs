@@ -1,4 +1,4 @@
-//! The generic job metrics of specification §6.2. Instruments come from the crate's meter:
+//! The generic job metrics of docs/telemetry.md §6.2. Instruments come from the crate's meter:
 //! real ones when metrics export is on, the SDK's no-ops otherwise.
 
 use opentelemetry::KeyValue;

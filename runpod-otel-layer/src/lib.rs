@@ -28,7 +28,7 @@
 //!   NVML handle.
 //! - Every `tracing` event prints one JSON line (`LOG_FORMAT=text` for humans) with the
 //!   `job_id` of the enclosing job, and is mirrored as an OTLP log record.
-//! - The [`JobLayer`] annotates the runtime's job span, records `runpod.jobs`,
+//! - The [`JobTelemetryLayer`] annotates the runtime's job span, records `runpod.jobs`,
 //!   `runpod.job.duration` and friends, and flushes all signals after the result post,
 //!   bounded by `RUNPOD_OTEL_FLUSH_TIMEOUT_MS`.
 //! - Secrets (header values, API keys, URL query strings) are redacted from everything.
@@ -41,18 +41,23 @@ mod flush;
 #[cfg(feature = "gpu")]
 mod gpu;
 mod handler;
+mod header_vars;
 mod job;
 mod job_metrics;
 mod log;
 mod redact;
+mod signal;
 mod telemetry;
 
-pub use config::Signal;
 pub use error::{ConfigError, TelemetryError};
 pub use flashboot::StartKind;
 pub use flush::FlushOutcome;
-pub use job::{JobEnd, JobLayer, JobRequest, JobResponse, JobService, JobStart, JobStatus};
+pub use job::{
+    JobEnd, JobRequest, JobResponse, JobStart, JobStatus, JobTelemetry, JobTelemetryLayer,
+    ResponseFuture,
+};
 pub use opentelemetry::KeyValue;
 pub use opentelemetry::metrics;
+pub use signal::Signal;
 pub use telemetry::{Telemetry, TelemetryBuilder, init};
 pub use tracing_opentelemetry::OpenTelemetrySpanExt;

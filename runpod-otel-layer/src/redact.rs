@@ -41,13 +41,13 @@ impl Redactor {
                 redactor.add(value.trim());
             }
         }
-        for var in crate::config::HEADER_VARS {
+        for var in crate::header_vars::HEADER_VARS {
             if let Some(raw) = lookup(var) {
                 for entry in raw.split(',') {
                     if let Some((_, value)) = entry.split_once('=') {
                         let value = value.trim();
                         redactor.add(value);
-                        let decoded = crate::config::percent_decode(value);
+                        let decoded = crate::header_vars::percent_decode(value);
                         redactor.add(&decoded);
                         if let Some((_, token)) = decoded.split_once(' ') {
                             redactor.add(token.trim());

@@ -18,7 +18,6 @@ use crate::error::TelemetryError;
 use crate::export::Pipeline;
 use crate::flashboot::{self, StartState};
 use crate::flush::{FlushOutcome, Flusher};
-use crate::job::JobLayer;
 use crate::job_metrics::JobMetrics;
 use crate::log::EventLayer;
 
@@ -183,11 +182,6 @@ impl Telemetry {
     /// Whether any signal is exported over OTLP.
     pub fn is_exporting(&self) -> bool {
         self.inner.flusher.is_some()
-    }
-
-    /// The runtime-level job layer (span, metrics, per-job flush).
-    pub fn job_layer(&self) -> JobLayer {
-        JobLayer::new(self.clone())
     }
 
     /// The meter for the service's own counters, histograms and gauges; its instruments carry
@@ -404,7 +398,7 @@ fn build(builder: TelemetryBuilder) -> (Telemetry, Option<TelemetryError>) {
             .with_target(false)
             .with_level(false)
             .with_tracked_inactivity(false)
-            // Log events are log records, not span events (specification §5.3).
+            // Log events are log records, not span events (docs/telemetry.md §5.3).
             .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
                 metadata.is_span()
             }))

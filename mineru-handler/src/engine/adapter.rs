@@ -14,7 +14,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use super::EngineError;
+use super::error::EngineError;
 use super::tier::{LegacyOptions, OcrMode, PageSelection, Tier};
 
 /// A readiness probe must not hold up the supervisor's loop.

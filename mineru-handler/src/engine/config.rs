@@ -1,4 +1,4 @@
-//! The engine's configuration, read once from the environment (engine specification §13).
+//! The engine's configuration, read once from the environment (docs/engine.md §13).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use super::tier::{Backend, OcrMode, Tier};
 pub enum AdapterKind {
     /// MinerU 4.x `/v1` API (the default).
     V4,
-    /// MinerU 3.4.x API (engine specification §9).
+    /// MinerU 3.4.x API (docs/engine.md §9).
     V3,
 }
 
@@ -96,7 +96,7 @@ pub struct EngineConfig {
 /// A configuration variable with a value the engine cannot use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{variable}={value:?} is invalid: expected {expected}")]
-pub struct ConfigError {
+pub struct EngineConfigError {
     /// The variable's name.
     pub variable: &'static str,
     /// Its value.
@@ -115,7 +115,7 @@ const SECRET_VARIABLES: &[&str] = &[
 
 impl EngineConfig {
     /// Reads the process environment.
-    pub fn from_env() -> Result<Self, ConfigError> {
+    pub fn from_env() -> Result<Self, EngineConfigError> {
         let names: Vec<String> = std::env::vars_os()
             .filter_map(|(k, _)| k.into_string().ok())
             .collect();
@@ -123,33 +123,35 @@ impl EngineConfig {
     }
 
     /// Reads the configuration from a lookup function (the environment in production).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EngineConfigError> {
         Self::build(lookup, &[])
     }
 
     fn build(
         lookup: impl Fn(&str) -> Option<String>,
         inherited_names: &[String],
-    ) -> Result<Self, ConfigError> {
+    ) -> Result<Self, EngineConfigError> {
         let get = |name: &str| {
             lookup(name)
                 .map(|v| v.trim().to_owned())
                 .filter(|v| !v.is_empty())
         };
-        let tier = |name: &'static str| -> Result<Option<Tier>, ConfigError> {
+        let tier = |name: &'static str| -> Result<Option<Tier>, EngineConfigError> {
             get(name)
                 .map(|v| {
-                    v.to_ascii_lowercase().parse().map_err(|_| ConfigError {
-                        variable: name,
-                        value: v,
-                        expected: "flash, basic, standard or advanced",
-                    })
+                    v.to_ascii_lowercase()
+                        .parse()
+                        .map_err(|_| EngineConfigError {
+                            variable: name,
+                            value: v,
+                            expected: "flash, basic, standard or advanced",
+                        })
                 })
                 .transpose()
         };
-        let seconds = |name: &'static str, default: u64| -> Result<u64, ConfigError> {
+        let seconds = |name: &'static str, default: u64| -> Result<u64, EngineConfigError> {
             get(name).map_or(Ok(default), |v| {
-                v.parse().map_err(|_| ConfigError {
+                v.parse().map_err(|_| EngineConfigError {
                     variable: name,
                     value: v,
                     expected: "a whole number of seconds",
@@ -173,7 +175,7 @@ impl EngineConfig {
             Some("v4") => Some(AdapterKind::V4),
             Some("v3") => Some(AdapterKind::V3),
             Some(other) => {
-                return Err(ConfigError {
+                return Err(EngineConfigError {
                     variable: "MINERU_ENGINE_ADAPTER",
                     value: other.to_owned(),
                     expected: "v4 or v3",
@@ -182,7 +184,7 @@ impl EngineConfig {
         };
         let server_tier = tier("MINERU_SERVER_TIER")?.unwrap_or(Tier::Standard);
         if server_tier == Tier::Advanced {
-            return Err(ConfigError {
+            return Err(EngineConfigError {
                 variable: "MINERU_SERVER_TIER",
                 value: "advanced".into(),
                 expected: "flash, basic or standard (standard offers advanced)",
@@ -190,21 +192,25 @@ impl EngineConfig {
         }
         let default_ocr_mode = match get("MINERU_DEFAULT_OCR_MODE") {
             None => None,
-            Some(v) => Some(v.to_ascii_lowercase().parse().map_err(|_| ConfigError {
-                variable: "MINERU_DEFAULT_OCR_MODE",
-                value: v,
-                expected: "auto, txt or ocr",
-            })?),
+            Some(v) => Some(
+                v.to_ascii_lowercase()
+                    .parse()
+                    .map_err(|_| EngineConfigError {
+                        variable: "MINERU_DEFAULT_OCR_MODE",
+                        value: v,
+                        expected: "auto, txt or ocr",
+                    })?,
+            ),
         };
         let warmup_backend = match get("MINERU_WARMUP_BACKEND") {
             None => Backend::VlmAutoEngine,
-            Some(v) => v.parse().map_err(|_| ConfigError {
+            Some(v) => v.parse().map_err(|_| EngineConfigError {
                 variable: "MINERU_WARMUP_BACKEND",
                 value: v,
                 expected: "a backend name such as vlm-auto-engine or pipeline",
             })?,
         };
-        // `0` or garbage ⇒ 1, as the job contract reads this variable (§13).
+        // `0` or garbage ⇒ 1, as docs/job-contract.md §13 reads this variable.
         let max_concurrency = get("MINERU_MAX_CONCURRENCY")
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(1)
@@ -269,7 +275,7 @@ impl EngineConfig {
 mod tests {
     use super::*;
 
-    fn config(vars: &[(&str, &str)]) -> Result<EngineConfig, ConfigError> {
+    fn config(vars: &[(&str, &str)]) -> Result<EngineConfig, EngineConfigError> {
         let vars: Vec<(String, String)> = vars
             .iter()
             .map(|(k, v)| ((*k).into(), (*v).into()))

@@ -109,7 +109,7 @@ impl EngineError {
         }
     }
 
-    /// Whether the failure poisons the worker, so it should be recycled (job contract §13).
+    /// Whether the failure poisons the worker, so it should be recycled (docs/job-contract.md §13).
     pub fn refresh_worker(&self) -> bool {
         match self {
             EngineError::Unavailable { fatal, .. } => *fatal,

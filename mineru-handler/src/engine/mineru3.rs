@@ -1,5 +1,5 @@
-//! The MinerU 3.4 `mineru-api` adapter (unversioned paths, multipart uploads; engine
-//! specification §9, checked against mineru 3.4.5's `mineru/cli/fast_api.py` and
+//! The MinerU 3.4 `mineru-api` adapter (unversioned paths, multipart uploads;
+//! docs/engine.md §9, checked against mineru 3.4.5's `mineru/cli/fast_api.py` and
 //! `api_request.py`).
 //!
 //! 3.4 has no tiers, no local sources and no cancel endpoint: the document is uploaded, the
@@ -19,11 +19,11 @@ use reqwest::multipart::{Form, Part};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
-use super::EngineError;
 use super::adapter::{
     Adapter, Connection, Health, Launch, Submission, TaskState, body_excerpt, save_body, send,
     send_json,
 };
+use super::error::EngineError;
 use super::tier::Tier;
 
 /// The upload itself may be large; only the connection must be quick.
@@ -76,7 +76,8 @@ impl Adapter for Mineru3 {
 
     fn server_env(&self, launch: &Launch) -> Vec<(OsString, OsString)> {
         [
-            // Task directories (uploads and outputs) go to the engine's scratch area, not `./output`.
+            // Task directories (uploads and outputs) go to the engine's scratch area, not
+            // `./output`.
             (
                 "MINERU_API_OUTPUT_ROOT",
                 launch.upload_dir.clone().into_os_string(),
@@ -219,7 +220,7 @@ impl Adapter for Mineru3 {
     }
 }
 
-/// The form fields for one submission (engine specification §9.2).
+/// The form fields for one submission (docs/engine.md §9.2).
 fn fields(submission: &Submission<'_>) -> Vec<(&'static str, String)> {
     let legacy = submission.legacy;
     let flag = |b: bool| if b { "true" } else { "false" }.to_owned();
@@ -346,7 +347,7 @@ fn stem_free_name(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{Backend, Effort, LegacyOptions, OcrMode, PageSelection};
+    use crate::engine::tier::{Backend, Effort, LegacyOptions, OcrMode, PageSelection};
 
     fn submission<'a>(pages: PageSelection, legacy: &'a LegacyOptions) -> Submission<'a> {
         Submission {

@@ -1,4 +1,4 @@
-//! The MinerU 4.x `mineru-api` adapter (`/v1` API; engine specification §5, checked against
+//! The MinerU 4.x `mineru-api` adapter (`/v1` API; docs/engine.md §5, checked against
 //! mineru 4.0.12's `mineru/parser/api_server.py` and `task_api.py`).
 
 use std::ffi::OsString;
@@ -9,11 +9,11 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::EngineError;
 use super::adapter::{
     Adapter, Connection, Health, Launch, Submission, TaskState, body_excerpt, save_body, send,
     send_json,
 };
+use super::error::EngineError;
 use super::tier::Tier;
 
 /// Finished tasks and outputs are collected after this long (the worker downloads at once).
@@ -260,7 +260,7 @@ fn error_answer(status: StatusCode, body: &[u8]) -> EngineError {
     status_error(status, error)
 }
 
-/// Maps an error answer of the v1 API (engine specification §5.5, §7.1).
+/// Maps an error answer of the v1 API (docs/engine.md §5.5, §7.1).
 fn status_error(status: StatusCode, error: ApiError) -> EngineError {
     let code = error.code.clone().unwrap_or_default();
     match code.as_str() {

@@ -3,64 +3,25 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio::task::JoinHandle;
 
 use super::adapter::{Connection, Health, Launch};
+use super::child_output::forward_lines;
+use super::lifecycle::{EngineCore, EnginePhase, Live, RestartCause, RestartRequest};
 use super::tier::Tier;
-use super::{Live, Phase, Shared};
 
-/// Forwarded child output lines are cut to this many bytes.
-const MAX_LINE: usize = 4096;
 /// How long a stopping child gets between SIGTERM and SIGKILL.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const CANCEL_GRACE: Duration = Duration::from_secs(5);
 /// After this long in Ready, a crash no longer counts towards the restart backoff.
 const STABLE_AFTER: Duration = Duration::from_secs(300);
-
-/// Why the running engine is being replaced.
-#[derive(Clone, Debug)]
-pub(crate) enum RestartCause {
-    /// The child exited by itself.
-    Exited(String),
-    /// A job found the engine dead or unreachable.
-    EngineDead(String),
-    /// A running parse had to be cancelled.
-    Cancel,
-}
-
-impl RestartCause {
-    fn label(&self) -> &'static str {
-        match self {
-            RestartCause::Exited(_) => "exited",
-            RestartCause::EngineDead(_) => "engine_dead",
-            RestartCause::Cancel => "cancel",
-        }
-    }
-
-    /// What a job whose parse was in flight is told.
-    pub(crate) fn describe(&self) -> String {
-        match self {
-            RestartCause::Exited(status) => status.clone(),
-            RestartCause::EngineDead(detail) => detail.clone(),
-            RestartCause::Cancel => "stopped to cancel another job's parse".into(),
-        }
-    }
-}
-
-/// A request from a job to replace the engine generation it was using.
-#[derive(Debug)]
-pub(crate) struct RestartRequest {
-    pub generation: u64,
-    pub cause: RestartCause,
-}
 
 /// Kills the whole process group when dropped, so MinerU's render pool and any engine
 /// subprocesses never outlive the worker's handle on them (a dropped runtime included).
@@ -109,13 +70,65 @@ enum StartFailure {
     Other(String),
 }
 
+/// Called after every start but the first (the first is warmed by `Engine::warmup`).
+pub(crate) type OnRestarted = Box<dyn Fn() + Send + Sync>;
+
+/// The supervisor task, started once.
+pub(crate) struct Supervisor {
+    restarts: Mutex<Option<mpsc::UnboundedReceiver<RestartRequest>>>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Supervisor {
+    pub fn new(restarts: mpsc::UnboundedReceiver<RestartRequest>) -> Self {
+        Supervisor {
+            restarts: Mutex::new(Some(restarts)),
+            task: Mutex::new(None),
+        }
+    }
+
+    /// Spawns the supervisor unless it already runs, the engine has failed or is stopping
+    /// (needs a Tokio runtime). `on_restarted` builds the restart hook, only when the
+    /// supervisor is actually spawned (this is called before every parse).
+    pub fn start(&self, core: &Arc<EngineCore>, on_restarted: impl FnOnce() -> OnRestarted) {
+        if core.is_failed() || core.stop.is_cancelled() {
+            return;
+        }
+        let Some(restarts) = self
+            .restarts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        else {
+            return;
+        };
+        core.set_phase(EnginePhase::Starting);
+        let task = tokio::spawn(supervise(Arc::clone(core), restarts, on_restarted()));
+        *self.task.lock().unwrap_or_else(PoisonError::into_inner) = Some(task);
+    }
+
+    /// Waits for a stopping supervisor to finish.
+    pub async fn join(&self) {
+        let task = self
+            .task
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(task) = task {
+            // A panic in the supervisor has nothing left to stop; the guard killed the group.
+            let _ = task.await;
+        }
+    }
+}
+
 /// The supervisor task: owns the child for the engine's whole life.
-pub(crate) async fn supervise(
-    shared: Arc<Shared>,
+async fn supervise(
+    shared: Arc<EngineCore>,
     mut restarts: mpsc::UnboundedReceiver<RestartRequest>,
-    stop: CancellationToken,
+    on_restarted: OnRestarted,
 ) {
     let config = &shared.config;
+    let stop = shared.stop.clone();
     let mut generation = 0_u64;
     let mut failed_starts = 0_u32;
     let mut crash_streak = 0_u32;
@@ -152,7 +165,7 @@ pub(crate) async fn supervise(
                         attempts = failed_starts,
                         "MinerU engine failed to start {failed_starts} times in a row; giving up: {reason}"
                     );
-                    shared.set_phase(Phase::Failed { reason });
+                    shared.set_phase(EnginePhase::Failed { reason });
                     stop.cancelled().await;
                     break;
                 }
@@ -162,7 +175,7 @@ pub(crate) async fn supervise(
                     retry_in_s = delay.as_secs(),
                     "MinerU engine failed to start: {reason}"
                 );
-                shared.set_phase(Phase::Restarting {
+                shared.set_phase(EnginePhase::Restarting {
                     cause: reason.clone(),
                     last_start_error: Some(reason),
                 });
@@ -174,10 +187,10 @@ pub(crate) async fn supervise(
         };
         failed_starts = 0;
         let ready_at = Instant::now();
-        shared.set_phase(Phase::Ready(Arc::new(live)));
+        shared.set_phase(EnginePhase::Ready(Arc::new(live)));
         // The first start is warmed by `Engine::warmup`; later ones warm themselves.
         if started_once {
-            Shared::spawn_rewarm(&shared);
+            on_restarted();
         }
         started_once = true;
 
@@ -192,13 +205,13 @@ pub(crate) async fn supervise(
                     None => {
                         stop.cancelled().await;
                         running.stop(SHUTDOWN_GRACE).await;
-                        shared.set_phase(Phase::Stopped);
+                        shared.set_phase(EnginePhase::Stopped);
                         return;
                     }
                 },
                 () = stop.cancelled() => {
                     running.stop(SHUTDOWN_GRACE).await;
-                    shared.set_phase(Phase::Stopped);
+                    shared.set_phase(EnginePhase::Stopped);
                     return;
                 }
             }
@@ -209,7 +222,7 @@ pub(crate) async fn supervise(
             cause.describe()
         );
         shared.count_restart(cause.label());
-        shared.set_phase(Phase::Restarting {
+        shared.set_phase(EnginePhase::Restarting {
             cause: cause.describe(),
             last_start_error: None,
         });
@@ -226,7 +239,7 @@ pub(crate) async fn supervise(
             () = stop.cancelled() => break,
         }
     }
-    shared.set_phase(Phase::Stopped);
+    shared.set_phase(EnginePhase::Stopped);
 }
 
 /// 1 s, 2 s, 4 s, … capped at 30 s.
@@ -248,7 +261,7 @@ fn describe_exit(status: std::io::Result<ExitStatus>) -> String {
 
 /// One start attempt: spawn, wait for readiness, read the tiers.
 async fn start(
-    shared: &Arc<Shared>,
+    shared: &EngineCore,
     generation: u64,
     degraded: Option<&str>,
 ) -> Result<(Running, Live), StartFailure> {
@@ -264,12 +277,12 @@ async fn start(
         tier,
         preload_models: config.preload_models && tier != Tier::Flash,
         concurrency: config.max_concurrency,
-        upload_dir: shared.dirs.uploads.clone(),
+        upload_dir: shared.scratch.uploads.clone(),
         log_level: config.log_level.clone(),
         api_key: shared.api_key.clone(),
         vlm_server_url: config.vlm_server_url.clone(),
     };
-    let mut command = shared.command(&launch);
+    let mut command = command(shared, &launch);
     let child = command.spawn().map_err(|e| {
         StartFailure::Other(format!("could not start {}: {e}", config.program.display()))
     })?;
@@ -316,7 +329,7 @@ async fn start(
 }
 
 async fn ready(
-    shared: &Shared,
+    shared: &EngineCore,
     running: &mut Running,
     port: u16,
 ) -> Result<(String, Vec<Tier>, Connection), StartFailure> {
@@ -371,39 +384,37 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-impl Shared {
-    /// The child's command line, environment and process settings.
-    fn command(&self, launch: &Launch) -> Command {
-        let config = &self.config;
-        let mut command = match &self.setpriv {
-            // Parent-death signal without unsafe code: setpriv sets it, then execs the server.
-            // The signal is tied to the spawning thread, which is a runtime worker thread here.
-            Some(setpriv) => {
-                let mut c = Command::new(setpriv);
-                c.args(["--pdeathsig", "KILL", "--"]).arg(&config.program);
-                c
-            }
-            None => Command::new(&config.program),
-        };
-        command
-            .args(&config.program_args)
-            .args(self.adapter.server_args(launch));
-        for name in &config.child_env_remove {
-            command.env_remove(name);
+/// The child's command line, environment and process settings.
+fn command(core: &EngineCore, launch: &Launch) -> Command {
+    let config = &core.config;
+    let mut command = match &core.setpriv {
+        // Parent-death signal without unsafe code: setpriv sets it, then execs the server.
+        // The signal is tied to the spawning thread, which is a runtime worker thread here.
+        Some(setpriv) => {
+            let mut c = Command::new(setpriv);
+            c.args(["--pdeathsig", "KILL", "--"]).arg(&config.program);
+            c
         }
-        command
-            .envs(config.child_env.iter().map(|(k, v)| (k, v)))
-            .envs(self.adapter.server_env(launch))
-            .env("MINERU_HOME", &self.dirs.home)
-            .env("TMPDIR", &self.dirs.tmp)
-            .current_dir(&self.dirs.engine)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        command
+        None => Command::new(&config.program),
+    };
+    command
+        .args(&config.program_args)
+        .args(core.adapter.server_args(launch));
+    for name in &config.child_env_remove {
+        command.env_remove(name);
     }
+    command
+        .envs(config.child_env.iter().map(|(k, v)| (k, v)))
+        .envs(core.adapter.server_env(launch))
+        .env("MINERU_HOME", &core.scratch.home)
+        .env("TMPDIR", &core.scratch.tmp)
+        .current_dir(&core.scratch.engine)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    command
 }
 
 /// `setpriv` from util-linux, when installed.
@@ -420,64 +431,6 @@ fn is_executable(path: &Path) -> bool {
         .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
-/// Forwards the child's output as log events, line by line, never letting the pipe fill up.
-async fn forward_lines(stream: impl AsyncRead + Unpin, starting: Arc<AtomicBool>) {
-    let mut reader = BufReader::new(stream);
-    let mut line = Vec::with_capacity(MAX_LINE);
-    loop {
-        line.clear();
-        match (&mut reader)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut line)
-            .await
-        {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        if line.last() != Some(&b'\n')
-            && line.len() == MAX_LINE
-            && !skip_rest_of_line(&mut reader).await
-        {
-            return;
-        }
-        let text = String::from_utf8_lossy(&line);
-        let text = text.trim_end();
-        if text.is_empty() {
-            continue;
-        }
-        if looks_like_error(text) {
-            tracing::warn!(target: "mineru-api", logger = "mineru-api", "{text}");
-        } else if starting.load(Ordering::Relaxed) {
-            tracing::info!(target: "mineru-api", logger = "mineru-api", "{text}");
-        } else {
-            tracing::debug!(target: "mineru-api", logger = "mineru-api", "{text}");
-        }
-    }
-}
-
-/// Discards the remainder of an over-long line; false at end of stream.
-async fn skip_rest_of_line(reader: &mut (impl AsyncBufReadExt + Unpin)) -> bool {
-    let mut sink = Vec::with_capacity(MAX_LINE);
-    loop {
-        sink.clear();
-        match reader
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut sink)
-            .await
-        {
-            Ok(0) | Err(_) => return false,
-            Ok(_) if sink.last() == Some(&b'\n') => return true,
-            Ok(_) => {}
-        }
-    }
-}
-
-fn looks_like_error(line: &str) -> bool {
-    ["ERROR", "CRITICAL", "Traceback", "Error:", "Exception"]
-        .iter()
-        .any(|marker| line.contains(marker))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -486,23 +439,5 @@ mod tests {
     fn backoff_doubles_up_to_thirty_seconds() {
         let delays: Vec<u64> = (1..=8).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30, 30]);
-    }
-
-    #[tokio::test]
-    async fn long_lines_are_cut_and_the_stream_keeps_flowing() {
-        let mut input = vec![b'x'; MAX_LINE * 3];
-        input.extend_from_slice(b"\nsecond\n");
-        let mut reader = BufReader::new(&input[..]);
-        let mut line = Vec::new();
-        (&mut reader)
-            .take(MAX_LINE as u64)
-            .read_until(b'\n', &mut line)
-            .await
-            .unwrap();
-        assert_eq!(line.len(), MAX_LINE);
-        assert!(skip_rest_of_line(&mut reader).await);
-        line.clear();
-        reader.read_until(b'\n', &mut line).await.unwrap();
-        assert_eq!(line, b"second\n");
     }
 }

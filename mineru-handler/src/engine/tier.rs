@@ -1,6 +1,6 @@
-//! MinerU 4 tiers and OCR modes, and how the legacy `backend`/`effort` inputs and the
-//! contract's 0-based page numbers map onto them (job contract §16.2–§16.4); the legacy inputs
-//! as the MinerU 3.4 adapter sends them (§16.7).
+//! MinerU 4 tiers and OCR modes, and how the legacy `backend`/`effort` inputs and the contract's
+//! 0-based page numbers map onto them (docs/job-contract.md §16.2–§16.4); the legacy inputs as the
+//! MinerU 3.4 adapter sends them (docs/job-contract.md §16.7).
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,7 +29,7 @@ pub enum OcrMode {
     Ocr,
 }
 
-/// A legacy MinerU 3.4 backend name, still accepted as input (job contract §2).
+/// A legacy MinerU 3.4 backend name, still accepted as input (docs/job-contract.md §2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Backend {
     /// `pipeline`
@@ -106,7 +106,7 @@ wire_names!(Backend, "backend", {
 wire_names!(Effort, "effort", { Medium => "medium", High => "high" });
 
 impl Backend {
-    /// The MinerU 4 tier a legacy backend (with its effort) maps to (job contract §16.2).
+    /// The MinerU 4 tier a legacy backend (with its effort) maps to (docs/job-contract.md §16.2).
     ///
     /// ```
     /// use mineru_handler::engine::{Backend, Effort, Tier};
@@ -132,7 +132,7 @@ impl Backend {
     }
 }
 
-/// The job's MinerU 3.4 inputs, sent as they are by the `v3` adapter (job contract §16.7);
+/// The job's MinerU 3.4 inputs, sent as they are by the `v3` adapter (docs/job-contract.md §16.7);
 /// the 4.x adapter ignores them (they only fed the tier mapping).
 ///
 /// ```
@@ -167,7 +167,7 @@ impl Default for LegacyOptions {
     }
 }
 
-/// The tier to send for a job (job contract §16.2): an explicit `tier` wins; otherwise an
+/// The tier to send for a job (docs/job-contract.md §16.2): an explicit `tier` wins; otherwise an
 /// explicitly sent `backend` (or `effort`, which implies the default backend) is mapped;
 /// otherwise the worker's default tier applies.
 ///
@@ -191,8 +191,8 @@ pub fn resolve_tier(
     }
 }
 
-/// The OCR mode to send when the caller sent none (job contract §16.3): the configured default,
-/// else `txt` on a flash-only engine (it cannot OCR), else `auto`.
+/// The OCR mode to send when the caller sent none (docs/job-contract.md §16.3): the configured
+/// default, else `txt` on a flash-only engine (it cannot OCR), else `auto`.
 pub fn default_ocr_mode(configured: Option<OcrMode>, highest_tier: Tier) -> OcrMode {
     configured.unwrap_or(if highest_tier == Tier::Flash {
         OcrMode::Txt

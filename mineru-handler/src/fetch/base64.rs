@@ -1,5 +1,5 @@
-//! `file_b64` (job contract §6.1): strict base64, ASCII whitespace ignored, decoded in chunks
-//! straight into the destination file so no second copy of the document is held in memory.
+//! `file_b64` (docs/job-contract.md §6.1): strict base64, ASCII whitespace ignored, decoded in
+//! chunks straight into the destination file so no second copy of the document is held in memory.
 
 use std::path::Path;
 
@@ -7,7 +7,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use tokio::io::AsyncWriteExt as _;
 
-use super::{FetchConfig, FetchError, create_dest};
+use super::config::FetchConfig;
+use super::dest::create_dest;
+use super::error::FetchError;
 
 /// Encoded characters decoded per step: a multiple of 4, so only the final step may carry
 /// padding.

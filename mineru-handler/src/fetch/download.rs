@@ -1,4 +1,4 @@
-//! `file_url` downloads (job contract §6.2): redirects followed by hand so every hop is
+//! `file_url` downloads (docs/job-contract.md §6.2): redirects followed by hand so every hop is
 //! re-checked, the body streamed to disk under a size cap and two time budgets.
 
 use std::error::Error as _;
@@ -13,11 +13,13 @@ use tokio::io::AsyncWriteExt as _;
 use tokio::time::Instant;
 use url::{Host, Url};
 
+use super::config::{FetchConfig, ProxyConfig};
+use super::dest::create_dest;
+use super::error::FetchError;
 use super::ssrf::{AddressPolicy, PolicyResolver, ResolveFailure};
-use super::url_shape::checked_target;
-use super::{FetchConfig, FetchError, ProxyConfig, create_dest};
-use crate::input::py_repr;
-use crate::redact::{redact_url, redact_urls_in_text};
+use crate::python::py_repr;
+use crate::redact::{redact_url, redact_url_text, redact_urls_in_text};
+use crate::url_shape::checked_target;
 
 #[derive(Debug, Clone)]
 pub(super) struct Downloader {
@@ -138,7 +140,7 @@ impl Downloader {
             let next = url.join(&location).map_err(|_| {
                 FetchError::Transport(format!(
                     "redirect to an invalid location {}",
-                    py_repr(&crate::redact::redact_url_text(&location))
+                    py_repr(&redact_url_text(&location))
                 ))
             })?;
             // Re-check the shape on the absolute form: a relative Location keeps the checked

@@ -19,6 +19,7 @@ use bytes::Bytes;
 
 use super::ssrf::AddressPolicy;
 use super::*;
+use crate::url_shape::UrlShapeError;
 
 const PDF: &[u8] = b"%PDF-1.7\nthe target document\n";
 

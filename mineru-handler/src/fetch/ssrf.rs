@@ -1,4 +1,4 @@
-//! Which addresses `file_url` may reach (job contract §6.2.2), and the DNS resolver that
+//! Which addresses `file_url` may reach (docs/job-contract.md §6.2.2), and the DNS resolver that
 //! enforces it on the addresses the socket actually connects to.
 //!
 //! The resolver is the only place names are turned into addresses for a download: it checks
@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use super::FetchError;
+use super::error::FetchError;
 
 /// Whether `ip` may be fetched from: globally routable and not multicast, judged after
 /// unwrapping IPv4 addresses embedded in IPv6 (mapped `::ffff:0:0/96`, the NAT64 prefix

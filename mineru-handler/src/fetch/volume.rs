@@ -1,5 +1,5 @@
-//! `volume_path` (job contract §6.3): a regular file under a configured root, read through one
-//! descriptor whose real path is checked after opening, so swapping a path component for a
+//! `volume_path` (docs/job-contract.md §6.3): a regular file under a configured root, read through
+//! one descriptor whose real path is checked after opening, so swapping a path component for a
 //! symlink between the check and the read cannot redirect the read.
 
 use std::fs::File;
@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{FetchConfig, FetchError, MIB, create_dest};
+use super::config::{FetchConfig, MIB};
+use super::dest::create_dest;
+use super::error::FetchError;
 
 pub(super) async fn copy_to_file(
     as_sent: &str,

@@ -11,8 +11,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::STANDARD;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 
+use super::degraded::{Degraded, DegradedReason};
+use super::error::PackageError;
+use super::formats::ArchiveFormat;
 use super::members::{ResultArchive, Role};
-use super::{ArchiveFormat, Degraded, DegradedReason, PackageError, encoded_len};
 
 /// Writes the archive of every artefact to `dest`; returns its size in bytes. Usable by any
 /// transport that ships the archive (base64 or an object store).
@@ -282,6 +284,11 @@ fn zip_time(unix_seconds: u64) -> zip::DateTime {
         return zip::DateTime::default();
     };
     zip::DateTime::from_date_and_time(year, month, day, hour, minute, second).unwrap_or_default()
+}
+
+/// The base64 length of `bytes` bytes: `4 × ceil(bytes / 3)`.
+fn encoded_len(bytes: u64) -> u64 {
+    bytes.div_ceil(3) * 4
 }
 
 #[cfg(test)]

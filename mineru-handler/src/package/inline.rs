@@ -1,11 +1,13 @@
-//! The `inline` transport: the requested formats as JSON values (job contract §9.3).
+//! The `inline` transport: the requested formats as JSON values (docs/job-contract.md §9.3).
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value};
 
+use super::degraded::{Degraded, DegradedReason};
+use super::error::PackageError;
+use super::formats::Format;
 use super::members::{ResultArchive, Role};
-use super::{Degraded, DegradedReason, Format, PackageError};
 
 /// Builds the inline keys, in the fixed order markdown, content_list, middle, images.
 pub(crate) fn inline_fields(

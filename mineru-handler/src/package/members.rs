@@ -1,12 +1,13 @@
-//! The members of MinerU's result zip (4.x, or 3.4 as the v3 adapter rewrites it), checked and mapped onto the job's output names
-//! (job contract §10, §16.5). Nothing read from the zip is trusted: names are validated and
-//! links are resolved inside the archive only.
+//! The members of MinerU's result zip (4.x, or 3.4 as the v3 adapter rewrites it), checked and
+//! mapped onto the job's output names (docs/job-contract.md §10, §16.5). Nothing read from the zip
+//! is trusted: names are validated and links are resolved inside the archive only.
 
 use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use super::{Degraded, DegradedReason, PackageError};
+use super::degraded::{Degraded, DegradedReason};
+use super::error::PackageError;
 
 /// What a member is for.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,8 +15,9 @@ use bytes::Bytes;
 use http::{Request, Response};
 use opentelemetry_http::{HttpClient, HttpError};
 
-use crate::config::{Signal, SignalConfig};
+use crate::config::SignalConfig;
 use crate::redact::display_url;
+use crate::signal::Signal;
 
 /// Target of export-failure events; the OTLP log mirror skips it (no feedback loop).
 pub(crate) const EXPORT_TARGET: &str = "runpod_otel_layer::export";

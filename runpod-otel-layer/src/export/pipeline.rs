@@ -1,4 +1,4 @@
-//! Builds the three providers once (specification §9) and flushes or shuts them down on the
+//! Builds the three providers once (docs/telemetry.md §9) and flushes or shuts them down on the
 //! calling thread; callers run these on blocking threads under a bound.
 
 use std::collections::HashMap;
@@ -14,9 +14,10 @@ use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 
 use super::http_client::{ClientGeneration, ExportClient};
 use super::redacting::RedactingSpanExporter;
-use crate::config::{ExportConfig, Protocol, Signal, SignalConfig};
+use crate::config::{ExportConfig, Protocol, SignalConfig};
 use crate::error::TelemetryError;
 use crate::redact::Redactor;
+use crate::signal::Signal;
 
 /// The providers of the enabled signals.
 #[derive(Debug)]
@@ -59,7 +60,7 @@ fn otlp_protocol(protocol: Protocol) -> opentelemetry_otlp::Protocol {
     }
 }
 
-/// Every histogram uses base-2 exponential buckets (specification §6.1).
+/// Every histogram uses base-2 exponential buckets (docs/telemetry.md §6.1).
 fn exponential_histograms(instrument: &Instrument) -> Option<Stream> {
     if instrument.kind() != InstrumentKind::Histogram {
         return None;

@@ -1,5 +1,5 @@
-//! Renders one record as a stdout line: the JSON schema of specification §7.2 or the text
-//! format of §7.3.
+//! Renders one record as a stdout line: the JSON schema of docs/telemetry.md §7.2 or the text
+//! format of §7.3 there.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

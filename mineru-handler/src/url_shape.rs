@@ -1,5 +1,5 @@
-//! The shape rules for `file_url` and `server_url` (job contract §6.2.1): an `http(s)` URL with
-//! a host, a valid port, and no legacy numeric IPv4 spelling.
+//! The shape rules for `file_url` and `server_url` (docs/job-contract.md §6.2.1): an `http(s)` URL
+//! with a host, a valid port, and no legacy numeric IPv4 spelling.
 //!
 //! The host is taken from the URL **as sent** (Python `urlsplit` semantics), because the WHATWG
 //! parser behind [`Url`] silently rewrites `0x7f.1` to `127.0.0.1`: after parsing, the legacy
@@ -7,7 +7,7 @@
 
 use url::Url;
 
-use crate::input::py_repr;
+use crate::python::py_repr;
 use crate::redact::redact_url_text;
 
 /// A URL that breaks the shape rules. Display is the contract message for the given field.
@@ -62,7 +62,7 @@ pub enum UrlShapeError {
 /// Check `raw` against the shape rules and parse it.
 ///
 /// ```
-/// use mineru_handler::fetch::check_url_shape;
+/// use mineru_handler::url_shape::check_url_shape;
 /// assert!(check_url_shape("file_url", "https://example.com/a.pdf").is_ok());
 /// let err = check_url_shape("file_url", "http://0x7f.1/a.pdf").unwrap_err();
 /// assert!(err.to_string().starts_with("file_url host '0x7f.1' is a legacy numeric"));

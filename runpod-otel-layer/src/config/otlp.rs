@@ -1,65 +1,20 @@
-//! Every environment variable telemetry honours, read once at initialisation into typed
-//! structs (telemetry specification §2). Nothing else in the crate reads the environment.
+//! The OTLP half of the configuration: which signals are exported, where, with which
+//! headers, protocol and timeouts (docs/telemetry.md §1, §2.1, §3.1).
 
 use std::time::Duration;
 
 use opentelemetry_sdk::metrics::Temporality;
 
+use super::Reader;
 use crate::error::ConfigError;
-use crate::redact::{Redactor, display_url};
+use crate::header_vars::{self, percent_decode};
+use crate::redact::display_url;
+use crate::signal::Signal;
 
 const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
-const HEADERS: &str = "OTEL_EXPORTER_OTLP_HEADERS";
 const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
-
-/// All `*_HEADERS` variables: their values are secrets (tokens, dataset names).
-pub(crate) const HEADER_VARS: [&str; 4] = [
-    HEADERS,
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
-    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
-];
-
-/// One of the three OpenTelemetry signals.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Signal {
-    /// Spans.
-    Traces,
-    /// Log records.
-    Logs,
-    /// Metric points.
-    Metrics,
-}
-
-impl Signal {
-    /// `traces`, `logs` or `metrics`: the OTLP path segment and the name used in messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Signal::Traces => "traces",
-            Signal::Logs => "logs",
-            Signal::Metrics => "metrics",
-        }
-    }
-
-    fn var(self, suffix: &str) -> String {
-        let signal = match self {
-            Signal::Traces => "TRACES",
-            Signal::Logs => "LOGS",
-            Signal::Metrics => "METRICS",
-        };
-        format!("OTEL_EXPORTER_OTLP_{signal}_{suffix}")
-    }
-
-    fn exporter_var(self) -> &'static str {
-        match self {
-            Signal::Traces => "OTEL_TRACES_EXPORTER",
-            Signal::Logs => "OTEL_LOGS_EXPORTER",
-            Signal::Metrics => "OTEL_METRICS_EXPORTER",
-        }
-    }
-}
 
 /// Wire encoding of export requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,163 +48,8 @@ pub(crate) struct ExportConfig {
     pub(crate) temporality: Temporality,
 }
 
-/// Stdout line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LogFormat {
-    Json,
-    Text,
-}
-
-/// Thresholds of the FlashBoot restore heuristic (specification §11.3).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RestoreThresholds {
-    /// Either clock advancing by more than this between two ticks means a freeze/restore.
-    pub(crate) gap: Duration,
-    /// The wall and monotonic advances differing by more than this means a restore.
-    pub(crate) skew: Duration,
-}
-
-/// A message found while reading the configuration, logged once the logger exists.
-#[derive(Debug, Clone)]
-pub(crate) struct Notice {
-    pub(crate) warning: bool,
-    pub(crate) message: String,
-}
-
-/// The environment, read once.
-#[derive(Debug, Clone)]
-pub(crate) struct EnvConfig {
-    /// `Ok(None)`: export off; `Err`: a configuration that cannot be exported with.
-    pub(crate) export: Result<Option<ExportConfig>, ConfigError>,
-    /// `OTEL_SERVICE_NAME`, else `service.name` from `OTEL_RESOURCE_ATTRIBUTES`.
-    pub(crate) service_name: Option<String>,
-    /// `OTEL_RESOURCE_ATTRIBUTES` without `service.name`.
-    pub(crate) resource_attributes: Vec<(String, String)>,
-    /// `runpod.*` resource attributes from RunPod's variables.
-    pub(crate) runpod_attributes: Vec<(&'static str, String)>,
-    pub(crate) endpoint_id: Option<String>,
-    pub(crate) worker_id: Option<String>,
-    pub(crate) log_format: LogFormat,
-    /// An `EnvFilter` directive string.
-    pub(crate) log_filter: String,
-    /// `None`: the per-job flush is disabled.
-    pub(crate) flush_timeout: Option<Duration>,
-    pub(crate) shutdown_timeout: Duration,
-    pub(crate) gpu_metrics: bool,
-    pub(crate) restore: RestoreThresholds,
-    pub(crate) notices: Vec<Notice>,
-    pub(crate) redactor: Redactor,
-}
-
-impl EnvConfig {
-    /// Reads the process environment.
-    pub(crate) fn from_env() -> Self {
-        Self::from_lookup(&|name| std::env::var(name).ok())
-    }
-
-    /// Reads through `lookup`, so that tests need not touch the process environment.
-    pub(crate) fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
-        let mut reader = Reader {
-            lookup,
-            notices: Vec::new(),
-        };
-        let export = reader.export();
-        let (service_name, resource_attributes) = reader.resource_attributes();
-        let runpod_attributes = [
-            ("runpod.endpoint_id", "RUNPOD_ENDPOINT_ID"),
-            ("runpod.pod_id", "RUNPOD_POD_ID"),
-            ("runpod.gpu_type", "RUNPOD_GPU_TYPE"),
-            ("runpod.gpu_count", "RUNPOD_GPU_COUNT"),
-        ]
-        .into_iter()
-        .filter_map(|(key, var)| reader.get(var).map(|value| (key, value)))
-        .collect();
-        let log_format = match reader.get("LOG_FORMAT") {
-            Some(v) if v.eq_ignore_ascii_case("text") => LogFormat::Text,
-            _ => LogFormat::Json,
-        };
-        let log_filter = reader
-            .get("RUST_LOG")
-            .unwrap_or_else(|| match reader.get("LOG_LEVEL") {
-                Some(v) if v.eq_ignore_ascii_case("debug") => "debug".to_owned(),
-                _ => "info".to_owned(),
-            });
-        let flush_ms = reader.millis("RUNPOD_OTEL_FLUSH_TIMEOUT_MS", 2_000);
-        let config = EnvConfig {
-            export,
-            service_name,
-            resource_attributes,
-            runpod_attributes,
-            endpoint_id: reader.get("RUNPOD_ENDPOINT_ID"),
-            worker_id: reader.get("RUNPOD_POD_ID"),
-            log_format,
-            log_filter,
-            flush_timeout: (!flush_ms.is_zero()).then_some(flush_ms),
-            shutdown_timeout: reader.millis("RUNPOD_OTEL_SHUTDOWN_TIMEOUT_MS", 5_000),
-            gpu_metrics: !matches!(
-                reader
-                    .get("RUNPOD_OTEL_GPU_METRICS")
-                    .map(|v| v.to_ascii_lowercase())
-                    .as_deref(),
-                Some("0" | "false" | "off" | "no")
-            ),
-            restore: RestoreThresholds {
-                gap: reader.millis("RUNPOD_OTEL_RESTORE_GAP_MS", 5_000),
-                skew: reader.millis("RUNPOD_OTEL_RESTORE_SKEW_MS", 2_000),
-            },
-            notices: Vec::new(),
-            redactor: Redactor::from_lookup(lookup),
-        };
-        EnvConfig {
-            notices: reader.notices,
-            ..config
-        }
-    }
-}
-
-struct Reader<'a> {
-    lookup: &'a dyn Fn(&str) -> Option<String>,
-    notices: Vec<Notice>,
-}
-
 impl Reader<'_> {
-    /// A trimmed, non-empty value.
-    fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name)
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-    }
-
-    fn warn(&mut self, message: String) {
-        self.notices.push(Notice {
-            warning: true,
-            message,
-        });
-    }
-
-    fn info(&mut self, message: String) {
-        self.notices.push(Notice {
-            warning: false,
-            message,
-        });
-    }
-
-    fn millis(&mut self, name: &str, default_ms: u64) -> Duration {
-        match self.get(name) {
-            None => Duration::from_millis(default_ms),
-            Some(v) => match v.parse::<u64>() {
-                Ok(ms) => Duration::from_millis(ms),
-                Err(_) => {
-                    self.warn(format!(
-                        "{name} is not a number of milliseconds; using {default_ms}"
-                    ));
-                    Duration::from_millis(default_ms)
-                }
-            },
-        }
-    }
-
-    fn export(&mut self) -> Result<Option<ExportConfig>, ConfigError> {
+    pub(super) fn export(&mut self) -> Result<Option<ExportConfig>, ConfigError> {
         let disabled = self
             .get("OTEL_SDK_DISABLED")
             .is_some_and(|v| v.eq_ignore_ascii_case("true"));
@@ -288,7 +88,7 @@ impl Reader<'_> {
                 ));
             }
         }
-        let general_headers = self.headers(HEADERS);
+        let general_headers = self.headers(header_vars::GENERAL);
         let mut signals = [Signal::Traces, Signal::Logs, Signal::Metrics]
             .into_iter()
             .map(|signal| self.signal(signal, &base, &general_headers))
@@ -410,29 +210,6 @@ impl Reader<'_> {
         }
         headers
     }
-
-    /// `OTEL_RESOURCE_ATTRIBUTES` split into the service name and the rest.
-    fn resource_attributes(&mut self) -> (Option<String>, Vec<(String, String)>) {
-        let mut service_name = self.get("OTEL_SERVICE_NAME");
-        let mut attributes = Vec::new();
-        let raw = self.get("OTEL_RESOURCE_ATTRIBUTES").unwrap_or_default();
-        for entry in raw.split(',').map(str::trim).filter(|e| !e.is_empty()) {
-            match entry.split_once('=') {
-                Some((key, value)) if !key.trim().is_empty() => {
-                    let (key, value) = (key.trim().to_owned(), percent_decode(value.trim()));
-                    if key == "service.name" {
-                        service_name.get_or_insert(value);
-                    } else {
-                        attributes.push((key, value));
-                    }
-                }
-                _ => {
-                    self.warn("OTEL_RESOURCE_ATTRIBUTES: a malformed entry was skipped".to_owned())
-                }
-            }
-        }
-        (service_name, attributes)
-    }
 }
 
 /// The per-signal endpoint variable, static for [`ConfigError`] (which names the variable,
@@ -468,27 +245,6 @@ fn validate_url(variable: &'static str, url: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Percent-decoding as OTLP header and resource values use it (`Bearer%20x` ⇒ `Bearer x`);
-/// an invalid escape is kept literally.
-pub(crate) fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).ok();
-            if let Some(byte) = hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                out.push(byte);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 impl ExportConfig {
     /// The enabled signals.
     pub(crate) fn signals(&self) -> impl Iterator<Item = &SignalConfig> {
@@ -519,15 +275,12 @@ impl SignalConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::EnvConfig;
+
+    const HEADERS: &str = header_vars::GENERAL;
 
     fn config(vars: &[(&str, &str)]) -> EnvConfig {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        EnvConfig::from_lookup(&move |name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
+        EnvConfig::from_pairs(vars)
     }
 
     fn export(vars: &[(&str, &str)]) -> ExportConfig {
@@ -643,38 +396,5 @@ mod tests {
             text.iter().any(|t| t.contains("\"bad header\"")),
             "{text:?}"
         );
-    }
-
-    #[test]
-    fn resource_and_service_name_precedence() {
-        let c = config(&[(
-            "OTEL_RESOURCE_ATTRIBUTES",
-            "service.name=from-attrs,team=a%20b",
-        )]);
-        assert_eq!(c.service_name.as_deref(), Some("from-attrs"));
-        assert_eq!(c.resource_attributes, vec![("team".into(), "a b".into())]);
-        let c = config(&[
-            ("OTEL_SERVICE_NAME", "svc"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=x"),
-            ("RUNPOD_GPU_COUNT", "2"),
-        ]);
-        assert_eq!(c.service_name.as_deref(), Some("svc"));
-        assert_eq!(
-            c.runpod_attributes,
-            vec![("runpod.gpu_count", "2".to_owned())]
-        );
-    }
-
-    #[test]
-    fn runpod_variables() {
-        let c = config(&[
-            ("RUNPOD_OTEL_FLUSH_TIMEOUT_MS", "0"),
-            ("LOG_FORMAT", "TEXT"),
-        ]);
-        assert_eq!(c.flush_timeout, None);
-        assert_eq!(c.log_format, LogFormat::Text);
-        assert_eq!(c.log_filter, "info");
-        assert_eq!(config(&[]).flush_timeout, Some(Duration::from_secs(2)));
-        assert_eq!(percent_decode("Bearer%20abc%zz%2"), "Bearer abc%zz%2");
     }
 }

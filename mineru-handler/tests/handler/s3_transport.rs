@@ -1,11 +1,7 @@
 //! The `s3` transport against a real S3 API server (moto's standalone server on 127.0.0.1,
-//! `tests/common/moto.rs`): single-PUT and multipart uploads fetched back through the
+//! `common/moto.rs`): single-PUT and multipart uploads fetched back through the
 //! presigned URL, the configuration check of validation, and that neither the secret nor a
 //! presigned query reaches a log line or an error.
-#![allow(clippy::unwrap_used)]
-
-#[path = "common/moto.rs"]
-mod moto;
 
 use std::io::Write as _;
 use std::sync::{Arc, Mutex};
@@ -14,8 +10,10 @@ use mineru_handler::config::WorkerConfig;
 use mineru_handler::input::{MineruMajor, ValidationContext, parse_request};
 use mineru_handler::package::ArchiveFormat;
 use mineru_handler::s3::{MIN_PART_SIZE, S3Uploader, Uploaded};
-use moto::{ACCESS_KEY_ID, Moto, SECRET_ACCESS_KEY};
 use serde_json::json;
+
+use crate::common::moto;
+use crate::common::moto::{ACCESS_KEY_ID, Moto, SECRET_ACCESS_KEY};
 
 /// Everything the tracing subscriber writes, at TRACE level.
 #[derive(Clone, Default)]

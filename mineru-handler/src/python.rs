@@ -44,7 +44,7 @@ fn is_printable(c: char) -> bool {
 /// `repr()` of a Python `str`.
 ///
 /// ```
-/// use mineru_handler::input::py_repr;
+/// use mineru_handler::python::py_repr;
 /// assert_eq!(py_repr("../bad"), "'../bad'");
 /// assert_eq!(py_repr("it's"), "\"it's\"");
 /// assert_eq!(py_repr("en\n"), "'en\\n'");

@@ -1,12 +1,14 @@
-//! Shared helpers for the engine tests.
-#![allow(dead_code, clippy::unwrap_used)]
+//! Helpers the tests share: engine configurations (real MinerU, MinerU 3.4, the FAKE
+//! mineru-api), fixtures, archive readers, and the real S3 server ([`moto`]).
+
+pub mod moto;
 
 use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mineru_handler::engine::{Engine, EngineConfig, EngineState, EngineStatus, ParseOutput, Tier};
-use mineru_handler::package::{self, PackageRequest, Packaged, Transport};
+use mineru_handler::package::{self, PackageRequest, Packaged, Payload};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -190,12 +192,12 @@ pub fn tar_gz_names(b64: &str) -> Vec<String> {
 }
 
 /// Packages a parse result as the worker would, basename `report`, with a fixed mtime.
-pub fn package_report(output: &ParseOutput, transport: Transport) -> Packaged {
+pub fn package_report(output: &ParseOutput, payload: Payload) -> Packaged {
     package::package(&PackageRequest {
         result_zip: &output.result_zip,
         work_dir: output.dir(),
         basename: "report",
-        transport,
+        payload,
         mtime: std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
         max_response_bytes: package::DEFAULT_MAX_RESPONSE_BYTES,
     })

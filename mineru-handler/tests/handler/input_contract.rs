@@ -1,5 +1,5 @@
-//! The job input contract (job contract §2–§5): every validation rule with its exact message.
-#![allow(clippy::unwrap_used)]
+//! The job input contract (docs/job-contract.md §2–§5): every validation rule with its exact
+//! message.
 
 use mineru_handler::input::*;
 use serde_json::{Value, json};

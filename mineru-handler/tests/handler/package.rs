@@ -1,6 +1,5 @@
 //! Packaging MinerU 4 result zips: tar.gz/zip round trips, inline, the response cap, degraded
 //! members. The input zips are built here in MinerU 4's layout.
-#![allow(clippy::unwrap_used)]
 
 use std::io::{Read, Write};
 use std::path::Path;
@@ -9,9 +8,10 @@ use std::time::{Duration, SystemTime};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use mineru_handler::package::{
-    ArchiveFormat, DebugInfo, Degraded, DegradedReason, Format, GpuInfo, PackageError,
-    PackageRequest, PhaseTimings, ResultEntry, Transport, check_response_size, package,
+    ArchiveFormat, Degraded, DegradedReason, Format, PackageError, PackageRequest, Payload,
+    check_response_size, package,
 };
+use mineru_handler::response::{DebugInfo, GpuInfo, PhaseTimings, ResultEntry};
 use serde_json::json;
 
 const JPEG: &[u8] = b"\xff\xd8\xff\xe0not-really-a-jpeg";
@@ -45,12 +45,12 @@ fn standard_members() -> Vec<(&'static str, &'static [u8])> {
     ]
 }
 
-fn request<'a>(zip: &'a Path, dir: &'a Path, transport: Transport) -> PackageRequest<'a> {
+fn request<'a>(zip: &'a Path, dir: &'a Path, payload: Payload) -> PackageRequest<'a> {
     PackageRequest {
         result_zip: zip,
         work_dir: dir,
         basename: "report",
-        transport,
+        payload,
         mtime: SystemTime::UNIX_EPOCH + Duration::from_secs(1_763_700_000),
         max_response_bytes: 19_000_000,
     }
@@ -69,7 +69,7 @@ fn tar_gz_holds_every_artefact_with_normalised_metadata() {
     let packaged = package(&request(
         &zip,
         dir.path(),
-        Transport::TarballB64(ArchiveFormat::TarGz),
+        Payload::TarballB64(ArchiveFormat::TarGz),
     ))
     .unwrap();
     assert!(packaged.degraded.is_empty());
@@ -117,7 +117,7 @@ fn zip_round_trips_and_is_reproducible() {
             &package(&request(
                 &zip,
                 dir.path(),
-                Transport::TarballB64(ArchiveFormat::Zip),
+                Payload::TarballB64(ArchiveFormat::Zip),
             ))
             .unwrap()
             .fields,
@@ -157,7 +157,7 @@ fn inline_returns_the_requested_formats_in_order() {
     let all = package(&request(
         &zip,
         dir.path(),
-        Transport::Inline(vec![
+        Payload::Inline(vec![
             Format::Images,
             Format::Markdown,
             Format::Middle,
@@ -181,7 +181,7 @@ fn inline_returns_the_requested_formats_in_order() {
     let markdown_only = package(&request(
         &zip,
         dir.path(),
-        Transport::Inline(vec![Format::Markdown]),
+        Payload::Inline(vec![Format::Markdown]),
     ))
     .unwrap();
     assert_eq!(
@@ -205,7 +205,7 @@ fn missing_optional_artefacts_default_silently_and_unreadable_ones_are_reported(
     let packaged = package(&request(
         &zip,
         dir.path(),
-        Transport::Inline(Format::ALL.to_vec()),
+        Payload::Inline(Format::ALL.to_vec()),
     ))
     .unwrap();
     assert_eq!(packaged.fields["content_list"], json!([]));
@@ -229,7 +229,7 @@ fn missing_optional_artefacts_default_silently_and_unreadable_ones_are_reported(
     let archived = package(&request(
         &zip,
         dir.path(),
-        Transport::TarballB64(ArchiveFormat::TarGz),
+        Payload::TarballB64(ArchiveFormat::TarGz),
     ))
     .unwrap();
     assert_eq!(archived.degraded.count, 2);
@@ -240,9 +240,9 @@ fn markdown_is_required_on_every_transport() {
     let dir = tempfile::tempdir().unwrap();
     let zip = mineru_zip(dir.path(), &[("middle_json.json", b"{}")]);
     for transport in [
-        Transport::Inline(vec![Format::Markdown]),
-        Transport::TarballB64(ArchiveFormat::TarGz),
-        Transport::TarballB64(ArchiveFormat::Zip),
+        Payload::Inline(vec![Format::Markdown]),
+        Payload::TarballB64(ArchiveFormat::TarGz),
+        Payload::TarballB64(ArchiveFormat::Zip),
     ] {
         let err = package(&request(&zip, dir.path(), transport)).unwrap_err();
         assert_eq!(err.error_type(), "ArtifactError");
@@ -256,7 +256,7 @@ fn markdown_is_required_on_every_transport() {
         package(&request(
             &zip,
             dir.path(),
-            Transport::Inline(vec![Format::Middle])
+            Payload::Inline(vec![Format::Middle])
         ))
         .is_ok()
     );
@@ -265,7 +265,7 @@ fn markdown_is_required_on_every_transport() {
     let err = package(&request(
         &bad,
         dir.path(),
-        Transport::TarballB64(ArchiveFormat::TarGz),
+        Payload::TarballB64(ArchiveFormat::TarGz),
     ))
     .unwrap_err();
     assert_eq!(
@@ -285,7 +285,7 @@ fn an_archive_over_the_cap_is_refused_before_encoding_naming_s3() {
         dir.path(),
         &[("markdown.md", b"x"), ("images/big.jpg", &noise)],
     );
-    let mut req = request(&zip, dir.path(), Transport::TarballB64(ArchiveFormat::Zip));
+    let mut req = request(&zip, dir.path(), Payload::TarballB64(ArchiveFormat::Zip));
     req.max_response_bytes = 200_000;
     let err = package(&req).unwrap_err();
     assert!(matches!(err, PackageError::TooLarge { .. }));

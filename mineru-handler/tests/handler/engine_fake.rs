@@ -1,19 +1,17 @@
 //! Engine lifecycle against the FAKE mineru-api (tests/fakes/fake_mineru_api.py), for what
 //! real MinerU cannot do on a CPU machine without models: GPU tiers, preload failures, a
 //! crash mid-parse, a hanging parse.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{fake_engine_config, process_gone, wait_for_state, zip_member};
 use mineru_handler::engine::{
     Backend, Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest,
     Tier, WarmupOutcome, resolve_tier,
 };
 use tokio_util::sync::CancellationToken;
+
+use crate::common::{fake_engine_config, process_gone, wait_for_state, zip_member};
 
 fn doc(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);

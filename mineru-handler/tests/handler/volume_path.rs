@@ -1,6 +1,6 @@
-//! `volume_path` inputs (job contract §6.3): containment under the configured roots, symlinks,
-//! `..`, non-regular files, the scratch-area refusal and the size cap, on a real filesystem.
-#![allow(clippy::unwrap_used)]
+//! `volume_path` inputs (docs/job-contract.md §6.3): containment under the configured roots,
+//! symlinks, `..`, non-regular files, the scratch-area refusal and the size cap, on a real
+//! filesystem.
 
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};

@@ -1,5 +1,4 @@
-//! Format detection by leading bytes and ZIP contents (job contract §7).
-#![allow(clippy::unwrap_used)]
+//! Format detection by leading bytes and ZIP contents (docs/job-contract.md §7).
 
 use std::io::Write as _;
 
@@ -125,7 +124,7 @@ fn epub_and_opendocument_only_under_mineru_4() {
     assert!(detect_bytes(&other, MineruMajor::V4).is_err());
 }
 
-/// The extension over contract §7 (see the `format` module docs): HTML, RTF and CSV.
+/// The extension over docs/job-contract.md §7 (see the `format` module docs): HTML, RTF and CSV.
 #[test]
 fn html_is_sniffed_after_a_bom_and_whitespace_in_any_case() {
     for bytes in [

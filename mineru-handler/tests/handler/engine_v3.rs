@@ -3,20 +3,19 @@
 //! against a FAKE OpenAI-compatible VLM server (tests/fakes/fake_openai_vlm.py; no model can
 //! run here). Needs the MinerU 3.4 environment (MINERU3_VENV or <workspace>/.venv/mineru3);
 //! fails without it.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{FakeVlm, mineru3_venv, tar_gz_names, zip_member, zip_names};
 use mineru_handler::engine::{
     AdapterKind, Backend, Engine, EngineConfig, EngineError, EngineState, LegacyOptions, OcrMode,
     PageSelection, ParseRequest, Tier, WarmupOutcome,
 };
-use mineru_handler::package::{ArchiveFormat, Format, Transport};
+use mineru_handler::package::{ArchiveFormat, Format, Payload};
 use tokio_util::sync::CancellationToken;
+
+use crate::common;
+use crate::common::{FakeVlm, mineru3_venv, tar_gz_names, zip_member, zip_names};
 
 /// A real 3.4 engine whose warm-up runs the PDF path against the fake VLM.
 fn engine_config(vlm_url: &str) -> EngineConfig {
@@ -122,7 +121,7 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     assert!(middle["pdf_info"].is_array(), "3.x middle JSON: {middle}");
 
     // Packaged: the reference's member names, and the flat 3.x content list inline.
-    let packaged = common::package_report(&docx, Transport::TarballB64(ArchiveFormat::TarGz));
+    let packaged = common::package_report(&docx, Payload::TarballB64(ArchiveFormat::TarGz));
     assert!(packaged.degraded.is_empty());
     assert_eq!(
         tar_gz_names(packaged.fields["tarball_b64"].as_str().unwrap()),
@@ -136,7 +135,7 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     );
     let inline = common::package_report(
         &docx,
-        Transport::Inline(vec![Format::Markdown, Format::ContentList]),
+        Payload::Inline(vec![Format::Markdown, Format::ContentList]),
     );
     assert_eq!(inline.fields["markdown"].as_str(), Some(markdown.as_str()));
     assert_eq!(

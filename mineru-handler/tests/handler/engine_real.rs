@@ -2,21 +2,20 @@
 //! born-digital PDFs with page ranges, DOCX, HTML, the result zip's contents, empty page
 //! selections, and a cancelled (timed-out) parse that kills and re-warms the real server.
 //! Needs the MinerU environment (MINERU_VENV or <workspace>/.venv/mineru); fails without it.
-#![allow(clippy::unwrap_used)]
-
-mod common;
 
 use std::time::Duration;
 
-use common::{
-    make_fixtures, real_engine_config, tar_gz_names, wait_for_state, zip_member, zip_names,
-};
 use mineru_handler::engine::{
     Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest, Tier,
     WarmupOutcome,
 };
-use mineru_handler::package::{ArchiveFormat, Transport};
+use mineru_handler::package::{ArchiveFormat, Payload};
 use tokio_util::sync::CancellationToken;
+
+use crate::common;
+use crate::common::{
+    make_fixtures, real_engine_config, tar_gz_names, wait_for_state, zip_member, zip_names,
+};
 
 fn request(path: std::path::PathBuf, pages: PageSelection) -> ParseRequest {
     ParseRequest {
@@ -119,7 +118,7 @@ async fn real_mineru_parses_pdf_page_ranges_docx_and_html() {
     assert!(markdown.contains("Some paragraph text."), "{markdown}");
 
     // Packaging the real DOCX result: every artefact under the contract's names.
-    let packaged = common::package_report(&docx, Transport::TarballB64(ArchiveFormat::TarGz));
+    let packaged = common::package_report(&docx, Payload::TarballB64(ArchiveFormat::TarGz));
     assert!(packaged.degraded.is_empty());
     let names = tar_gz_names(packaged.fields["tarball_b64"].as_str().unwrap());
     assert_eq!(

@@ -1,0 +1,176 @@
+//! A validated job input and what validation needs to know about the worker.
+
+use crate::engine::{Backend, Effort, LegacyOptions, OcrMode, PageSelection, Tier, resolve_tier};
+use crate::package::{ArchiveFormat, Format as OutputFormat};
+
+/// The MinerU major version the engine adapter drives; several rules depend on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MineruMajor {
+    /// MinerU 3.4.x (adapter `v3`).
+    V3,
+    /// MinerU 4.x (adapter `v4`, the default).
+    V4,
+}
+
+impl MineruMajor {
+    /// The longest suffix the adapter appends to `basename` (validation step 4).
+    pub fn longest_suffix(self) -> &'static str {
+        match self {
+            MineruMajor::V3 => "_content_list_v2.json",
+            MineruMajor::V4 => "_structured_content.json",
+        }
+    }
+}
+
+/// Whether the `s3` transport can be used (validation step 22).
+///
+/// Hook for the S3 transport: the S3 configuration (docs/job-contract.md §11) is read elsewhere at
+/// start-up and reports the missing required variables here, in the table's order
+/// (`BUCKET_ENDPOINT_URL`, `BUCKET_NAME`, `BUCKET_ACCESS_KEY_ID`, `BUCKET_SECRET_ACCESS_KEY`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum S3Readiness {
+    /// All required variables are set.
+    Configured,
+    /// These required variables are missing or blank.
+    Missing(Vec<String>),
+}
+
+/// What validation needs to know about the worker. Built once at start-up (except
+/// `max_pages_per_job`, which the contract re-reads per job).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidationContext {
+    /// The adapter's MinerU major version.
+    pub mineru_major: MineruMajor,
+    /// The engine's MinerU version, for step 19's message.
+    pub mineru_version: String,
+    /// `MINERU_MAX_PAGES_PER_JOB` (0 = off).
+    pub max_pages_per_job: u64,
+    /// `MINERU_MODEL_VLM_SERVER_URL`: the VLM server a 4.x engine was started with.
+    pub vlm_server_url: Option<String>,
+    /// Whether S3 is configured.
+    pub s3: S3Readiness,
+}
+
+/// Where the document comes from: exactly one of the three source fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InputSource {
+    /// `file_url` (shape already checked).
+    Url(String),
+    /// `file_b64`, still encoded.
+    Base64(String),
+    /// `volume_path`, as sent.
+    Volume(String),
+}
+
+macro_rules! string_enum {
+    ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vm])* $variant),+ }
+
+        impl $name {
+            /// The wire spelling.
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            pub(crate) fn parse(s: &str) -> Option<$name> {
+                match s { $($text => Some($name::$variant),)+ _ => None }
+            }
+        }
+    };
+}
+
+string_enum!(
+    /// How results travel back.
+    Transport {
+        /// `tarball_b64` (the default).
+        TarballB64 = "tarball_b64",
+        /// `inline`.
+        Inline = "inline",
+        /// `s3`.
+        S3 = "s3",
+    }
+);
+
+/// A validated job input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseRequest {
+    /// The document source.
+    pub source: InputSource,
+    /// First page, 0-based inclusive (≥ 0).
+    pub start_page: i64,
+    /// Last page, 0-based inclusive; `None` = to the end.
+    pub end_page: Option<i64>,
+    /// `lang` (3.4 only).
+    pub lang: String,
+    /// `backend` (the default when not sent or empty).
+    pub backend: Backend,
+    /// Whether the caller sent a non-empty `backend`.
+    pub backend_explicit: bool,
+    /// `effort`.
+    pub effort: Option<Effort>,
+    /// `server_url` when truthy.
+    pub server_url: Option<String>,
+    /// `formula_enable` (3.4 only).
+    pub formula_enable: bool,
+    /// `table_enable` (3.4 only).
+    pub table_enable: bool,
+    /// `transport`.
+    pub transport: Transport,
+    /// `formats`, de-duplicated keeping the first occurrence.
+    pub formats: Vec<OutputFormat>,
+    /// `basename`.
+    pub basename: String,
+    /// `archive_format`.
+    pub archive_format: ArchiveFormat,
+    /// `tier`.
+    pub tier: Option<Tier>,
+    /// `ocr_mode`.
+    pub ocr_mode: Option<OcrMode>,
+}
+
+impl ParseRequest {
+    /// `pages_requested`: the bounded range's length, `-1` when open-ended.
+    pub fn pages_requested(&self) -> i64 {
+        self.end_page.map_or(-1, |e| e - self.start_page + 1)
+    }
+
+    /// The requested pages in MinerU 4's numbering.
+    ///
+    /// ```
+    /// # use mineru_handler::input::*;
+    /// # let ctx = ValidationContext { mineru_major: MineruMajor::V4, mineru_version: "4.0.12".into(),
+    /// #     max_pages_per_job: 0, vlm_server_url: None, s3: S3Readiness::Configured };
+    /// let req = parse_request(&serde_json::json!({"file_b64": "JVBERg==", "start_page": 2}), &ctx).unwrap();
+    /// assert_eq!(req.pages().page_range().as_deref(), Some("3-r1"));
+    /// ```
+    pub fn pages(&self) -> PageSelection {
+        PageSelection::from_zero_based(
+            u64::try_from(self.start_page).unwrap_or(0),
+            self.end_page.unwrap_or(-1),
+        )
+    }
+
+    /// The MinerU 3.4 inputs, as the `v3` engine adapter sends them (docs/job-contract.md §16.7).
+    pub fn legacy_options(&self) -> LegacyOptions {
+        LegacyOptions {
+            backend: self.backend,
+            effort: self.effort,
+            server_url: self.server_url.clone(),
+            formula_enable: self.formula_enable,
+            table_enable: self.table_enable,
+        }
+    }
+
+    /// The tier to send (docs/job-contract.md §16.2): `tier`, else the explicitly sent
+    /// `backend`/`effort` mapped, else `default_tier` (the worker's).
+    pub fn tier_or(&self, default_tier: Tier) -> Tier {
+        resolve_tier(
+            self.tier,
+            self.backend_explicit.then_some(self.backend),
+            self.effort,
+            default_tier,
+        )
+    }
+}

@@ -1,0 +1,263 @@
+//! [`parse_request`]: the contract's validation steps, in order (docs/job-contract.md §4).
+
+use serde_json::{Map, Value};
+
+use super::error::InputError;
+use super::request::{
+    InputSource, MineruMajor, ParseRequest, S3Readiness, Transport, ValidationContext,
+};
+use super::schema::{bool_field, int_field, schema_check, str_field, str_or_default};
+use crate::engine::{Backend, Effort, OcrMode, Tier};
+use crate::package::{ArchiveFormat, Format as OutputFormat};
+use crate::python::{is_alnum, py_type_name};
+use crate::url_shape::check_url_shape;
+
+/// Validate a job's raw `input` (`null` or absent behaves like `{}`) against the contract,
+/// in the contract's step order; the first failing step wins.
+///
+/// ```
+/// use mineru_handler::input::*;
+/// let ctx = ValidationContext {
+///     mineru_major: MineruMajor::V4,
+///     mineru_version: "4.0.12".into(),
+///     max_pages_per_job: 0,
+///     vlm_server_url: None,
+///     s3: S3Readiness::Configured,
+/// };
+/// let req = parse_request(&serde_json::json!({"file_url": "https://example.com/a.pdf"}), &ctx).unwrap();
+/// assert_eq!(req.basename, "doc");
+/// assert_eq!(req.transport, Transport::TarballB64);
+///
+/// let err = parse_request(&serde_json::json!({"return": "x"}), &ctx).unwrap_err();
+/// assert_eq!(
+///     err.to_string(),
+///     "input validation failed: Unexpected input. return is not a valid input option."
+/// );
+/// ```
+pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequest, InputError> {
+    let empty = Map::new();
+    let input = match input {
+        Value::Null => &empty,
+        Value::Object(map) => map,
+        other => return Err(InputError::NotAnObject(py_type_name(other))),
+    };
+    // Step 1.
+    schema_check(input)?;
+
+    // Steps 2–4.
+    let basename = str_or_default(input, "basename", "doc");
+    if !basename
+        .chars()
+        .all(|c| is_alnum(c) || c == '-' || c == '_')
+    {
+        return Err(InputError::BasenameCharacters(basename.to_owned()));
+    }
+    let chars = basename.chars().count();
+    if chars > 128 {
+        return Err(InputError::BasenameTooLong(chars));
+    }
+    let suffix = ctx.mineru_major.longest_suffix();
+    let bytes = basename.len() + suffix.len();
+    if bytes > 255 {
+        return Err(InputError::BasenameTooManyBytes { suffix, bytes });
+    }
+
+    // Step 5.
+    let lang = str_or_default(input, "lang", "en");
+    let lang_ok = lang.len() <= 32
+        && lang
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !lang_ok {
+        return Err(InputError::Lang(lang.to_owned()));
+    }
+
+    // Steps 6–7.
+    let transport_text = str_or_default(input, "transport", "tarball_b64");
+    let transport = Transport::parse(transport_text)
+        .ok_or_else(|| InputError::Transport(transport_text.to_owned()))?;
+    let archive_text = str_or_default(input, "archive_format", "tar.gz");
+    let archive_format = ArchiveFormat::ALL
+        .iter()
+        .copied()
+        .find(|f| f.as_str() == archive_text)
+        .ok_or_else(|| InputError::ArchiveFormat(archive_text.to_owned()))?;
+
+    // Step 8.
+    let formats = parse_formats(input.get("formats"))?;
+
+    // Steps 9–10.
+    let backend_text = str_or_default(input, "backend", "vlm-auto-engine");
+    let backend = backend_text
+        .parse::<Backend>()
+        .ok()
+        .ok_or_else(|| InputError::Backend(backend_text.to_owned()))?;
+    let effort = match str_field(input, "effort") {
+        None => None,
+        Some(text) => {
+            let effort = text
+                .parse::<Effort>()
+                .ok()
+                .ok_or_else(|| InputError::Effort(text.to_owned()))?;
+            if !backend.is_hybrid() {
+                return Err(InputError::EffortWithoutHybrid(backend));
+            }
+            Some(effort)
+        }
+    };
+
+    // Steps 11–12.
+    let start = int_field(input, "start_page", 0);
+    let end = int_field(input, "end_page", -1);
+    if start.value() < 0 {
+        return Err(InputError::StartPage(start));
+    }
+    let end_page = (end.value() >= 0).then_some(end.value());
+    if let Some(e) = end_page {
+        if e < start.value() {
+            return Err(InputError::EndBeforeStart { start, end });
+        }
+        let pages = e - start.value() + 1;
+        if ctx.max_pages_per_job > 0
+            && u64::try_from(pages).unwrap_or(u64::MAX) > ctx.max_pages_per_job
+        {
+            return Err(InputError::TooManyPages {
+                pages,
+                max: ctx.max_pages_per_job,
+            });
+        }
+    }
+
+    // Step 13.
+    let given: Vec<(&'static str, &str)> = ["file_url", "file_b64", "volume_path"]
+        .into_iter()
+        .filter_map(|k| {
+            str_field(input, k)
+                .filter(|v| !v.is_empty())
+                .map(|v| (k, v))
+        })
+        .collect();
+    let source = match given.as_slice() {
+        [("file_url", v)] => InputSource::Url((*v).to_owned()),
+        [("file_b64", v)] => InputSource::Base64((*v).to_owned()),
+        [(_, v)] => InputSource::Volume((*v).to_owned()),
+        _ => return Err(InputError::Sources(given.iter().map(|(k, _)| *k).collect())),
+    };
+
+    // Steps 14–16.
+    let server_url = str_field(input, "server_url").filter(|s| !s.is_empty());
+    if backend.is_http_client() && server_url.is_none() {
+        return Err(InputError::ServerUrlRequired(backend));
+    }
+    if let Some(url) = server_url {
+        check_url_shape("server_url", url).map_err(InputError::UrlShape)?;
+    }
+    if let InputSource::Url(url) = &source {
+        check_url_shape("file_url", url).map_err(InputError::UrlShape)?;
+    }
+
+    // Steps 17–21.
+    let tier = match str_field(input, "tier") {
+        None => None,
+        Some(t) => Some(
+            t.parse::<Tier>()
+                .ok()
+                .ok_or_else(|| InputError::Tier(t.to_owned()))?,
+        ),
+    };
+    let ocr_mode = match str_field(input, "ocr_mode") {
+        None => None,
+        Some(m) => Some(
+            m.parse::<OcrMode>()
+                .ok()
+                .ok_or_else(|| InputError::OcrMode(m.to_owned()))?,
+        ),
+    };
+    if ctx.mineru_major == MineruMajor::V3 && (tier.is_some() || ocr_mode.is_some()) {
+        return Err(InputError::TierNeedsV4(ctx.mineru_version.clone()));
+    }
+    let backend_explicit = str_field(input, "backend").is_some_and(|b| !b.is_empty());
+    if tier.is_some() && (backend_explicit || effort.is_some()) {
+        return Err(InputError::TierWithBackend);
+    }
+    if ctx.mineru_major == MineruMajor::V4 && backend.is_http_client() {
+        if let Some(url) = server_url {
+            let same = ctx.vlm_server_url.as_deref().is_some_and(|configured| {
+                normalise_server_url(configured) == normalise_server_url(url)
+            });
+            if !same {
+                return Err(InputError::VlmServerMismatch(url.to_owned()));
+            }
+        }
+    }
+
+    // Step 22.
+    if transport == Transport::S3 {
+        if let S3Readiness::Missing(names) = &ctx.s3 {
+            return Err(InputError::S3NotConfigured(names.clone()));
+        }
+    }
+
+    Ok(ParseRequest {
+        source,
+        start_page: start.value(),
+        end_page,
+        lang: lang.to_owned(),
+        backend,
+        backend_explicit,
+        effort,
+        server_url: server_url.map(str::to_owned),
+        formula_enable: bool_field(input, "formula_enable"),
+        table_enable: bool_field(input, "table_enable"),
+        transport,
+        formats,
+        basename: basename.to_owned(),
+        archive_format,
+        tier,
+        ocr_mode,
+    })
+}
+
+fn parse_formats(value: Option<&Value>) -> Result<Vec<OutputFormat>, InputError> {
+    let Some(value) = value else {
+        return Ok(OutputFormat::ALL.to_vec());
+    };
+    let Value::Array(items) = value else {
+        return Err(InputError::FormatsNotAList(py_type_name(value)));
+    };
+    if items.is_empty() {
+        return Err(InputError::FormatsEmpty);
+    }
+    let mut formats = Vec::with_capacity(items.len());
+    for item in items {
+        let Value::String(text) = item else {
+            return Err(InputError::FormatsEntryNotAString(py_type_name(item)));
+        };
+        let format = OutputFormat::ALL
+            .iter()
+            .copied()
+            .find(|f| f.key() == text)
+            .ok_or_else(|| InputError::FormatsUnknownEntry(text.clone()))?;
+        if !formats.contains(&format) {
+            formats.push(format);
+        }
+    }
+    Ok(formats)
+}
+
+/// Scheme and host lower-cased, one trailing `/` dropped (docs/job-contract.md §16.2).
+fn normalise_server_url(url: &str) -> String {
+    let trimmed = url.trim().strip_suffix('/').unwrap_or(url.trim());
+    match trimmed.split_once("://") {
+        Some((scheme, rest)) => {
+            let host_end = rest.find('/').unwrap_or(rest.len());
+            format!(
+                "{}://{}{}",
+                scheme.to_ascii_lowercase(),
+                rest[..host_end].to_ascii_lowercase(),
+                &rest[host_end..]
+            )
+        }
+        None => trimmed.to_owned(),
+    }
+}

@@ -1,0 +1,235 @@
+//! The worker with the FAKE mineru-api: GPU tiers, a crash, a cancelled hang, a failed warm-up,
+//! and the `s3` transport with the oversize fallback against moto.
+
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use super::{LocalWorker, asset, b64_of, keys, member};
+use crate::common;
+use crate::common::moto;
+
+/// The FAKE mineru-api as the worker's engine.
+fn fake_env(tier: &str, log: &Path) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "MINERU_API_BIN",
+            common::workspace_root()
+                .join("tests/fakes/fake_mineru_api.py")
+                .display()
+                .to_string(),
+        ),
+        ("MINERU_SERVER_TIER", tier.into()),
+        ("MINERU_PRELOAD_MODELS", "0".into()),
+        ("FAKE_MINERU_LOG", log.display().to_string()),
+    ]
+}
+
+fn fake_events(log: &Path, event: &str) -> Vec<Value> {
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == event)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fake_gpu_engine_maps_tiers_survives_a_crash_and_a_cancelled_hang() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fake.log");
+    let worker = LocalWorker::start(&fake_env("standard", &log)).await;
+    let pdf = b64_of(&asset("sample.pdf"));
+
+    // GPU tier mapping (docs/job-contract.md §16.2) as sent to the engine and reported in debug.
+    for (input, tier) in [
+        (json!({"backend": "pipeline"}), "basic"),
+        (
+            json!({"backend": "hybrid-auto-engine", "effort": "high"}),
+            "advanced",
+        ),
+        (json!({"tier": "flash"}), "flash"),
+    ] {
+        let mut input = input;
+        input["file_b64"] = json!(pdf);
+        let (out, error) = worker.runsync(input.clone()).await;
+        assert_eq!(error, None, "{out}");
+        assert_eq!(out["debug"]["tier"], tier, "{input}");
+        let submitted = fake_events(&log, "submit");
+        assert_eq!(
+            submitted.last().unwrap()["body"]["tier"],
+            tier,
+            "{submitted:?}"
+        );
+    }
+
+    // The engine crashes mid-parse: a clear RuntimeError, and the next job is served by the
+    // restarted engine.
+    let (out, error) = worker
+        .runsync(json!({"file_b64": pdf, "basename": "crash"}))
+        .await;
+    let error = error.unwrap_or_else(|| panic!("a crash must fail the job: {out}"));
+    assert!(
+        error.starts_with("RuntimeError: MinerU engine exited unexpectedly"),
+        "{error}"
+    );
+    let (out, error) = worker.runsync(json!({"file_b64": pdf})).await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(fake_events(&log, "start").len(), 2);
+
+    // A hanging parse cancelled through the API: the engine is killed and re-warmed, and the
+    // worker goes on serving.
+    let run = worker
+        .post(
+            "/run",
+            json!({"input": {"file_b64": pdf, "basename": "hang"}}),
+        )
+        .await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !fake_events(&log, "submit")
+        .iter()
+        .any(|e| e["body"].to_string().contains("hang"))
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "hang never submitted"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cancelled = worker.post(&format!("/cancel/{id}"), json!({})).await;
+    assert_eq!(cancelled["status"], "CANCELLED", "{cancelled}");
+    let (out, error) = worker.runsync(json!({"file_b64": pdf})).await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(
+        fake_events(&log, "start").len(),
+        3,
+        "the hanging engine was replaced"
+    );
+    drop(worker);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_warmup_still_serves_with_a_clear_engine_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fake.log");
+    let mut env = fake_env("flash", &log);
+    env.push(("FAKE_MINERU_EXIT_ON_START", "3".into()));
+    env.push(("MINERU_ENGINE_MAX_RESTARTS", "1".into()));
+    let worker = LocalWorker::start(&env).await;
+    let (out, error) = worker
+        .runsync(json!({"file_b64": b64_of(&asset("sample.pdf"))}))
+        .await;
+    let error = error.unwrap_or_else(|| panic!("no engine, no parse: {out}"));
+    assert!(
+        error.starts_with("RuntimeError: MinerU engine is not available"),
+        "{error}"
+    );
+    // The worker is still serving after the failed job.
+    let health = worker
+        .client
+        .get(format!("{}/health", worker.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(health.status().is_success());
+}
+
+/// Fetches an uploaded archive back through its presigned URL: its tar.gz members.
+async fn fetch_uploaded(entry: &Value) -> Vec<(String, Vec<u8>)> {
+    let url = entry["tarball_url"].as_str().unwrap();
+    let response = reqwest::get(url).await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(entry["bucket_bytes"], bytes.len() as u64);
+    common::tar_gz_members(&base64::engine::general_purpose::STANDARD.encode(&bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback() {
+    let moto = moto::Moto::start().await;
+    moto.create_bucket("results").await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = fake_env("standard", &dir.path().join("fake.log"));
+    env.extend([
+        ("BUCKET_ENDPOINT_URL", moto.endpoint.clone()),
+        ("BUCKET_NAME", "results".into()),
+        ("BUCKET_ACCESS_KEY_ID", moto::ACCESS_KEY_ID.into()),
+        ("BUCKET_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY.into()),
+        // The FAKE engine's "big" results (64 KiB of image) exceed this; an s3 entry does not.
+        ("MINERU_MAX_RESPONSE_BYTES", "16000".into()),
+    ]);
+    let pdf = b64_of(&asset("sample.pdf"));
+
+    // Without the opt-in, an oversized result is the contract's failure.
+    let strict = LocalWorker::start(&env).await;
+    let (out, error) = strict
+        .runsync(json!({"file_b64": pdf, "basename": "big"}))
+        .await;
+    assert!(
+        error
+            .as_deref()
+            .unwrap()
+            .starts_with("ResponseTooLargeError: response too large for RunPod"),
+        "{out} {error:?}"
+    );
+    drop(strict);
+
+    env.push(("MINERU_OVERSIZE_FALLBACK", "s3".into()));
+    let worker = LocalWorker::start(&env).await;
+
+    // Asked for s3: the archive is in the bucket, and no fallback is claimed.
+    let (out, error) = worker
+        .runsync(json!({"file_b64": pdf, "basename": "small", "transport": "s3"}))
+        .await;
+    assert_eq!(error, None, "{out}");
+    let entry = &out["results"][0];
+    assert_eq!(entry.get("transport_fallback"), None, "{entry}");
+    let members = fetch_uploaded(entry).await;
+    assert!(
+        members.iter().any(|(name, _)| name == "small.md"),
+        "{members:?}"
+    );
+
+    // Oversized tarball_b64 and inline results go to the bucket instead, marked as such,
+    // with the s3 keys in the contract's order and the fallback key after them.
+    for (input, name) in [
+        (
+            json!({"file_b64": pdf, "basename": "big-tarball"}),
+            "big-tarball",
+        ),
+        (
+            json!({"file_b64": pdf, "basename": "big-inline", "transport": "inline"}),
+            "big-inline",
+        ),
+    ] {
+        let (out, error) = worker.runsync(input).await;
+        assert_eq!(error, None, "{out}");
+        let entry = &out["results"][0];
+        assert_eq!(
+            keys(entry),
+            [
+                "basename",
+                "source",
+                "pages_requested",
+                "tarball_url",
+                "tarball_url_expires_in",
+                "bucket_key",
+                "bucket_bytes",
+                "transport_fallback"
+            ],
+            "{entry}"
+        );
+        assert_eq!(entry["transport_fallback"], "s3");
+        assert!(out["debug"]["phase_ms"]["package"].is_u64(), "{out}");
+        let members = fetch_uploaded(entry).await;
+        let image = member(&members, "images/page_0_image_1.jpg");
+        assert_eq!(image.len(), 4 + 65536, "the whole result is in the bucket");
+        assert!(
+            members.iter().any(|(m, _)| *m == format!("{name}.md")),
+            "{members:?}"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! The `mineru-handler` binary end to end through its local API (`--rp_serve_api`): real
+//! MinerU 4.0.12 (offline, flash tier) for PDF, DOCX and HTML on every transport, and MinerU
+//! 3.4 ([`real`]); the FAKE mineru-api (tests/fakes/fake_mineru_api.py) for what real MinerU
+//! cannot do here: GPU tiers, an engine crash mid-parse, a hanging parse to cancel; with it,
+//! the `s3` transport and the oversize fallback against a real S3 server (moto) ([`fake`]).
+
+mod fake;
+mod real;
+
+use std::io::Read as _;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+use crate::common;
+
+fn asset(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("assets")
+        .join(name)
+}
+
+fn b64_of(path: &Path) -> String {
+    base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
+}
+
+/// A running worker binary serving the local API; killed when dropped.
+struct LocalWorker {
+    /// Held for `kill_on_drop`.
+    _child: tokio::process::Child,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl LocalWorker {
+    async fn start(env: &[(&str, String)]) -> LocalWorker {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_mineru-handler"));
+        command
+            .args(["--rp_serve_api", "--rp_api_host", "127.0.0.1"])
+            .args(["--rp_api_port", &port.to_string()])
+            .env_remove("RUNPOD_WEBHOOK_GET_JOB")
+            .env("HF_HUB_OFFLINE", "1")
+            .env("MINERU_MODEL_SOURCE", "local")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let child = command.spawn().unwrap();
+        let worker = LocalWorker {
+            _child: child,
+            base: format!("http://127.0.0.1:{port}"),
+            client: reqwest::Client::new(),
+        };
+        // The API listens only after the warm-up (on_start): poll its health, bounded.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+        loop {
+            if let Ok(r) = worker
+                .client
+                .get(format!("{}/health", worker.base))
+                .send()
+                .await
+            {
+                if r.status().is_success() {
+                    return worker;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the worker did not serve within 180s"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Value {
+        self.client
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Runs a job to completion: its `output` and its `error`. Like the SDK's development API,
+    /// the local API answers a failed job with `error` only (the contract's failure `output`
+    /// is what worker mode posts).
+    async fn runsync(&self, input: Value) -> (Value, Option<String>) {
+        let answer = self.post("/runsync", json!({"input": input})).await;
+        let error = answer
+            .get("error")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        (answer["output"].clone(), error)
+    }
+}
+
+fn real_env() -> Vec<(&'static str, String)> {
+    let venv = common::mineru_venv();
+    vec![
+        ("MINERU_VENV", venv.display().to_string()),
+        ("MINERU_SERVER_TIER", "flash".into()),
+    ]
+}
+
+fn zip_members(b64: &str) -> Vec<(String, Vec<u8>)> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .unwrap();
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut f = archive.by_index(i).unwrap();
+            let mut data = Vec::new();
+            f.read_to_end(&mut data).unwrap();
+            (f.name().to_owned(), data)
+        })
+        .collect()
+}
+
+fn member<'a>(members: &'a [(String, Vec<u8>)], name: &str) -> &'a [u8] {
+    &members
+        .iter()
+        .find(|(n, _)| n == name)
+        .unwrap_or_else(|| panic!("no member {name} in {:?}", names(members)))
+        .1
+}
+
+/// A results entry's keys, in order.
+fn keys(entry: &Value) -> Vec<&str> {
+    entry
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+fn names(members: &[(String, Vec<u8>)]) -> Vec<&str> {
+    members.iter().map(|(n, _)| n.as_str()).collect()
+}
