@@ -262,7 +262,7 @@ fn check_package(path: &Path, detected: InputType) -> Result<(), PolyglotError> 
         if Some(target.trim_start_matches('/')) != expected {
             return ambiguous(format!(
                 "its relationships name {} as the main part",
-                crate::input::py_repr(&target.chars().take(100).collect::<String>())
+                crate::python::py_repr(&target.chars().take(100).collect::<String>())
             ));
         }
     }

@@ -10,7 +10,7 @@
 pub mod archive;
 pub mod pdf;
 
-use crate::input::py_repr;
+use crate::python::py_repr;
 
 const MIB: u64 = 1024 * 1024;
 

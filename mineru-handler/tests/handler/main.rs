@@ -11,6 +11,7 @@ mod engine_fake;
 mod engine_real;
 mod engine_v3;
 mod format_detection;
+mod hostile_inputs;
 mod input_contract;
 mod local_api;
 mod package;
