@@ -5,6 +5,7 @@
 //! the `s3` transport and the oversize fallback against a real S3 server (moto) ([`fake`]).
 
 mod fake;
+mod hostile;
 mod real;
 
 use std::io::Read as _;
