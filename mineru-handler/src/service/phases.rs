@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use runpod_handler::Job;
 use serde_json::{Map, Value, json};
@@ -42,6 +42,9 @@ impl Pipeline {
 
     async fn run(&self, job: &Job<Value>, state: &mut JobState) -> Result<Value, JobFailure> {
         let mtime = SystemTime::now();
+        // The deadline counts from the job's start, as RunPod's execution timeout does.
+        let deadline =
+            engine::Deadline::for_job(Instant::now(), self.engine.job_timeout(), job.context.raw());
         let ctx = self.validation_context();
         let request = parse_request(&job.input, &ctx)?;
         state.backend = Some(request.backend.as_str());
@@ -153,7 +156,7 @@ impl Pipeline {
             .spawn(async move {
                 // The semaphore is never closed.
                 let _slot = slots.acquire_owned().await.ok();
-                engine.parse(&engine_request, &cancel).await
+                engine.parse_until(&engine_request, &cancel, deadline).await
             })
             .await?;
         phase.record("mineru.tier", output.tier.as_str());

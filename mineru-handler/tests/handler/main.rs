@@ -8,6 +8,7 @@
 
 mod common;
 mod engine_fake;
+mod engine_guard;
 mod engine_real;
 mod engine_v3;
 mod format_detection;

@@ -67,3 +67,59 @@ async fn bombs_polyglots_and_long_pdfs_are_refused_and_the_next_job_runs() {
     assert_eq!(error, None, "{out}");
     assert_eq!(out["results"][0]["pages_requested"], 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_parse_past_its_deadline_fails_naming_the_limit_and_the_next_job_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    common::make_fixtures(dir.path());
+    let big = b64_of(&dir.path().join("big.pdf"));
+    let mut env = real_env();
+    env.push(("MINERU_JOB_TIMEOUT_SECONDS", "3".into()));
+    let worker = LocalWorker::start(&env).await;
+    let cases = [
+        (
+            json!({"executionTimeout": 600_000}),
+            "TimeoutError: MinerU did not finish within 3s (MINERU_JOB_TIMEOUT_SECONDS); the parse was cancelled",
+        ),
+        (
+            json!({"executionTimeout": 5_500}),
+            "TimeoutError: MinerU did not finish within 1s (the job's policy.executionTimeout of 5500 ms, less 4.5s to report the failure); the parse was cancelled",
+        ),
+    ];
+    for (policy, expected) in cases {
+        let answer = worker
+            .post(
+                "/runsync",
+                json!({"input": {"file_b64": big, "tier": "flash", "ocr_mode": "txt"},
+                       "policy": policy}),
+            )
+            .await;
+        assert_eq!(answer["error"], expected, "{answer}");
+        let (out, error) = worker
+            .runsync(json!({"file_b64": b64_of(&super::asset("sample.pdf")),
+                            "tier": "flash", "ocr_mode": "txt", "end_page": 0}))
+            .await;
+        assert_eq!(error, None, "after a timeout: {out}");
+        assert_eq!(out["results"][0]["pages_requested"], 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_engine_is_private_and_dies_with_a_killed_worker() {
+    let worker = LocalWorker::start(&real_env()).await;
+    let (out, error) = worker
+        .runsync(json!({"file_b64": b64_of(&super::asset("sample.pdf")),
+                        "tier": "flash", "ocr_mode": "txt", "end_page": 0}))
+        .await;
+    assert_eq!(error, None, "{out}");
+    let engine = crate::engine_guard::check_private_engine(worker.pid());
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(i32::try_from(worker.pid()).unwrap()).unwrap(),
+        rustix::process::Signal::KILL,
+    )
+    .unwrap();
+    assert_eq!(
+        crate::engine_guard::survivors(&engine, std::time::Duration::from_secs(15)),
+        Vec::<u32>::new()
+    );
+}
