@@ -22,6 +22,9 @@ pub enum JsonInt {
     Huge(f64),
 }
 
+/// `Huge` holds only finite integral floats, for which `==` is an equivalence.
+impl Eq for JsonInt {}
+
 impl JsonInt {
     /// The integer in `v`, or `None` for non-integers (`1.5`, `1.0`, strings, ...). Booleans
     /// are not integers here (the caller decides how Python's `bool` subtype counts).
@@ -51,6 +54,30 @@ impl JsonInt {
         match self {
             JsonInt::Exact(i) => i < 0,
             JsonInt::Huge(f) => f < 0.0,
+        }
+    }
+
+    /// The integer as a float (exact within 2^53).
+    pub fn as_f64(self) -> f64 {
+        match self {
+            JsonInt::Exact(i) => i as f64,
+            JsonInt::Huge(f) => f,
+        }
+    }
+
+    /// `end - start + 1`, the length of the inclusive range, exactly when both are
+    /// [`JsonInt::Exact`].
+    ///
+    /// ```
+    /// use mineru_handler::page_span::JsonInt;
+    /// let len = JsonInt::range_len(JsonInt::Exact(0), JsonInt::Exact(i64::MAX.into()));
+    /// assert_eq!(len.to_string(), "9223372036854775808");
+    /// ```
+    pub fn range_len(start: JsonInt, end: JsonInt) -> JsonInt {
+        match (start, end) {
+            // Both within 64 bits: the difference fits i128 with room to spare.
+            (JsonInt::Exact(s), JsonInt::Exact(e)) => JsonInt::Exact(e - s + 1),
+            _ => JsonInt::Huge(end.as_f64() - start.as_f64() + 1.0),
         }
     }
 

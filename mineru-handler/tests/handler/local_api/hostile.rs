@@ -66,6 +66,16 @@ async fn bombs_polyglots_and_long_pdfs_are_refused_and_the_next_job_runs() {
         .await;
     assert_eq!(error, None, "{out}");
     assert_eq!(out["results"][0]["pages_requested"], 2);
+    // The widest 64-bit range: no wrap-around in pages_requested, MinerU clips the pages.
+    let (out, error) = worker
+        .runsync(json!({"file_b64": b64_of(&super::asset("sample.pdf")),
+                        "end_page": i64::MAX, "tier": "flash", "ocr_mode": "txt"}))
+        .await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(
+        out["results"][0]["pages_requested"],
+        json!(9_223_372_036_854_775_808_u64)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
