@@ -14,6 +14,7 @@ mod engine_v3;
 mod format_detection;
 mod hostile_inputs;
 mod input_contract;
+mod input_numbers;
 mod local_api;
 mod package;
 mod s3_transport;
