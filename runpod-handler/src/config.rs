@@ -148,6 +148,25 @@ pub struct Config {
     /// How long a result post is retried before it is given up
     /// (`RUNPOD_RESULT_RETRY_SECONDS`, default 300).
     pub result_retry_budget: Duration,
+    /// The local API's request body limits, RunPod's own by default.
+    pub body_limits: BodyLimits,
+}
+
+/// The largest request bodies the local API accepts (docs/protocol.md §15.3), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// `/run`: `RUNPOD_LOCAL_RUN_MAX_BODY_MB` (10, RunPod's limit), in decimal megabytes.
+    pub run: usize,
+    /// `/runsync` (and the realtime route): `RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB` (20).
+    pub runsync: usize,
+}
+
+impl BodyLimits {
+    /// RunPod's limits: 10 MB on `/run`, 20 MB on `/runsync`.
+    pub const RUNPOD: BodyLimits = BodyLimits {
+        run: 10_000_000,
+        runsync: 20_000_000,
+    };
 }
 
 const DEFAULT_PING_MS: u64 = 10_000;
@@ -227,6 +246,22 @@ impl Config {
             None => Duration::from_secs(300),
         };
 
+        let megabytes = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+            match var(name) {
+                Some(v) => Ok(usize::try_from(parse_number(name, &v)?)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(1_000_000)),
+                None => Ok(default),
+            }
+        };
+        let body_limits = BodyLimits {
+            run: megabytes("RUNPOD_LOCAL_RUN_MAX_BODY_MB", BodyLimits::RUNPOD.run)?,
+            runsync: megabytes(
+                "RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB",
+                BodyLimits::RUNPOD.runsync,
+            )?,
+        };
+
         Ok(Self {
             mode,
             worker_id: worker_id_env
@@ -241,6 +276,7 @@ impl Config {
             ping_interval: Duration::from_secs((ping_ms / 1000).max(1)),
             ua_integration: non_empty("RUNPOD_UA_INTEGRATION"),
             result_retry_budget,
+            body_limits,
         })
     }
 

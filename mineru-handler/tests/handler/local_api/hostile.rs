@@ -147,3 +147,102 @@ async fn the_engine_is_private_and_dies_with_a_killed_worker() {
         Vec::<u32>::new()
     );
 }
+
+/// The `mineru-api` process under a worker.
+fn engine_pid(worker: u32) -> u32 {
+    crate::engine_guard::descendants(worker)
+        .into_iter()
+        .find(|pid| {
+            // The server itself, not the guard above it (whose arguments name it too).
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| {
+                let argv0 = c.split(|b| *b == 0).next().unwrap_or_default();
+                String::from_utf8_lossy(&c).contains("mineru-api")
+                    && !String::from_utf8_lossy(argv0).ends_with("mineru-handler")
+            })
+        })
+        .expect("a mineru-api process")
+}
+
+/// User + system CPU ticks of a process.
+fn cpu_ticks(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let fields: Vec<u64> = s
+                .rsplit_once(')')?
+                .1
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            Some(fields.iter().sum())
+        })
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_bodies_parse_and_an_abandoned_runsync_frees_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    common::make_fixtures(dir.path());
+    // A 3 MB PDF (a page of noise, stored losslessly): over axum's 2 MiB default.
+    let large = dir.path().join("large.pdf");
+    let made = Command::new(common::mineru_venv().join("bin/python"))
+        .args([
+            "-c",
+            "import os, sys\nfrom PIL import Image\nfrom reportlab.pdfgen import canvas\n\
+             Image.frombytes('RGB', (1000, 1000), os.urandom(3000000)).save(sys.argv[1] + '.png')\n\
+             c = canvas.Canvas(sys.argv[1])\nc.drawString(72, 800, 'Noise below')\n\
+             c.drawImage(sys.argv[1] + '.png', 72, 72, 400, 400)\nc.showPage()\nc.save()\n",
+        ])
+        .arg(&large)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert!(std::fs::metadata(&large).unwrap().len() > 3_000_000);
+    let worker = LocalWorker::start(&real_env()).await;
+    let (out, error) = worker
+        .runsync(json!({"file_b64": b64_of(&large), "tier": "flash", "ocr_mode": "txt"}))
+        .await;
+    assert_eq!(error, None, "{out}");
+
+    // A /runsync of a 300-page parse whose client goes away once MinerU is busy with it.
+    let engine = engine_pid(worker.pid());
+    let body = json!({"input": {"file_b64": b64_of(&dir.path().join("big.pdf")),
+                                "tier": "flash", "ocr_mode": "txt"}})
+    .to_string();
+    let mut client = tokio::net::TcpStream::connect(worker.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    use tokio::io::AsyncWriteExt as _;
+    client
+        .write_all(
+            format!(
+                "POST /runsync HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let busy_from = cpu_ticks(engine);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while cpu_ticks(engine) < busy_from + 200 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "MinerU never got busy"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(client);
+    // The running parse is cancelled: the engine is killed (and warmed up again).
+    assert_eq!(
+        crate::engine_guard::survivors(&[engine], std::time::Duration::from_secs(30)),
+        Vec::<u32>::new()
+    );
+    let (out, error) = worker
+        .runsync(json!({"file_b64": b64_of(&super::asset("sample.pdf")),
+                        "tier": "flash", "ocr_mode": "txt", "end_page": 0}))
+        .await;
+    assert_eq!(error, None, "{out}");
+}
