@@ -91,9 +91,13 @@ pub(crate) async fn parse(
     cancel: &CancellationToken,
     deadline: Option<Deadline>,
 ) -> Result<ParseOutput, EngineError> {
+    // The deadline also bounds the wait for an engine that is (re)starting.
     let live = tokio::select! {
         live = core.wait_live() => live?,
         () = cancel.cancelled() => return Err(EngineError::Cancelled),
+        () = until(deadline.map(|d| d.at)), if deadline.is_some() => {
+            return Err(deadline.map_or(EngineError::Cancelled, EngineError::TimedOut));
+        }
     };
     let kind = DocumentKind::of(&request.path);
     let tier = if live.tiers.contains(&request.tier) {
