@@ -182,13 +182,42 @@ fn rtf_header(head: &[u8]) -> bool {
     rest.len() > 5 && rest[..5].eq_ignore_ascii_case(b"{\\rtf") && rest[5].is_ascii_digit()
 }
 
-/// MinerU's `has_mhtml_header`, conservatively: any `multipart/related` in the first 64 KiB
-/// of a file that is not a PDF or a ZIP document. (MinerU also requires its header parser to
-/// agree; refusing a little more is the safe side.)
+/// MinerU's `has_mhtml_header`: Python's email header parser over the first 64 KiB finds a
+/// `Content-Type: multipart/related` with a boundary. The header block is every line from the
+/// start that looks like a header (`name:` with printable ASCII in the name) or continues one,
+/// up to a blank or non-header line: `BMMIME-Version: 1.0` is a header line to that parser.
 fn mhtml_header(head: &[u8]) -> bool {
-    const NEEDLE: &[u8] = b"multipart/related";
-    head.windows(NEEDLE.len())
-        .any(|w| w.eq_ignore_ascii_case(NEEDLE))
+    let mut content_type: Option<String> = None;
+    let mut continuing = false;
+    for line in head.split(|b| *b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if matches!(line[0], b' ' | b'\t') {
+            if continuing {
+                if let Some(value) = content_type.as_mut() {
+                    value.push_str(&String::from_utf8_lossy(line));
+                }
+            }
+            continue;
+        }
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            break;
+        };
+        let name = &line[..colon];
+        if !name.iter().all(|b| (0x21..=0x7e).contains(b)) {
+            break;
+        }
+        continuing = name.eq_ignore_ascii_case(b"content-type");
+        if continuing {
+            content_type = Some(String::from_utf8_lossy(&line[colon + 1..]).into_owned());
+        }
+    }
+    content_type.is_some_and(|value| {
+        let value = value.to_ascii_lowercase();
+        value.trim_start().starts_with("multipart/related") && value.contains("boundary=")
+    })
 }
 
 /// The first container marker in a ZIP central directory anywhere in the file.
@@ -376,6 +405,12 @@ mod tests {
         let mut html = b"<html><body>".to_vec();
         html.extend_from_slice(mhtml);
         assert!(check_bytes(&html, InputType::Html).is_err());
+        // Text that only mentions the type is not a header.
+        check_bytes(
+            b"<!doctype html><p>Content-Type: multipart/related; boundary=x</p>",
+            InputType::Html,
+        )
+        .unwrap();
         // A PDF is a PDF to MinerU whatever follows.
         let mut pdf = b"%PDF-1.4\n".to_vec();
         pdf.extend_from_slice(mhtml);

@@ -74,7 +74,13 @@ pub fn check(path: &Path, limits: &Limits) -> Result<Option<ArchiveStats>, Bound
             max: limits.max_archive_members,
         });
     }
-    let mut archive = zip::ZipArchive::new(file).map_err(|e| unreadable(&e))?;
+    let mut archive = match zip::ZipArchive::new(file) {
+        Ok(archive) => archive,
+        // An end record inside another format's bytes that leads to no directory is no
+        // archive (MinerU's `zipfile` fails on it too); a file that starts like one is.
+        Err(_) if !starts_like_zip(path) => return Ok(None),
+        Err(e) => return Err(unreadable(&e)),
+    };
     let members = archive.len() as u64;
     if members > limits.max_archive_members {
         return Err(BoundsError::TooManyMembers {
@@ -171,6 +177,14 @@ fn count_elements(mut reader: impl Read) -> io::Result<u64> {
     }
 }
 
+fn starts_like_zip(path: &Path) -> bool {
+    let mut magic = [0u8; 4];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut magic))
+        .is_ok()
+        && magic == *b"PK\x03\x04"
+}
+
 fn is_markup(name: &str) -> bool {
     let name = name.as_bytes();
     MARKUP_SUFFIXES.iter().any(|suffix| {
@@ -199,6 +213,22 @@ fn declared_members(file: &mut File) -> io::Result<Option<u64>> {
     };
     let entries = u16::from_le_bytes([tail[at + 10], tail[at + 11]]);
     if entries != u16::MAX {
+        // The signature can occur by chance in other formats' bytes: a real record's
+        // directory ends where the record starts and opens with its own signature (found
+        // the way Python's `zipfile` finds it, so ZIPs appended to other files count too).
+        let cd_size =
+            u32::from_le_bytes([tail[at + 12], tail[at + 13], tail[at + 14], tail[at + 15]]);
+        let record_at = len - tail_len + at as u64;
+        let Some(cd_at) = record_at.checked_sub(u64::from(cd_size)) else {
+            return Ok(None);
+        };
+        if entries > 0 {
+            let mut signature = [0u8; 4];
+            file.seek(SeekFrom::Start(cd_at))?;
+            if file.read_exact(&mut signature).is_err() || signature != *b"PK\x01\x02" {
+                return Ok(None);
+            }
+        }
         return Ok(Some(u64::from(entries)));
     }
     // ZIP64: a 20-byte locator right before the end record points at the ZIP64 end record.
@@ -398,6 +428,16 @@ mod tests {
         std::fs::write(file.path(), b"%PDF-1.7\n%%EOF\n").unwrap();
         assert_eq!(check(file.path(), &Limits::default()).unwrap(), None);
         std::fs::write(file.path(), b"PK\x05\x06 cut short").unwrap();
+        assert_eq!(check(file.path(), &Limits::default()).unwrap(), None);
+    }
+
+    #[test]
+    fn an_end_record_by_chance_in_a_pdf_is_no_archive() {
+        let mut bytes = b"%PDF-1.7\nstream\n".to_vec();
+        bytes.extend_from_slice(b"PK\x05\x06\0\0\0\0\x30\x75\x30\x75\x10\0\0\0\x20\0\0\0\0\0");
+        bytes.extend_from_slice(b"\nendstream\n%%EOF\n");
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), &bytes).unwrap();
         assert_eq!(check(file.path(), &Limits::default()).unwrap(), None);
     }
 

@@ -146,6 +146,13 @@ fn hostile_documents_are_refused_with_their_numbers_and_mineru_agrees_with_the_r
             ),
         ),
         (
+            "headers.csv",
+            Err(
+                "ValueError: the document starts like a CSV table but also contains a MIME multipart/related header",
+            ),
+        ),
+        ("mentions_mhtml.html", Ok(InputType::Html)),
+        (
             "plain.mhtml",
             Err("ValueError: input bytes do not match any supported format"),
         ),
