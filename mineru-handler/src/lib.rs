@@ -6,6 +6,9 @@
 //! the job result (or [`s3`] uploads it), and [`response`] holds the response shapes. [`config`]
 //! reads the environment once at boot. [`python`], [`url_shape`] and [`redact`] are leaves the
 //! others share: Python-compatible texts, the URL shape rules, and keeping secrets out of text.
+//! [`bounds`] and [`polyglot`] check a fetched document before the engine sees it (its cost,
+//! and that MinerU would parse it as the type detected); [`json_int`] reads JSON integers as
+//! Python does.
 
 pub mod bounds;
 pub mod config;
@@ -15,9 +18,9 @@ pub mod format;
 pub mod host;
 pub mod input;
 mod job_log;
+pub mod json_int;
 pub mod metrics;
 pub mod package;
-pub mod page_span;
 pub mod polyglot;
 pub mod probe;
 pub mod python;

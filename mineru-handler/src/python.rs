@@ -4,7 +4,7 @@
 //! Clients match on the reference worker's messages verbatim, so these reproduce CPython's
 //! behaviour rather than Rust's (`char::is_alphanumeric` accepts combining marks; Python does not).
 
-use crate::page_span::JsonInt;
+use crate::json_int::JsonInt;
 use std::fmt::{self, Write as _};
 
 use serde_json::Value;

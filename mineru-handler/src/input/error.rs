@@ -1,7 +1,7 @@
 //! A rejected input: the exact texts clients match on (docs/job-contract.md §4).
 
 use crate::engine::Backend;
-use crate::page_span::JsonInt;
+use crate::json_int::JsonInt;
 use crate::python::{PyInt, py_repr, py_repr_list};
 use crate::redact::redact_url_text;
 use crate::url_shape::UrlShapeError;

@@ -8,8 +8,8 @@ use super::request::{
 };
 use super::schema::{bool_field, int_field, schema_check, str_field, str_or_default};
 use crate::engine::{Backend, Effort, OcrMode, Tier};
+use crate::json_int::JsonInt;
 use crate::package::{ArchiveFormat, Format as OutputFormat};
-use crate::page_span::JsonInt;
 use crate::python::{is_alnum, py_type_name};
 use crate::url_shape::check_url_shape;
 

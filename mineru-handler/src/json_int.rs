@@ -1,7 +1,7 @@
-//! Page numbers as the reference worker reads them: Python integers, which never wrap.
+//! JSON integers as the reference worker (Python) reads them: unbounded, never wrapping.
 //!
 //! Every JSON integer serde_json keeps as an integer (all of `i64` and `u64`) is held exactly
-//! in an `i128`, so `end_page - start_page + 1` cannot overflow (`end_page = i64::MAX` once
+//! in an `i128`, so `end_page - start_page + 1` ([`JsonInt::range_len`]) cannot overflow (`end_page = i64::MAX` once
 //! produced `pages_requested: -9223372036854775808`). Integers beyond 64 bits reach the worker
 //! as floating-point numbers (serde_json's `arbitrary_precision` would keep them, but it also
 //! changes how every flattened number in the build deserializes, see the README); an
@@ -30,7 +30,7 @@ impl JsonInt {
     /// are not integers here (the caller decides how Python's `bool` subtype counts).
     ///
     /// ```
-    /// use mineru_handler::page_span::JsonInt;
+    /// use mineru_handler::json_int::JsonInt;
     /// use serde_json::json;
     /// assert_eq!(JsonInt::from_json(&json!(u64::MAX)), Some(JsonInt::Exact(u64::MAX.into())));
     /// let huge: serde_json::Value = serde_json::from_str("100000000000000000000000").unwrap();
@@ -49,14 +49,6 @@ impl JsonInt {
         (f.is_finite() && f.fract() == 0.0 && f.abs() >= TWO_POW_64).then_some(JsonInt::Huge(f))
     }
 
-    /// Whether the integer is negative.
-    pub fn is_negative(self) -> bool {
-        match self {
-            JsonInt::Exact(i) => i < 0,
-            JsonInt::Huge(f) => f < 0.0,
-        }
-    }
-
     /// The integer as a float (exact within 2^53).
     pub fn as_f64(self) -> f64 {
         match self {
@@ -69,7 +61,7 @@ impl JsonInt {
     /// [`JsonInt::Exact`].
     ///
     /// ```
-    /// use mineru_handler::page_span::JsonInt;
+    /// use mineru_handler::json_int::JsonInt;
     /// let len = JsonInt::range_len(JsonInt::Exact(0), JsonInt::Exact(i64::MAX.into()));
     /// assert_eq!(len.to_string(), "9223372036854775808");
     /// ```
@@ -103,55 +95,6 @@ impl std::fmt::Display for JsonInt {
     }
 }
 
-/// A validated 0-based inclusive page range: `start >= 0`, and `end >= start` when bounded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PageSpan {
-    /// First page.
-    pub start: i128,
-    /// Last page; `None` = to the end of the document.
-    pub end: Option<i128>,
-}
-
-impl PageSpan {
-    /// The bounded range's length, exact; `None` when open-ended.
-    ///
-    /// ```
-    /// use mineru_handler::page_span::PageSpan;
-    /// let span = PageSpan { start: 0, end: Some(i64::MAX.into()) };
-    /// assert_eq!(span.len(), Some(9_223_372_036_854_775_808));
-    /// ```
-    pub fn len(&self) -> Option<u128> {
-        let end = self.end?;
-        u128::try_from(end - self.start + 1).ok()
-    }
-
-    /// Whether the range is empty (never, for a validated range).
-    pub fn is_empty(&self) -> bool {
-        self.len() == Some(0)
-    }
-
-    /// `pages_requested` for the job result: the length, or `-1` when open-ended. JSON
-    /// numbers stop at `u64::MAX`; a longer range (only possible with `end_page` beyond
-    /// `i64`) reports `u64::MAX`.
-    pub fn pages_requested(&self) -> Value {
-        match self.len() {
-            None => Value::from(-1),
-            Some(n) => Value::from(u64::try_from(n).unwrap_or(u64::MAX)),
-        }
-    }
-
-    /// The length when it exceeds `max` (0 = no ceiling), for the step-12b message.
-    pub fn exceeds(&self, max: u64) -> Option<u128> {
-        self.len().filter(|&n| max > 0 && n > u128::from(max))
-    }
-
-    /// The range in `u64` page numbers (MinerU's page selection), clamping the last page.
-    pub fn as_u64(&self) -> (u64, Option<u64>) {
-        let clamp = |v: i128| u64::try_from(v.max(0)).unwrap_or(u64::MAX);
-        (clamp(self.start), self.end.map(clamp))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -181,33 +124,9 @@ mod tests {
         assert_eq!(int.to_string(), "100000000000000000000");
         assert_eq!(int.saturating(), i128::MAX);
         let negative = JsonInt::from_json(&parse("-100000000000000000000")).unwrap();
-        assert!(negative.is_negative());
+        assert_eq!(negative.saturating(), i128::MIN);
         for not_int in [json!(1.5), json!(1.0), json!(1e10), json!("1"), json!(true)] {
             assert_eq!(JsonInt::from_json(&not_int), None, "{not_int}");
         }
-    }
-
-    #[test]
-    fn page_arithmetic_does_not_wrap() {
-        let span = PageSpan {
-            start: 0,
-            end: Some(i64::MAX.into()),
-        };
-        assert_eq!(span.pages_requested(), json!(9_223_372_036_854_775_808_u64));
-        assert_eq!(span.exceeds(100), Some(9_223_372_036_854_775_808));
-        assert_eq!(span.exceeds(0), None);
-        let widest = PageSpan {
-            start: 0,
-            end: Some(u64::MAX.into()),
-        };
-        assert_eq!(widest.len(), Some(u128::from(u64::MAX) + 1));
-        assert_eq!(widest.pages_requested(), json!(u64::MAX));
-        let open = PageSpan {
-            start: 5,
-            end: None,
-        };
-        assert_eq!(open.pages_requested(), json!(-1));
-        assert_eq!(open.as_u64(), (5, None));
-        assert!(!span.is_empty());
     }
 }
