@@ -1,6 +1,7 @@
 //! The worker's configuration, read once at boot from the environment (docs/job-contract.md §15):
 //! the engine's and the fetcher's settings plus the service's own.
 
+use crate::bounds::{Limits, LimitsError};
 use crate::engine::{self, EngineConfig};
 use crate::fetch::FetchConfig;
 use crate::input::S3Readiness;
@@ -53,6 +54,8 @@ pub struct ServiceConfig {
     /// `MINERU_OVERSIZE_FALLBACK=s3`: a result over `max_response_bytes` is uploaded to the
     /// bucket instead of failing (docs/job-contract.md §12); only with a bucket configured.
     pub oversize_fallback_s3: bool,
+    /// Bounds on the work one document may cost (README, "Bounds").
+    pub limits: Limits,
     /// Secret values scrubbed from every error text.
     pub secrets: Secrets,
 }
@@ -66,6 +69,9 @@ pub enum WorkerConfigError {
     /// A `BUCKET_*` variable.
     #[error(transparent)]
     S3(#[from] s3::S3ConfigError),
+    /// A bound variable (`MINERU_MAX_ARCHIVE_*`, `MINERU_MAX_MARKUP_*`, `MINERU_MAX_PDF_PAGES`).
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
     /// `MINERU_OVERSIZE_FALLBACK` names no known fallback.
     #[error("MINERU_OVERSIZE_FALLBACK must be \"s3\" or unset, got {0:?}")]
     OversizeFallback(String),
@@ -144,6 +150,7 @@ impl ServiceConfig {
             },
             bucket,
             oversize_fallback_s3,
+            limits: Limits::from_lookup(&lookup)?,
             secrets,
         })
     }

@@ -6,7 +6,11 @@
 //! the job result (or [`s3`] uploads it), and [`response`] holds the response shapes. [`config`]
 //! reads the environment once at boot. [`python`], [`url_shape`] and [`redact`] are leaves the
 //! others share: Python-compatible texts, the URL shape rules, and keeping secrets out of text.
+//! [`bounds`] and [`polyglot`] check a fetched document before the engine sees it (its cost,
+//! and that MinerU would parse it as the type detected); [`json_int`] reads JSON integers as
+//! Python does.
 
+pub mod bounds;
 pub mod config;
 pub mod engine;
 pub mod fetch;
@@ -14,8 +18,10 @@ pub mod format;
 pub mod host;
 pub mod input;
 mod job_log;
+pub mod json_int;
 pub mod metrics;
 pub mod package;
+pub mod polyglot;
 pub mod probe;
 pub mod python;
 pub mod recycle;

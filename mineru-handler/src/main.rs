@@ -10,8 +10,16 @@ use mineru_handler::service::MineruService;
 use runpod_handler::{Concurrency, Runtime};
 use runpod_otel_layer::{OpenTelemetrySpanExt as _, Telemetry};
 
+fn main() -> ExitCode {
+    // This binary is also the engine's guard (docs/engine.md §4.2), which starts no worker.
+    if let Some(code) = mineru_handler::engine::run_guard_if_requested() {
+        return code;
+    }
+    worker()
+}
+
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn worker() -> ExitCode {
     let telemetry = runpod_otel_layer::init(
         Telemetry::from_env()
             .service_name("mineru-runpod")
@@ -32,7 +40,9 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(telemetry: &Telemetry) -> Result<(), String> {
-    let config = WorkerConfig::from_env().map_err(|e| e.to_string())?;
+    let mut config = WorkerConfig::from_env().map_err(|e| e.to_string())?;
+    // This binary guards its own engine (see `main`).
+    config.engine.guard = std::env::current_exe().ok();
     let concurrency = config.engine.max_concurrency;
     let metrics = MineruMetrics::new(&telemetry.meter());
     metrics.count_cold_start();

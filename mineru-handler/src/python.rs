@@ -4,6 +4,7 @@
 //! Clients match on the reference worker's messages verbatim, so these reproduce CPython's
 //! behaviour rather than Rust's (`char::is_alphanumeric` accepts combining marks; Python does not).
 
+use crate::json_int::JsonInt;
 use std::fmt::{self, Write as _};
 
 use serde_json::Value;
@@ -96,7 +97,8 @@ pub(crate) fn py_type_name(v: &Value) -> &'static str {
     match v {
         Value::Null => "NoneType",
         Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float",
+        // An integer beyond 64 bits reaches us as a float, but is an `int` to Python.
+        Value::Number(n) if n.is_f64() && JsonInt::from_json(v).is_none() => "float",
         Value::Number(_) => "int",
         Value::String(_) => "str",
         Value::Array(_) => "list",
@@ -106,36 +108,41 @@ pub(crate) fn py_type_name(v: &Value) -> &'static str {
 
 /// A Python `int` as the contract accepts it: JSON integers, and booleans (a Python `bool` is
 /// an `int`), which keep rendering as `True`/`False` in messages.
+/// Integers are unbounded, as in Python: exact within 64 bits, beyond them as serde_json read
+/// them (see [`JsonInt`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PyInt {
-    value: i64,
+    int: JsonInt,
     is_bool: bool,
 }
 
 impl PyInt {
-    /// The integer value (`true` is 1).
-    pub fn value(self) -> i64 {
-        self.value
+    /// The integer value (`true` is 1), clamped into `i128` beyond 64 bits.
+    pub fn value(self) -> i128 {
+        self.int.saturating()
+    }
+
+    /// The integer as read.
+    pub fn int(self) -> JsonInt {
+        self.int
     }
 
     pub(crate) fn from_json(v: &Value) -> Option<PyInt> {
         match v {
             Value::Bool(b) => Some(PyInt {
-                value: i64::from(*b),
+                int: JsonInt::Exact(i128::from(*b)),
                 is_bool: true,
             }),
-            Value::Number(n) if !n.is_f64() => Some(PyInt {
-                // Beyond i64 only u64 values remain; they are far past any page count.
-                value: n.as_i64().unwrap_or(i64::MAX),
+            other => Some(PyInt {
+                int: JsonInt::from_json(other)?,
                 is_bool: false,
             }),
-            _ => None,
         }
     }
 
     pub(crate) fn new(value: i64) -> PyInt {
         PyInt {
-            value,
+            int: JsonInt::Exact(value.into()),
             is_bool: false,
         }
     }
@@ -144,10 +151,10 @@ impl PyInt {
 /// Python's `str()`/`repr()` of the value (identical for `int` and `bool`).
 impl fmt::Display for PyInt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.is_bool, self.value) {
-            (true, 0) => f.write_str("False"),
+        match (self.is_bool, self.int) {
+            (true, JsonInt::Exact(0)) => f.write_str("False"),
             (true, _) => f.write_str("True"),
-            (false, v) => write!(f, "{v}"),
+            (false, int) => write!(f, "{int}"),
         }
     }
 }

@@ -44,7 +44,7 @@ pub struct ResultEntry {
     /// `b64`, `url:<redacted url>` or `volume:<path as sent>`.
     pub source: String,
     /// `end_page − start_page + 1`, or `-1` when open-ended.
-    pub pages_requested: i64,
+    pub pages_requested: i128,
     /// The transport's keys, in order.
     pub fields: Map<String, Value>,
     /// Dropped artefacts.

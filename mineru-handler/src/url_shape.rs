@@ -48,6 +48,26 @@ pub enum UrlShapeError {
         /// The URL without userinfo, query or fragment.
         redacted_url: String,
     },
+    /// A host longer than DNS allows (253 characters, 63 per label).
+    #[error(
+        "{field} host is {length} characters long (its longest label {label}); a host name has at most 253 characters and 63 per label"
+    )]
+    HostTooLong {
+        /// `file_url` or `server_url`.
+        field: &'static str,
+        /// The host's length in characters.
+        length: usize,
+        /// Its longest dot-separated label's length.
+        label: usize,
+    },
+    /// Longer than an HTTP request line can carry (the `http` crate's limit).
+    #[error("{field} is {length} characters long; a URL may have at most {MAX_URL_LEN}")]
+    TooLong {
+        /// `file_url` or `server_url`.
+        field: &'static str,
+        /// The URL's length in bytes.
+        length: usize,
+    },
     /// Passed the contract's checks but is not a URL a client can request (e.g. a space in
     /// the host). Not in the reference, which failed later with a less specific error.
     #[error("{field} is not a valid URL: {}", py_repr(redacted_url))]
@@ -77,6 +97,13 @@ pub(crate) fn checked_target(
     field: &'static str,
     raw: &str,
 ) -> Result<(Url, String), UrlShapeError> {
+    // Python's `urlsplit` and the WHATWG parser both drop ASCII tabs and newlines anywhere:
+    // `0x7f\t.1` is `0x7f.1` to both, so the legacy check must see it that way too.
+    let cleaned: String = raw
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let raw = cleaned.as_str();
     let parts = split_url(raw);
     let scheme = parts.scheme.map(str::to_ascii_lowercase);
     if !matches!(scheme.as_deref(), Some("http" | "https")) {
@@ -95,6 +122,19 @@ pub(crate) fn checked_target(
     if is_legacy_numeric_ipv4(&host) {
         return Err(UrlShapeError::LegacyNumericHost { field, host });
     }
+    let label = host
+        .split('.')
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0);
+    let length = host.chars().count();
+    if !host.starts_with('[') && !host.contains(':') && (length > 253 || label > 63) {
+        return Err(UrlShapeError::HostTooLong {
+            field,
+            length,
+            label,
+        });
+    }
     if let Some(port) = parts.port {
         let valid = port.bytes().all(|b| b.is_ascii_digit())
             && (port.is_empty() || port.parse::<u16>().is_ok());
@@ -105,6 +145,12 @@ pub(crate) fn checked_target(
             });
         }
     }
+    if raw.len() > MAX_URL_LEN {
+        return Err(UrlShapeError::TooLong {
+            field,
+            length: raw.len(),
+        });
+    }
     match Url::parse(raw) {
         Ok(url) if url.has_host() => Ok((url, host)),
         _ => Err(UrlShapeError::Invalid {
@@ -113,6 +159,9 @@ pub(crate) fn checked_target(
         }),
     }
 }
+
+/// The `http` crate's limit on a URI, which every request goes through.
+pub const MAX_URL_LEN: usize = u16::MAX as usize - 1;
 
 struct UrlParts<'a> {
     scheme: Option<&'a str>,
@@ -140,8 +189,10 @@ fn split_url(raw: &str) -> UrlParts<'_> {
             port: None,
         };
     };
+    // `\` ends the authority too, as in the WHATWG parser the fetch uses: in
+    // `http://a.example\@b.example/` the host fetched is `a.example`.
     let netloc = &after_slashes[..after_slashes
-        .find(['/', '?', '#'])
+        .find(['/', '\\', '?', '#'])
         .unwrap_or(after_slashes.len())];
     let hostport = netloc.rsplit_once('@').map_or(netloc, |(_, h)| h);
     if let Some(bracketed) = hostport.strip_prefix('[') {
@@ -268,6 +319,49 @@ mod tests {
         assert_eq!(inet_aton("0x7f.1"), Some(0x7f00_0001));
         assert_eq!(inet_aton("017700000001"), Some(0x7f00_0001));
         assert_eq!(inet_aton("1.2.65536"), None);
+    }
+
+    /// Issue 10: the vague refusals get specific messages naming the host really fetched.
+    #[test]
+    fn long_hosts_hidden_legacy_spellings_and_backslashes_are_named() {
+        let msg = |raw: &str| check_url_shape("file_url", raw).unwrap_err().to_string();
+        let host = "a".repeat(100_000);
+        assert_eq!(
+            msg(&format!("https://{host}.example/x")),
+            "file_url host is 100008 characters long (its longest label 100000); a host name has at most 253 characters and 63 per label"
+        );
+        let label = format!("{}.example", "b".repeat(64));
+        assert_eq!(
+            msg(&format!("https://{label}/")),
+            "file_url host is 72 characters long (its longest label 64); a host name has at most 253 characters and 63 per label"
+        );
+        assert_eq!(
+            msg(&format!("https://h.example/{}", "p".repeat(70_000))),
+            "file_url is 70018 characters long; a URL may have at most 65534"
+        );
+        // A TAB disappears for every parser, so the spelling behind it is what counts.
+        assert_eq!(
+            msg("http://0x7f\t.1/x"),
+            "file_url host '0x7f.1' is a legacy numeric address spelling; write it in dotted-quad form so it means the same thing to this worker as it does to whatever resolves it"
+        );
+        assert_eq!(
+            msg("http://12\n7.1/x"),
+            "file_url host '127.1' is a legacy numeric address spelling; write it in dotted-quad form so it means the same thing to this worker as it does to whatever resolves it"
+        );
+        // `\` ends the authority: the host is the one before it, as the fetch sees it.
+        let (url, host) = checked_target("file_url", "http://0x7f.1\\@good.example/x")
+            .map(|(u, h)| (Some(u), h))
+            .unwrap_or_else(|e| (None, e.to_string()));
+        assert_eq!(url, None);
+        assert!(
+            host.starts_with("file_url host '0x7f.1' is a legacy"),
+            "{host}"
+        );
+        let (url, host) = checked_target("file_url", "http://a.example\\@b.example/x").unwrap();
+        assert_eq!(
+            (url.host_str(), host.as_str()),
+            (Some("a.example"), "a.example")
+        );
     }
 
     #[test]

@@ -163,6 +163,25 @@ pub struct Config {
     /// Whether a failed start-up's error result carries the tail of the worker's log
     /// (`RUNPOD_LOG_CAPTURE`, the SDK's variable).
     pub log_capture: LogCapture,
+    /// The local API's request body limits, RunPod's own by default.
+    pub body_limits: BodyLimits,
+}
+
+/// The largest request bodies the local API accepts (docs/protocol.md §15.3), in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyLimits {
+    /// `/run`: `RUNPOD_LOCAL_RUN_MAX_BODY_MB` (10, RunPod's limit), in decimal megabytes.
+    pub run: usize,
+    /// `/runsync` (and the realtime route): `RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB` (20).
+    pub runsync: usize,
+}
+
+impl BodyLimits {
+    /// RunPod's limits: 10 MB on `/run`, 20 MB on `/runsync`.
+    pub const RUNPOD: BodyLimits = BodyLimits {
+        run: 10_000_000,
+        runsync: 20_000_000,
+    };
 }
 
 /// `RUNPOD_LOG_CAPTURE`: whether the log tail goes into a start-up failure's error result.
@@ -278,6 +297,21 @@ impl Config {
             Some(v) => LogCapture::parse(&v)?,
             None => LogCapture::Auto,
         };
+        let megabytes = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
+            match var(name) {
+                Some(v) => Ok(usize::try_from(parse_number(name, &v)?)
+                    .unwrap_or(usize::MAX)
+                    .saturating_mul(1_000_000)),
+                None => Ok(default),
+            }
+        };
+        let body_limits = BodyLimits {
+            run: megabytes("RUNPOD_LOCAL_RUN_MAX_BODY_MB", BodyLimits::RUNPOD.run)?,
+            runsync: megabytes(
+                "RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB",
+                BodyLimits::RUNPOD.runsync,
+            )?,
+        };
 
         Ok(Self {
             mode,
@@ -297,6 +331,7 @@ impl Config {
             shutdown_grace,
             start_timeout,
             log_capture,
+            body_limits,
         })
     }
 

@@ -341,6 +341,79 @@ async fn local_api_rejects_bad_requests_with_fastapi_shapes() {
     assert_eq!(ok["output"], 7);
 }
 
+/// RunPod's own body limits (10 MB on `/run`, 20 MB on `/runsync`), not axum's 2 MiB default;
+/// beyond them a JSON 413 names the limit and its variable, and the server keeps serving.
+#[tokio::test]
+async fn local_api_takes_bodies_up_to_runpods_limits_and_names_the_limit_beyond() {
+    let api = Api::start().await;
+    let body = |bytes: usize| format!(r#"{{"input": {{"value": "{}"}}}}"#, "x".repeat(bytes));
+    let (status, answer) = api.post("/runsync", Some(&body(3_000_000))).await;
+    assert_eq!(status, 200);
+    assert_eq!(answer["output"].as_str().map(str::len), Some(3_000_000));
+    let (status, answer) = api.post("/run", Some(&body(9_000_000))).await;
+    assert_eq!(
+        (status, answer["status"].as_str()),
+        (200, Some("IN_PROGRESS"))
+    );
+    api.final_status(&job_id(&answer)).await;
+    assert_eq!(
+        api.post("/run", Some(&body(10_000_000))).await,
+        (
+            413,
+            json!({"detail": "request body is larger than this route's limit of 10000000 bytes (RUNPOD_LOCAL_RUN_MAX_BODY_MB=10)"})
+        )
+    );
+    let (status, _) = api.post("/runsync", Some(&body(15_000_000))).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        api.post("/runsync", Some(&body(20_000_000))).await,
+        (
+            413,
+            json!({"detail": "request body is larger than this route's limit of 20000000 bytes (RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB=20)"})
+        )
+    );
+    let (_, ok) = api
+        .post("/runsync", Some(r#"{"input": {"value": 7}}"#))
+        .await;
+    assert_eq!(ok["output"], 7);
+}
+
+/// A `/runsync` whose client disconnects stops its job, as `/cancel` would: nobody is left to
+/// read the result.
+#[tokio::test]
+async fn a_runsync_whose_client_disconnects_stops_its_job() {
+    let api = Api::start().await;
+    // A raw connection, closed once the job has started (an HTTP client's pool would keep
+    // its connection open after a timeout).
+    use tokio::io::AsyncWriteExt as _;
+    let body = r#"{"input": {"mode": "sleep", "ms": 600000}}"#;
+    let mut client = tokio::net::TcpStream::connect(api.base.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let request = format!(
+        "POST /runsync HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    client.write_all(request.as_bytes()).await.unwrap();
+    api.worker.wait_for_line("| Started.", LIMIT).await;
+    drop(client);
+    // The job is stopped: no longer in progress (its cancellation fired, as `/cancel` fires
+    // it), long before its 600 s sleep would end.
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    loop {
+        let (_, health) = api.get("/health").await;
+        if health["jobs"] == json!({"in_progress": 0, "total": 1}) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{health}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, ok) = api
+        .post("/runsync", Some(r#"{"input": {"value": 7}}"#))
+        .await;
+    assert_eq!(ok["output"], 7);
+}
+
 /// SIGTERM (what `docker stop` and RunPod send) stops the local API server like SIGINT: the
 /// request in flight finishes, its job sees the shutdown, and the process exits 0.
 #[tokio::test]

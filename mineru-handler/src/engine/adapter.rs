@@ -33,7 +33,6 @@ pub(crate) struct Launch {
     pub concurrency: u32,
     pub upload_dir: PathBuf,
     pub log_level: String,
-    pub api_key: Option<String>,
     pub vlm_server_url: Option<String>,
 }
 

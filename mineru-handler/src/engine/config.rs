@@ -60,7 +60,8 @@ pub struct EngineConfig {
     pub log_level: String,
     /// `MINERU_ENGINE_MAX_RESTARTS`: consecutive failed starts before the engine is Failed.
     pub max_restarts: u32,
-    /// `MINERU_JOB_TIMEOUT_SECONDS`: per-job engine deadline; `None` = off.
+    /// `MINERU_JOB_TIMEOUT_SECONDS` (600 s, RunPod's default execution timeout): per-job
+    /// engine deadline; `0` = off (`None`).
     pub job_timeout: Option<Duration>,
     /// `MINERU_SCRATCH_DIR`; `None` = a private directory under the system temporary directory.
     pub scratch_dir: Option<PathBuf>,
@@ -85,9 +86,14 @@ pub struct EngineConfig {
     pub child_env: Vec<(String, String)>,
     /// Inherited variables removed from the child's environment (secrets).
     pub child_env_remove: Vec<String>,
-    /// `MINERU_ENGINE_PARENT_DEATH_SIGNAL` (default on): start the child through
-    /// `setpriv --pdeathsig KILL` when `setpriv` is installed, so it dies with the worker.
+    /// `MINERU_ENGINE_PARENT_DEATH_SIGNAL` (default on): start the child under the engine
+    /// [`guard`](Self::guard), so that no engine process outlives the worker.
     pub parent_death_signal: bool,
+    /// The engine guard: a binary whose `main` calls
+    /// [`run_guard_if_requested`](crate::engine::run_guard_if_requested) first. The
+    /// `mineru-handler` binary sets itself; `None` (the default, e.g. for tests embedding the
+    /// engine) starts the child directly, in its own process group, killed on drop.
+    pub guard: Option<PathBuf>,
     /// `MINERU_API_KEY_HARDENING` (default on): a random per-boot `--api-key`, so other local
     /// processes cannot use the engine's local-file access.
     pub api_key: bool,
@@ -104,6 +110,9 @@ pub struct EngineConfigError {
     /// What would have been accepted.
     pub expected: &'static str,
 }
+
+/// `MINERU_JOB_TIMEOUT_SECONDS` when unset: RunPod's default execution timeout.
+const DEFAULT_JOB_TIMEOUT_SECONDS: u64 = 600;
 
 /// Variables whose values must never reach the engine (or its logs).
 const SECRET_VARIABLES: &[&str] = &[
@@ -215,7 +224,7 @@ impl EngineConfig {
             .and_then(|v| v.parse::<u32>().ok())
             .unwrap_or(1)
             .max(1);
-        let job_timeout = seconds("MINERU_JOB_TIMEOUT_SECONDS", 0)?;
+        let job_timeout = seconds("MINERU_JOB_TIMEOUT_SECONDS", DEFAULT_JOB_TIMEOUT_SECONDS)?;
 
         // Offline by default: `auto` model sources probe the network and rewrite config.yaml.
         let mut child_env = Vec::new();
@@ -223,6 +232,14 @@ impl EngineConfig {
             ("MINERU_MODEL_SOURCE", "local"),
             ("HF_HUB_OFFLINE", "1"),
             ("TRANSFORMERS_OFFLINE", "1"),
+            // No outbound connections of MinerU's dependencies' own (docs/engine.md §4.2):
+            // Hugging Face datasets and telemetry, Gradio analytics, llama.cpp's downloads,
+            // and everything that honours the common opt-out.
+            ("HF_DATASETS_OFFLINE", "1"),
+            ("HF_HUB_DISABLE_TELEMETRY", "1"),
+            ("GRADIO_ANALYTICS_ENABLED", "False"),
+            ("LLAMA_ARG_OFFLINE", "1"),
+            ("DO_NOT_TRACK", "1"),
         ] {
             if get(name).is_none() {
                 child_env.push((name.to_owned(), default.to_owned()));
@@ -266,6 +283,7 @@ impl EngineConfig {
             child_env,
             child_env_remove,
             parent_death_signal: flag("MINERU_ENGINE_PARENT_DEATH_SIGNAL", true),
+            guard: None,
             api_key: flag("MINERU_API_KEY_HARDENING", true),
         })
     }
@@ -294,7 +312,7 @@ mod tests {
         assert_eq!(c.max_concurrency, 1);
         assert_eq!(c.startup_timeout, Duration::from_secs(600));
         assert_eq!(c.max_restarts, 5);
-        assert_eq!(c.job_timeout, None);
+        assert_eq!(c.job_timeout, Some(Duration::from_secs(600)));
         assert_eq!(c.warmup_backend, Backend::VlmAutoEngine);
         assert!(
             c.child_env

@@ -1,7 +1,6 @@
 //! What can go wrong while MinerU parses a document, with the job contract's texts.
 
-use std::time::Duration;
-
+use super::deadline::Deadline;
 use super::tier::Tier;
 
 /// A parse that did not produce a result. `Display` is the job contract's message (without the
@@ -83,9 +82,10 @@ pub enum EngineError {
         /// MinerU's message.
         message: String,
     },
-    /// `MINERU_JOB_TIMEOUT_SECONDS` elapsed; the parse was cancelled.
-    #[error("MinerU did not finish within {}s; the parse was cancelled", .0.as_secs())]
-    TimedOut(Duration),
+    /// The job's deadline passed (`MINERU_JOB_TIMEOUT_SECONDS` or its
+    /// `policy.executionTimeout`); the parse was cancelled.
+    #[error("MinerU did not finish within {0}; the parse was cancelled")]
+    TimedOut(Deadline),
     /// The job's cancellation signal fired; no result should be posted.
     #[error("the parse was cancelled")]
     Cancelled,
@@ -178,10 +178,16 @@ mod tests {
             "tier 'standard' is not available on this worker (available: ['flash']); send tier='flash' or deploy a worker with the models for it"
         );
         assert_eq!(e.error_type(), "ValueError");
-        let e = EngineError::TimedOut(Duration::from_secs(90));
+        let e = EngineError::TimedOut(
+            Deadline::worker(
+                std::time::Instant::now(),
+                Some(std::time::Duration::from_secs(90)),
+            )
+            .unwrap(),
+        );
         assert_eq!(
             e.to_string(),
-            "MinerU did not finish within 90s; the parse was cancelled"
+            "MinerU did not finish within 90s (MINERU_JOB_TIMEOUT_SECONDS); the parse was cancelled"
         );
         assert_eq!(e.error_type(), "TimeoutError");
     }

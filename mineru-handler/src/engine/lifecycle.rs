@@ -122,9 +122,9 @@ pub(crate) struct EngineCore {
     pub config: EngineConfig,
     pub adapter: Box<dyn Adapter>,
     pub scratch: ScratchDirs,
-    /// `setpriv`, when the child gets a parent-death signal.
-    pub setpriv: Option<PathBuf>,
-    /// The child's per-boot `--api-key`.
+    /// The engine guard (the worker binary), when the child runs under it.
+    pub guard: Option<PathBuf>,
+    /// The child's per-boot `--api-key`, passed on its standard input.
     pub api_key: Option<String>,
     /// Stops the supervisor (shutdown, or the last engine handle dropped).
     pub stop: CancellationToken,
@@ -141,7 +141,7 @@ impl EngineCore {
         config: EngineConfig,
         adapter: Box<dyn Adapter>,
         scratch: ScratchDirs,
-        setpriv: Option<PathBuf>,
+        guard: Option<PathBuf>,
         api_key: Option<String>,
         version: Option<String>,
     ) -> (Self, mpsc::UnboundedReceiver<RestartRequest>) {
@@ -150,7 +150,7 @@ impl EngineCore {
             config,
             adapter,
             scratch,
-            setpriv,
+            guard,
             api_key,
             stop: CancellationToken::new(),
             phase: watch::Sender::new(EnginePhase::Stopped),

@@ -467,7 +467,6 @@ mod tests {
             concurrency: 2,
             upload_dir: "/s/engine/uploads".into(),
             log_level: "warning".into(),
-            api_key: None,
             vlm_server_url: None,
         };
         let args: Vec<String> = Mineru3

@@ -96,9 +96,6 @@ impl Adapter for Mineru4 {
         if launch.preload_models {
             args.push("--preload-models".into());
         }
-        if let Some(key) = &launch.api_key {
-            args.extend(["--api-key".into(), key.into()]);
-        }
         if let Some(url) = &launch.vlm_server_url {
             args.extend(["--vlm-server-url".into(), url.into()]);
         }
@@ -373,7 +370,6 @@ mod tests {
             concurrency: 2,
             upload_dir: "/s/engine/uploads".into(),
             log_level: "warning".into(),
-            api_key: None,
             vlm_server_url: None,
         });
         let args: Vec<String> = args.into_iter().map(|a| a.into_string().unwrap()).collect();

@@ -19,7 +19,9 @@
 mod adapter;
 mod child_output;
 mod config;
+mod deadline;
 mod error;
+mod guard;
 mod lifecycle;
 mod mineru3;
 mod mineru4;
@@ -37,7 +39,9 @@ use std::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{AdapterKind, EngineConfig, EngineConfigError, WarmupFixture};
+pub use deadline::{Deadline, DeadlineSource};
 pub use error::EngineError;
+pub use guard::run_if_requested as run_guard_if_requested;
 pub use lifecycle::{EngineState, EngineStatus};
 pub use task::{ParseOutput, ParseRequest};
 pub use tier::{
@@ -104,15 +108,19 @@ impl Engine {
             AdapterKind::V4 => Box::new(mineru4::Mineru4),
             AdapterKind::V3 => Box::new(mineru3::Mineru3),
         };
-        let setpriv = if config.parent_death_signal {
-            supervisor::find_setpriv()
-        } else {
-            None
-        };
-        // 3.4 has no --api-key, and no local sources for a key to guard.
-        let api_key = (config.api_key && adapter_kind == AdapterKind::V4)
+        let guard = config.guard.clone().filter(|_| config.parent_death_signal);
+        // 3.4 has no --api-key, and no local sources for a key to guard. The key travels on
+        // the child's standard input, which only a Python server can take it from.
+        let private_key = guard::can_pass_key(&config.program, &config.program_args);
+        if config.api_key && adapter_kind == AdapterKind::V4 && !private_key {
+            tracing::warn!(
+                program = %config.program.display(),
+                "the engine runs without an API key: it is no Python script, so the key could only be passed on its command line"
+            );
+        }
+        let api_key = (config.api_key && adapter_kind == AdapterKind::V4 && private_key)
             .then(|| uuid::Uuid::new_v4().simple().to_string());
-        let (core, restarts) = EngineCore::new(config, adapter, scratch, setpriv, api_key, version);
+        let (core, restarts) = EngineCore::new(config, adapter, scratch, guard, api_key, version);
         let core = Arc::new(core);
         Ok(Engine {
             parts: Arc::new(Parts {
@@ -167,10 +175,25 @@ impl Engine {
         request: &ParseRequest,
         cancel: &CancellationToken,
     ) -> Result<ParseOutput, EngineError> {
+        let deadline = Deadline::worker(Instant::now(), self.parts.core.config.job_timeout);
+        self.parse_until(request, cancel, deadline).await
+    }
+
+    /// [`Engine::parse`] with the job's own deadline (see [`Deadline::for_job`]): past it the
+    /// task is cancelled like a job-stop and [`EngineError::TimedOut`] names the limit.
+    pub async fn parse_until(
+        &self,
+        request: &ParseRequest,
+        cancel: &CancellationToken,
+        deadline: Option<Deadline>,
+    ) -> Result<ParseOutput, EngineError> {
         self.start();
-        let core = &self.parts.core;
-        let deadline = core.config.job_timeout.map(|t| Instant::now() + t);
-        task::parse(core, request, cancel, deadline).await
+        task::parse(&self.parts.core, request, cancel, deadline).await
+    }
+
+    /// `MINERU_JOB_TIMEOUT_SECONDS` (600 s unless set; `None` when set to 0).
+    pub fn job_timeout(&self) -> Option<std::time::Duration> {
+        self.parts.core.config.job_timeout
     }
 
     /// A private directory under the engine's scratch area for staging a job's input (removed

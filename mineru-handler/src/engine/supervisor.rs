@@ -1,19 +1,20 @@
 //! The `mineru-api` child process: starting it in its own process group, forwarding its
 //! output, waiting for readiness, restarting it when it dies, and stopping it.
 
-use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, Signal, kill_process_group};
+use tokio::io::AsyncWriteExt as _;
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use super::adapter::{Connection, Health, Launch};
 use super::child_output::forward_lines;
+use super::guard::{EngineCommand, GUARD_PARENT_VAR};
 use super::lifecycle::{EngineCore, EnginePhase, Live, RestartCause, RestartRequest};
 use super::tier::Tier;
 
@@ -279,13 +280,18 @@ async fn start(
         concurrency: config.max_concurrency,
         upload_dir: shared.scratch.uploads.clone(),
         log_level: config.log_level.clone(),
-        api_key: shared.api_key.clone(),
         vlm_server_url: config.vlm_server_url.clone(),
     };
-    let mut command = command(shared, &launch);
-    let child = command.spawn().map_err(|e| {
+    let (mut command, stdin) = command(shared, &launch)?;
+    let mut child = command.spawn().map_err(|e| {
         StartFailure::Other(format!("could not start {}: {e}", config.program.display()))
     })?;
+    if let (Some(bytes), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // A few bytes into an empty pipe; the launcher reads them first thing.
+        pipe.write_all(&bytes)
+            .await
+            .map_err(|e| StartFailure::Other(format!("could not pass the engine its key: {e}")))?;
+    }
     let mut running = Running {
         group: GroupGuard(
             child
@@ -384,22 +390,29 @@ fn free_port() -> std::io::Result<u16> {
         .port())
 }
 
-/// The child's command line, environment and process settings.
-fn command(core: &EngineCore, launch: &Launch) -> Command {
+/// The child's command line, environment and process settings, and what its standard input
+/// gets (the API key, docs/engine.md §4.2).
+fn command(core: &EngineCore, launch: &Launch) -> Result<(Command, Option<Vec<u8>>), StartFailure> {
     let config = &core.config;
-    let mut command = match &core.setpriv {
-        // Parent-death signal without unsafe code: setpriv sets it, then execs the server.
-        // The signal is tied to the spawning thread, which is a runtime worker thread here.
-        Some(setpriv) => {
-            let mut c = Command::new(setpriv);
-            c.args(["--pdeathsig", "KILL", "--"]).arg(&config.program);
-            c
-        }
-        None => Command::new(&config.program),
+    let mut args = config.program_args.clone();
+    args.extend(core.adapter.server_args(launch));
+    let engine =
+        EngineCommand::new(&config.program, &args, core.api_key.as_deref()).ok_or_else(|| {
+            StartFailure::Other("the API key cannot be passed to a non-Python engine".into())
+        })?;
+    let engine = match &core.guard {
+        Some(guard) => engine.under_guard(guard),
+        None => engine,
     };
-    command
-        .args(&config.program_args)
-        .args(core.adapter.server_args(launch));
+    let (program, args) = engine
+        .argv
+        .split_first()
+        .ok_or_else(|| StartFailure::Other("empty engine command".into()))?;
+    let mut command = Command::new(program);
+    command.args(args);
+    if core.guard.is_some() {
+        command.env(GUARD_PARENT_VAR, std::process::id().to_string());
+    }
     for name in &config.child_env_remove {
         command.env_remove(name);
     }
@@ -409,26 +422,16 @@ fn command(core: &EngineCore, launch: &Launch) -> Command {
         .env("MINERU_HOME", &core.scratch.home)
         .env("TMPDIR", &core.scratch.tmp)
         .current_dir(&core.scratch.engine)
-        .stdin(Stdio::null())
+        .stdin(if engine.stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    command
-}
-
-/// `setpriv` from util-linux, when installed.
-pub(crate) fn find_setpriv() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join("setpriv"))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    path.metadata()
-        .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    Ok((command, engine.stdin))
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 use super::adapter::{Submission, TaskState};
+use super::deadline::Deadline;
 use super::error::EngineError;
 use super::lifecycle::{EngineCore, Live, RestartCause, generation_ended};
 use super::tier::{LegacyOptions, OcrMode, PageSelection, Tier};
@@ -88,11 +89,15 @@ pub(crate) async fn parse(
     core: &EngineCore,
     request: &ParseRequest,
     cancel: &CancellationToken,
-    deadline: Option<Instant>,
+    deadline: Option<Deadline>,
 ) -> Result<ParseOutput, EngineError> {
+    // The deadline also bounds the wait for an engine that is (re)starting.
     let live = tokio::select! {
         live = core.wait_live() => live?,
         () = cancel.cancelled() => return Err(EngineError::Cancelled),
+        () = until(deadline.map(|d| d.at)), if deadline.is_some() => {
+            return Err(deadline.map_or(EngineError::Cancelled, EngineError::TimedOut));
+        }
     };
     let kind = DocumentKind::of(&request.path);
     let tier = if live.tiers.contains(&request.tier) {
@@ -143,7 +148,7 @@ async fn run(
     submission: Submission<'_>,
     dest: &Path,
     cancel: &CancellationToken,
-    deadline: Option<Instant>,
+    deadline: Option<Deadline>,
 ) -> Result<(), EngineError> {
     let mut phase = core.subscribe();
     let conn = &live.connection;
@@ -159,9 +164,11 @@ async fn run(
                 cancel_task(core, live, &task).await;
                 return Err(EngineError::Cancelled);
             }
-            () = until(deadline) => {
+            () = until(deadline.map(|d| d.at)) => {
                 cancel_task(core, live, &task).await;
-                return Err(EngineError::TimedOut(core.config.job_timeout.unwrap_or_default()));
+                if let Some(deadline) = deadline {
+                    return Err(EngineError::TimedOut(deadline));
+                }
             }
             gone = generation_ended(&mut phase, live.generation) => return Err(gone),
             () = tokio::time::sleep(interval) => {}

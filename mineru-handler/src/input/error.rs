@@ -1,6 +1,7 @@
 //! A rejected input: the exact texts clients match on (docs/job-contract.md §4).
 
 use crate::engine::Backend;
+use crate::json_int::JsonInt;
 use crate::python::{PyInt, py_repr, py_repr_list};
 use crate::redact::redact_url_text;
 use crate::url_shape::UrlShapeError;
@@ -100,7 +101,7 @@ pub enum InputError {
     )]
     TooManyPages {
         /// Requested pages.
-        pages: i64,
+        pages: JsonInt,
         /// The ceiling.
         max: u64,
     },

@@ -131,9 +131,11 @@ pub struct ParseRequest {
 }
 
 impl ParseRequest {
-    /// `pages_requested`: the bounded range's length, `-1` when open-ended.
-    pub fn pages_requested(&self) -> i64 {
-        self.end_page.map_or(-1, |e| e - self.start_page + 1)
+    /// `pages_requested`: the bounded range's length, `-1` when open-ended. Computed in
+    /// `i128`: `end_page = i64::MAX` is 2^63 pages, not a wrapped negative count.
+    pub fn pages_requested(&self) -> i128 {
+        self.end_page
+            .map_or(-1, |e| i128::from(e) - i128::from(self.start_page) + 1)
     }
 
     /// The requested pages in MinerU 4's numbering.

@@ -8,6 +8,7 @@ use super::request::{
 };
 use super::schema::{bool_field, int_field, schema_check, str_field, str_or_default};
 use crate::engine::{Backend, Effort, OcrMode, Tier};
+use crate::json_int::JsonInt;
 use crate::package::{ArchiveFormat, Format as OutputFormat};
 use crate::python::{is_alnum, py_type_name};
 use crate::url_shape::check_url_shape;
@@ -112,21 +113,22 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     if start.value() < 0 {
         return Err(InputError::StartPage(start));
     }
-    let end_page = (end.value() >= 0).then_some(end.value());
+    let end_page = (end.value() >= 0).then_some(end);
     if let Some(e) = end_page {
-        if e < start.value() {
+        if e.value() < start.value() {
             return Err(InputError::EndBeforeStart { start, end });
         }
-        let pages = e - start.value() + 1;
-        if ctx.max_pages_per_job > 0
-            && u64::try_from(pages).unwrap_or(u64::MAX) > ctx.max_pages_per_job
-        {
+        // Python integers: no wrap-around, and the message quotes the real count.
+        let pages = JsonInt::range_len(start.int(), e.int());
+        if ctx.max_pages_per_job > 0 && pages.saturating() > i128::from(ctx.max_pages_per_job) {
             return Err(InputError::TooManyPages {
                 pages,
                 max: ctx.max_pages_per_job,
             });
         }
     }
+    // Pages beyond i64 are past every document; the request carries them clamped.
+    let clamp = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
 
     // Step 13.
     let given: Vec<(&'static str, &str)> = ["file_url", "file_b64", "volume_path"]
@@ -200,8 +202,8 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
 
     Ok(ParseRequest {
         source,
-        start_page: start.value(),
-        end_page,
+        start_page: clamp(start.value()),
+        end_page: end_page.map(|e| clamp(e.value())),
         lang: lang.to_owned(),
         backend,
         backend_explicit,

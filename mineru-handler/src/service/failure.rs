@@ -4,12 +4,14 @@
 
 use std::convert::Infallible;
 
+use crate::bounds::BoundsError;
 use crate::config::ServiceConfig;
 use crate::engine::EngineError;
 use crate::fetch::FetchError;
 use crate::format::FormatError;
 use crate::input::InputError;
 use crate::package::PackageError;
+use crate::polyglot::PolyglotError;
 use crate::redact::compact;
 use crate::response::{ERROR_LIMIT, TRACEBACK_LIMIT};
 use crate::s3::S3Error;
@@ -78,7 +80,15 @@ macro_rules! job_failure_from {
     )+};
 }
 
-job_failure_from!(InputError, FetchError, FormatError, PackageError, S3Error);
+job_failure_from!(
+    InputError,
+    FetchError,
+    FormatError,
+    BoundsError,
+    PolyglotError,
+    PackageError,
+    S3Error
+);
 
 impl From<EngineError> for JobFailure {
     fn from(e: EngineError) -> Self {

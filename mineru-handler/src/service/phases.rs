@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Instant, SystemTime};
 
 use runpod_handler::Job;
 use serde_json::{Map, Value, json};
@@ -15,6 +15,7 @@ use tracing::field::Empty;
 use super::failure::JobFailure;
 use super::phase::{JobState, PhaseRun};
 use super::pipeline::{Pipeline, to_value};
+use crate::bounds::{self, Limits};
 use crate::engine::{self, ParseOutput};
 use crate::format::{InputType, detect_file};
 use crate::input::{InputSource, MineruMajor, ParseRequest, Transport, is_probe, parse_request};
@@ -23,6 +24,7 @@ use crate::metrics::{JobPhase, JobSuccess};
 use crate::package::{
     self, ArchiveFormat, PackageError, PackageRequest, Packaged, Payload, check_response_size,
 };
+use crate::polyglot;
 use crate::s3::S3Error;
 
 impl Pipeline {
@@ -40,6 +42,9 @@ impl Pipeline {
 
     async fn run(&self, job: &Job<Value>, state: &mut JobState) -> Result<Value, JobFailure> {
         let mtime = SystemTime::now();
+        // The deadline counts from the job's start, as RunPod's execution timeout does.
+        let deadline =
+            engine::Deadline::for_job(Instant::now(), self.engine.job_timeout(), job.context.raw());
         let ctx = self.validation_context();
         let request = parse_request(&job.input, &ctx)?;
         state.backend = Some(request.backend.as_str());
@@ -85,7 +90,13 @@ impl Pipeline {
         state.phase = JobPhase::Handler;
 
         // Format detection (inside the job span, no span of its own).
-        let input_type = detect(&fetched_path, ctx.mineru_major, &request.source).await?;
+        let input_type = inspect(
+            &fetched_path,
+            ctx.mineru_major,
+            &request,
+            &self.config.limits,
+        )
+        .await?;
         let staged =
             job_dir
                 .path()
@@ -145,7 +156,7 @@ impl Pipeline {
             .spawn(async move {
                 // The semaphore is never closed.
                 let _slot = slots.acquire_owned().await.ok();
-                engine.parse(&engine_request, &cancel).await
+                engine.parse_until(&engine_request, &cancel, deadline).await
             })
             .await?;
         phase.record("mineru.tier", output.tier.as_str());
@@ -313,20 +324,34 @@ fn archive_only(
     })
 }
 
-/// Detects the staged document's type; the source's name helps only for CSV.
-async fn detect(
+/// Detects the fetched document's type and checks it before the engine sees it, in the order
+/// MinerU's own reading would pay for it: the ZIP bounds first (detection reads the central
+/// directory), then detection, agreement with MinerU's content detection, and the PDF page
+/// bound. The source's name helps only for CSV.
+async fn inspect(
     path: &Path,
     major: MineruMajor,
-    source: &InputSource,
+    request: &ParseRequest,
+    limits: &Limits,
 ) -> Result<InputType, JobFailure> {
-    let name = match source {
+    let name = match &request.source {
         InputSource::Url(url) => url::Url::parse(url).ok().map(|u| u.path().to_owned()),
         InputSource::Volume(path) => Some(path.clone()),
         InputSource::Base64(_) => None,
     };
-    let path = path.to_path_buf();
-    let detected = tokio::task::spawn_blocking(move || detect_file(&path, major, name.as_deref()));
-    Ok(detected.await??)
+    let (path, limits) = (path.to_path_buf(), limits.clone());
+    let start = u64::try_from(request.start_page).unwrap_or(0);
+    let end = request.end_page.map(|e| u64::try_from(e).unwrap_or(0));
+    let inspected = tokio::task::spawn_blocking(move || -> Result<InputType, JobFailure> {
+        bounds::archive::check(&path, &limits)?;
+        let input_type = detect_file(&path, major, name.as_deref())?;
+        polyglot::check(&path, input_type)?;
+        if input_type == InputType::Pdf {
+            bounds::pdf::check(&path, start, end, &limits)?;
+        }
+        Ok(input_type)
+    });
+    inspected.await?
 }
 
 /// Inputs with non-default values that MinerU 4 ignores (docs/job-contract.md §16.4, §16.6).

@@ -176,7 +176,7 @@ async fn the_job_timeout_cancels_a_hanging_parse_with_a_timeout_error() {
     assert_eq!(err.error_type(), "TimeoutError");
     assert_eq!(
         err.to_string(),
-        "MinerU did not finish within 1s; the parse was cancelled"
+        "MinerU did not finish within 1s (MINERU_JOB_TIMEOUT_SECONDS); the parse was cancelled"
     );
     wait_for_state(&engine, EngineState::Ready, 1).await;
 }

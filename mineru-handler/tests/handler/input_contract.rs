@@ -4,7 +4,7 @@
 use mineru_handler::input::*;
 use serde_json::{Value, json};
 
-fn ctx() -> ValidationContext {
+pub(crate) fn ctx() -> ValidationContext {
     ValidationContext {
         mineru_major: MineruMajor::V4,
         mineru_version: "4.0.12".into(),
@@ -15,17 +15,17 @@ fn ctx() -> ValidationContext {
 }
 
 /// The job's `error` as posted: `ValueError: <display>`.
-fn error(input: Value, ctx: &ValidationContext) -> String {
+pub(crate) fn error(input: Value, ctx: &ValidationContext) -> String {
     let err = parse_request(&input, ctx).unwrap_err();
     format!("{}: {err}", err.error_type())
 }
 
-fn err_msg(input: Value) -> String {
+pub(crate) fn err_msg(input: Value) -> String {
     error(input, &ctx())
 }
 
 /// Merge `extra` into a valid base input.
-fn with(extra: Value) -> Value {
+pub(crate) fn with(extra: Value) -> Value {
     let mut base = json!({"file_b64": "JVBERi0xLjcK"});
     for (k, v) in extra.as_object().unwrap() {
         base[k] = v.clone();
@@ -33,7 +33,7 @@ fn with(extra: Value) -> Value {
     base
 }
 
-const PREFIX: &str = "ValueError: input validation failed: ";
+pub(crate) const PREFIX: &str = "ValueError: input validation failed: ";
 
 #[test]
 fn defaults_fill_every_field() {

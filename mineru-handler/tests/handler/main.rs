@@ -8,10 +8,13 @@
 
 mod common;
 mod engine_fake;
+mod engine_guard;
 mod engine_real;
 mod engine_v3;
 mod format_detection;
+mod hostile_inputs;
 mod input_contract;
+mod input_numbers;
 mod local_api;
 mod package;
 mod s3_transport;

@@ -9,7 +9,8 @@ use crate::job::RawJob;
 use crate::service::Invocation;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -72,9 +73,16 @@ where
     });
     crate::signal::spawn_listener(api.shutdown.clone());
     let shutdown = api.shutdown.clone();
+    let limits = config.body_limits;
     let mut router = Router::new()
-        .route("/runsync", post(runsync::<H>))
-        .route("/run", post(run::<H>))
+        .route(
+            "/runsync",
+            post(runsync::<H>).layer(DefaultBodyLimit::max(limits.runsync)),
+        )
+        .route(
+            "/run",
+            post(run::<H>).layer(DefaultBodyLimit::max(limits.run)),
+        )
         .route("/status/{id}", post(status::<H>))
         .route("/stream/{id}", post(stream::<H>))
         .route("/cancel/{id}", post(cancel::<H>))
@@ -83,7 +91,10 @@ where
         .route("/docs", get(|| async { Redirect::temporary("/") }))
         .route("/", get(docs));
     if let Some(endpoint) = &config.endpoint_id {
-        router = router.route(&format!("/{endpoint}/realtime"), post(realtime::<H>));
+        router = router.route(
+            &format!("/{endpoint}/realtime"),
+            post(realtime::<H>).layer(DefaultBodyLimit::max(limits.runsync)),
+        );
     }
     let router = router
         .fallback(|| async {
@@ -113,6 +124,23 @@ where
         })
         .await
         .map_err(Error::Serve)
+}
+
+/// The answer to a body that could not be read: over its route's limit, a JSON 413 that
+/// names the limit and its variable.
+fn refused(rejection: BytesRejection, limit: usize, variable: &str) -> Response {
+    if rejection.status() != StatusCode::PAYLOAD_TOO_LARGE {
+        return rejection.into_response();
+    }
+    let detail = format!(
+        "request body is larger than this route's limit of {limit} bytes ({variable}={})",
+        limit / 1_000_000
+    );
+    (
+        StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(json!({"detail": detail})),
+    )
+        .into_response()
 }
 
 /// A 422 with one FastAPI-style validation detail.
@@ -272,26 +300,39 @@ fn final_shape(id: &str, result: &LocalResult) -> Value {
     Value::Object(shape)
 }
 
-async fn runsync<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
+async fn runsync<H>(State(api): State<Arc<Api<H>>>, body: Result<Bytes, BytesRejection>) -> Response
 where
     H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
+    let limit = api.config.body_limits.runsync;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refused(rejection, limit, "RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB"),
+    };
     let (id, request, cancellation) = match api.submit(&body) {
         Ok(submitted) => submitted,
         Err(detail) => return unprocessable(detail),
     };
-    let shape = Arc::clone(&api)
-        .execute(id.clone(), request, cancellation)
-        .await;
+    // The job runs in a task of its own; when the client goes away, the server drops this
+    // future, and the guard stops the job as `/cancel` would: nobody will read its result.
+    let abandoned = cancellation.clone().drop_guard();
+    let job = tokio::spawn(Arc::clone(&api).execute(id.clone(), request, cancellation));
+    let shape = job.await.ok().flatten();
+    abandoned.disarm();
     axum::Json(shape.unwrap_or_else(|| json!({"id": id, "status": "CANCELLED"}))).into_response()
 }
 
-async fn run<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
+async fn run<H>(State(api): State<Arc<Api<H>>>, body: Result<Bytes, BytesRejection>) -> Response
 where
     H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
+    let limit = api.config.body_limits.run;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refused(rejection, limit, "RUNPOD_LOCAL_RUN_MAX_BODY_MB"),
+    };
     let (id, request, cancellation) = match api.submit(&body) {
         Ok(submitted) => submitted,
         Err(detail) => return unprocessable(detail),
@@ -365,11 +406,19 @@ where
     axum::Json(json!({"status": "ok", "jobs": {"in_progress": running, "total": jobs.len()}}))
 }
 
-async fn realtime<H>(State(api): State<Arc<Api<H>>>, body: Bytes) -> Response
+async fn realtime<H>(
+    State(api): State<Arc<Api<H>>>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response
 where
     H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     H::Future: Send,
 {
+    let limit = api.config.body_limits.runsync;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => return refused(rejection, limit, "RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB"),
+    };
     let request = match parse_request(&body, true) {
         Ok(request) => request,
         Err(detail) => return unprocessable(detail),

@@ -5,6 +5,7 @@
 //! the `s3` transport and the oversize fallback against a real S3 server (moto) ([`fake`]).
 
 mod fake;
+mod hostile;
 mod real;
 
 use std::io::Read as _;
@@ -29,8 +30,8 @@ fn b64_of(path: &Path) -> String {
 
 /// A running worker binary serving the local API; killed when dropped.
 struct LocalWorker {
-    /// Held for `kill_on_drop`.
-    _child: tokio::process::Child,
+    /// Killed when dropped (`kill_on_drop`).
+    child: tokio::process::Child,
     base: String,
     client: reqwest::Client,
 }
@@ -57,7 +58,7 @@ impl LocalWorker {
         }
         let child = command.spawn().unwrap();
         let worker = LocalWorker {
-            _child: child,
+            child,
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
         };
@@ -80,6 +81,11 @@ impl LocalWorker {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+
+    /// The worker process's id.
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap()
     }
 
     async fn post(&self, path: &str, body: Value) -> Value {
