@@ -32,6 +32,9 @@ mod error;
 mod inflight;
 mod job;
 mod json;
+mod kind;
+#[cfg(feature = "lb")]
+pub mod lb;
 mod local;
 mod log;
 mod output;
@@ -50,6 +53,7 @@ pub use concurrency::Concurrency;
 pub use config::{ApiKey, Config, ConfigError, LogLevel, Mode, Webhooks};
 pub use error::{BoxError, Error, JobError};
 pub use job::{Job, JobContext, ProgressError};
+pub use kind::RuntimeKind;
 pub use output::{IntoJobOutput, JobOutput, Output, Streaming};
 pub use runtime::Runtime;
 pub use service::{Completion, Invocation, JobService, Outcome, PostFailure};

@@ -22,7 +22,7 @@ use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
 #[cfg(feature = "local-api")]
-pub(crate) use api::serve;
+pub(crate) use api::{final_shape, serve};
 
 /// Without the `local-api` feature, `--rp_serve_api` explains what is missing.
 #[cfg(not(feature = "local-api"))]

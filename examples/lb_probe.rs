@@ -1,0 +1,72 @@
+//! TEST FIXTURE, not a user-facing example: a load-balancing worker whose start-up and
+//! requests the workspace tests (`tests/lb.rs`) and the load-balancing benchmark drive from
+//! outside, with SIGUSR1 as the release signal (no timing involved).
+//!
+//! - `LB_PROBE_START=gate`: the start hook waits for SIGUSR1 (so `/ping` stays 204 until then);
+//!   `LB_PROBE_START=fail`: it fails with `the model file is missing`; unset: it returns at once.
+//! - `GET /hello` answers `hello`; `POST /echo` answers its body (an axum `Bytes` extractor,
+//!   under the worker's body limit); `GET /hold` logs `probe: holding <id>` and answers
+//!   `released` after the next SIGUSR1; `POST /runsync` runs an echo job handler.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::Extension;
+use axum::routing::{get, post};
+use runpod_handler::lb::{LoadBalancer, RequestId};
+use runpod_handler::{Job, JobError, service_fn};
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+
+#[tokio::main]
+async fn main() -> Result<(), runpod_handler::Error> {
+    let releases = spawn_release_counter();
+    let lb = LoadBalancer::from_env()?;
+    let jobs = lb
+        .job_route(service_fn(|job: Job<serde_json::Value>| async move {
+            Ok::<_, JobError>(job.input)
+        }))
+        .into_router();
+    let held = releases.clone();
+    let app = Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route("/echo", post(|body: Bytes| async move { body }))
+        .route(
+            "/hold",
+            get(move |Extension(id): Extension<RequestId>| {
+                let mut releases = held.clone();
+                async move {
+                    releases.borrow_and_update();
+                    tracing::info!("probe: holding {}", id.as_str());
+                    let _ = releases.changed().await;
+                    "released"
+                }
+            }),
+        )
+        .merge(jobs);
+    let start = std::env::var("LB_PROBE_START").unwrap_or_default();
+    lb.on_start(move || async move {
+        match start.as_str() {
+            "gate" => {
+                let mut releases = releases;
+                let _ = releases.wait_for(|&count| count > 0).await;
+                Ok(())
+            }
+            "fail" => Err(std::io::Error::other("the model file is missing")),
+            _ => Ok(()),
+        }
+    })
+    .serve(app)
+    .await
+}
+
+/// Counts SIGUSR1s.
+fn spawn_release_counter() -> watch::Receiver<u64> {
+    let (count, releases) = watch::channel(0u64);
+    let mut usr1 = signal(SignalKind::user_defined1()).expect("listen for SIGUSR1");
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            count.send_modify(|n| *n += 1);
+        }
+    });
+    releases
+}

@@ -1,0 +1,284 @@
+//! [`Guard`]: the stack in front of the application's service. Every request gets an id and
+//! a `runpod.request` span (the id is its log lines' `requestId`), and is served only while the
+//! worker is ready, within the concurrency bound, the body limit and the request timeout; each
+//! refusal is a JSON `{"error": ...}` that says which limit and how to change it. `/ping` is
+//! answered here when it shares the service's port.
+
+use super::health::Health;
+use crate::error::BoxError;
+use axum::body::{Body, Bytes, HttpBody};
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
+use futures_util::future::BoxFuture;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use tower::{Layer, Service, ServiceExt};
+use tracing::Instrument;
+
+/// RunPod's name for the worker that served a response.
+const WORKER_ID: HeaderName = HeaderName::from_static("x-runpod-worker-id");
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// The longest request id taken from a client; longer ones are replaced.
+const MAX_REQUEST_ID: usize = 128;
+
+/// The id of the request being served, in its extensions: the client's `X-Request-Id` when
+/// it sent a short printable one, else a fresh UUID. It is the `requestId` of the request's log
+/// lines and comes back as `X-Request-Id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The limits a request is served within.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) max_concurrency: usize,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) request_timeout: Duration,
+}
+
+#[derive(Debug)]
+struct Shared {
+    health: Health,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+    worker_id: Option<HeaderValue>,
+    ping_here: bool,
+}
+
+/// The application's service behind the worker's checks; see the module docs.
+#[derive(Debug, Clone)]
+pub(crate) struct Guard<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+impl<S> Guard<S> {
+    pub(crate) fn new(
+        inner: S,
+        health: Health,
+        limits: Limits,
+        worker_id: Option<&str>,
+        ping_here: bool,
+    ) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(Shared {
+                health,
+                slots: Arc::new(Semaphore::new(limits.max_concurrency)),
+                limits,
+                worker_id: worker_id.and_then(|id| HeaderValue::from_str(id).ok()),
+                ping_here,
+            }),
+        }
+    }
+}
+
+impl<S, B> Service<Request<Body>> for Guard<S>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // Readiness is the concurrency bound, checked per request so that an excess request is
+        // refused at once instead of waiting in the connection.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let shared = Arc::clone(&self.shared);
+        if shared.ping_here && request.uri().path() == "/ping" {
+            return Box::pin(std::future::ready(Ok(shared.health.ping())));
+        }
+        let id = request_id(&request);
+        let span = tracing::info_span!(
+            "runpod.request",
+            otel.kind = "server",
+            job_id = %id,
+            http.request.method = %request.method(),
+            url.path = %request.uri().path(),
+            http.response.status_code = tracing::field::Empty,
+        );
+        request.extensions_mut().insert(RequestId(id.clone()));
+        let inner = self.inner.clone();
+        let recorder = span.clone();
+        Box::pin(
+            async move {
+                let started = Instant::now();
+                let mut response = admit(&shared, inner, request).await;
+                let status = response.status().as_u16();
+                recorder.record("http.response.status_code", status);
+                tracing::debug!(
+                    "Request finished: {status} in {} ms.",
+                    started.elapsed().as_millis()
+                );
+                let headers = response.headers_mut();
+                if let Ok(id) = HeaderValue::from_str(&id) {
+                    headers.insert(REQUEST_ID, id);
+                }
+                if let Some(worker) = &shared.worker_id {
+                    headers.insert(WORKER_ID, worker.clone());
+                }
+                Ok(response)
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Serves `request` if every check passes.
+async fn admit<S, B>(shared: &Shared, inner: S, request: Request<Body>) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Send,
+    S::Error: Into<BoxError>,
+    S::Future: Send,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let limits = shared.limits;
+    if !shared.health.is_ready() {
+        let mut response = refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            shared.health.not_ready_reason(),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
+    let Ok(_slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
+        let mut response = refuse(
+            StatusCode::TOO_MANY_REQUESTS,
+            &format!(
+                "the worker is serving its limit of {} requests at once \
+                 (RUNPOD_LB_MAX_CONCURRENCY); retry later",
+                limits.max_concurrency
+            ),
+        );
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
+    if let Some(length) = content_length(&request).filter(|&n| n > limits.max_body_bytes as u64) {
+        return refuse(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &too_large(Some(length), limits.max_body_bytes),
+        );
+    }
+    // Axum extractors apply their own default limit (2 MB); the worker's replaces it, and a
+    // body without a length is cut at the limit as it streams.
+    let request =
+        request.map(|body| Body::new(http_body_util::Limited::new(body, limits.max_body_bytes)));
+    let service = DefaultBodyLimit::max(limits.max_body_bytes).layer(inner);
+    match tokio::time::timeout(limits.request_timeout, service.oneshot(request)).await {
+        Ok(Ok(response)) => response.map(Body::new),
+        Ok(Err(err)) => {
+            let err: BoxError = err.into();
+            tracing::error!("Request failed: {err}");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the service failed; the worker's log has the reason",
+            )
+        }
+        Err(_) => {
+            tracing::error!(
+                "Request timed out after {} s.",
+                limits.request_timeout.as_secs()
+            );
+            refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "the request took longer than the worker's limit of {} s \
+                     (RUNPOD_LB_REQUEST_TIMEOUT_SECS)",
+                    limits.request_timeout.as_secs()
+                ),
+            )
+        }
+    }
+}
+
+/// The 413 message, also used by services that see the limit hit while reading the body.
+pub(crate) fn too_large(length: Option<u64>, limit: usize) -> String {
+    match length {
+        Some(length) => format!(
+            "the request body is {length} bytes; this worker accepts at most {limit} \
+             (RUNPOD_LB_MAX_BODY_BYTES)"
+        ),
+        None => format!(
+            "the request body is larger than this worker's limit of {limit} bytes \
+             (RUNPOD_LB_MAX_BODY_BYTES)"
+        ),
+    }
+}
+
+/// A JSON `{"error": message}` with `status`.
+pub(crate) fn refuse(status: StatusCode, message: &str) -> Response<Body> {
+    let body = crate::json::to_vec(&serde_json::json!({ "error": message }));
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+fn content_length(request: &Request<Body>) -> Option<u64> {
+    request
+        .headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The client's `X-Request-Id` when it is a short printable token, else a fresh UUID.
+fn request_id(request: &Request<Body>) -> String {
+    request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| {
+            !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_graphic())
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_id(id: &str) -> Request<Body> {
+        Request::builder()
+            .header(REQUEST_ID, id)
+            .body(Body::empty())
+            .unwrap()
+    }
+
+    #[test]
+    fn client_request_ids_are_kept_only_when_sane() {
+        assert_eq!(request_id(&with_id("req-42")), "req-42");
+        let long = "x".repeat(MAX_REQUEST_ID + 1);
+        for bad in ["", "two words", long.as_str()] {
+            let id = request_id(&with_id(bad));
+            assert!(uuid::Uuid::parse_str(&id).is_ok(), "{bad:?} -> {id}");
+        }
+    }
+}
