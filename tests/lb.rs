@@ -29,6 +29,10 @@ impl Lb {
     /// Starts the probe with `env` on a fresh port (and a separate health port if asked),
     /// once it says it is serving.
     async fn start(env: &[(&str, &str)], separate_health: bool) -> Self {
+        Self::start_example("lb_probe", env, separate_health).await
+    }
+
+    async fn start_example(name: &str, env: &[(&str, &str)], separate_health: bool) -> Self {
         let port = free_port();
         let health_port = if separate_health { free_port() } else { port };
         let mut vars: Vec<(String, String)> = vec![
@@ -36,7 +40,7 @@ impl Lb {
             ("PORT_HEALTH".into(), health_port.to_string()),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let worker = Worker::spawn(&example("lb_probe"), &[], &vars, None);
+        let worker = Worker::spawn(&example(name), &[], &vars, None);
         worker.wait_for_line("serving on port", LIMIT).await;
         Self {
             base: format!("http://127.0.0.1:{port}"),
@@ -279,6 +283,60 @@ async fn a_job_handler_answers_the_queue_runsync_shape() {
     assert!(error.contains("no \"input\" field"), "{error}");
     lb.worker.signal("TERM");
     assert_eq!(lb.worker.wait(LIMIT).await, 0);
+}
+
+#[tokio::test]
+async fn the_router_example_serves_its_routes_once_loaded() {
+    let mut lb = Lb::start_example("lb_router", &[], false).await;
+    assert_eq!(lb.ping_after(204).await, 200);
+    let response = lb
+        .post("/generate")
+        .header("x-request-id", "gen-1")
+        .json(&json!({"prompt": "Hi", "max_tokens": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"request_id": "gen-1", "prompt": "Hi", "text": "lorem ipsum dolor lorem"})
+    );
+    lb.worker.signal("TERM");
+    assert_eq!(lb.worker.wait(LIMIT).await, 0);
+}
+
+#[tokio::test]
+async fn either_kind_serves_a_load_balancing_endpoint_when_asked() {
+    let mut lb = Lb::start_example("either_kind", &[("RUNPOD_RUNTIME_KIND", "api")], false).await;
+    assert_eq!(lb.ping_after(204).await, 200);
+    let response = lb
+        .post("/runsync")
+        .json(&json!({"id": "j-1", "input": {"name": "LB"}}))
+        .send()
+        .await
+        .unwrap();
+    let shape: Value = response.json().await.unwrap();
+    assert_eq!(
+        shape,
+        json!({"id": "j-1", "status": "COMPLETED", "output": {"greeting": "Hello, LB!"}})
+    );
+    lb.worker.signal("TERM");
+    assert_eq!(lb.worker.wait(LIMIT).await, 0);
+}
+
+#[tokio::test]
+async fn either_kind_runs_a_queue_job_by_default() {
+    let job = r#"{"input": {"name": "queue"}}"#;
+    let mut worker = Worker::spawn(&example("either_kind"), &["--test_input", job], &[], None);
+    assert_eq!(worker.wait(LIMIT).await, 0);
+    let lines = worker.lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(r#"Job result: {"output": {"greeting": "Hello, queue!"}}"#)),
+        "{lines:#?}"
+    );
 }
 
 /// A chunked POST over a raw connection (no Content-Length); the whole response as text.
