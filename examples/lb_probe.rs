@@ -7,6 +7,8 @@
 //! - `GET /hello` answers `hello`; `POST /echo` answers its body (an axum `Bytes` extractor,
 //!   under the worker's body limit); `GET /hold` logs `probe: holding <id>` and answers
 //!   `released` after the next SIGUSR1; `POST /runsync` runs an echo job handler.
+//! - With `OTEL_EXPORTER_OTLP_ENDPOINT` set, runpod-otel-layer (its logger instead of the
+//!   runtime's, its request layer around the router); `GET /fail` answers 500.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -14,11 +16,22 @@ use axum::extract::Extension;
 use axum::routing::{get, post};
 use runpod_handler::lb::{LoadBalancer, RequestId};
 use runpod_handler::{Job, JobError, service_fn};
+use runpod_otel_layer::Telemetry;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 
 #[tokio::main]
 async fn main() -> Result<(), runpod_handler::Error> {
+    let telemetry = std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT")
+        .map(|_| runpod_otel_layer::init(Telemetry::from_env().service_name("lb-probe")));
+    let result = serve(telemetry.as_ref()).await;
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown(telemetry.shutdown_timeout()).await;
+    }
+    result
+}
+
+async fn serve(telemetry: Option<&Telemetry>) -> Result<(), runpod_handler::Error> {
     let releases = spawn_release_counter();
     let lb = LoadBalancer::from_env()?;
     let jobs = lb
@@ -29,6 +42,10 @@ async fn main() -> Result<(), runpod_handler::Error> {
     let held = releases.clone();
     let app = Router::new()
         .route("/hello", get(|| async { "hello" }))
+        .route(
+            "/fail",
+            get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "failed") }),
+        )
         .route("/echo", post(|body: Bytes| async move { body }))
         .route(
             "/hold",
@@ -43,6 +60,9 @@ async fn main() -> Result<(), runpod_handler::Error> {
             }),
         )
         .merge(jobs);
+    let app = tower::ServiceBuilder::new()
+        .option_layer(telemetry.map(Telemetry::request_layer))
+        .service(app);
     let start = std::env::var("LB_PROBE_START").unwrap_or_default();
     lb.on_start(move || async move {
         match start.as_str() {

@@ -114,6 +114,10 @@ where
             url.path = %request.uri().path(),
             http.response.status_code = tracing::field::Empty,
         );
+        // Inner layers (telemetry, proxies) see the id the worker chose.
+        if let Ok(value) = HeaderValue::from_str(&id) {
+            request.headers_mut().insert(REQUEST_ID, value);
+        }
         request.extensions_mut().insert(RequestId(id.clone()));
         let inner = self.inner.clone();
         let recorder = span.clone();

@@ -21,8 +21,10 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
+#[cfg(feature = "lb")]
+pub(crate) use api::final_shape;
 #[cfg(feature = "local-api")]
-pub(crate) use api::{final_shape, serve};
+pub(crate) use api::serve;
 
 /// Without the `local-api` feature, `--rp_serve_api` explains what is missing.
 #[cfg(not(feature = "local-api"))]
