@@ -7,6 +7,7 @@
 //! reads the environment once at boot. [`python`], [`url_shape`] and [`redact`] are leaves the
 //! others share: Python-compatible texts, the URL shape rules, and keeping secrets out of text.
 
+pub mod api;
 pub mod config;
 pub mod engine;
 pub mod fetch;

@@ -2,15 +2,16 @@
 //! binary) serves either kind of endpoint. `POST /runsync` with the job as a queue endpoint
 //! takes it (`{"input": ...}`, an `id` optional) runs it through the same stack as the local
 //! modes — input deserialisation, panic catching, the SDK's result mapping — and answers the
-//! queue endpoint's `/runsync` shape: `{"id", "status": "COMPLETED", "output"}` or
-//! `{"id", "status": "FAILED", "error"}`, with status 200 whenever the job ran.
+//! queue endpoint's `/runsync` shape: `{"id", "status": "COMPLETED", "output"}`, or
+//! `{"id", "status": "FAILED", "output", "error"}` (`output` when the handler returned one with
+//! its error), with status 200 whenever the job ran.
 
 use super::guard::{refuse, too_large};
 use super::{LoadBalancer, RequestId};
 use crate::config::Config;
 use crate::error::BoxError;
 use crate::job::{Job, RawJob};
-use crate::local::{LocalRespond, context, final_shape, run_job};
+use crate::local::{LocalRespond, LocalResult, context, run_job};
 use crate::output::IntoJobOutput;
 use crate::service::JobService;
 use crate::service::handler::HandlerService;
@@ -85,23 +86,28 @@ impl JobRoute {
     /// The router, to serve alone or to merge into the application's.
     pub fn into_router<S: Clone + Send + Sync + 'static>(self) -> axum::Router<S> {
         axum::Router::new()
-            .route(&self.path, axum::routing::post(run))
+            .route(&self.path, axum::routing::post(serve_job))
             .with_state(self.state)
     }
 
-    /// Runs one job from its JSON request (`{"input": ...}`); `id` names it when the request
-    /// has none. The queue's `/runsync` shape, or why the request is not a job.
-    pub async fn run_json(&self, id: &str, body: &[u8]) -> Result<Value, String> {
-        self.state.run_json(id, body).await
+    /// Runs one job (`{"input": ...}`, as a queue endpoint takes it); `id` names it when the
+    /// request has none. The queue's `/runsync` shape, or why the request is not a job.
+    pub async fn run(&self, id: &str, request: Value) -> Result<Value, String> {
+        self.state.run(id, request).await
     }
 }
 
 impl Jobs {
     async fn run_json(&self, id: &str, body: &[u8]) -> Result<Value, String> {
-        let mut request = match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(request)) => request,
-            Ok(_) => return Err("the body must be a JSON object: {\"input\": {...}}".into()),
-            Err(err) => return Err(format!("the body is not JSON: {err}")),
+        match serde_json::from_slice::<Value>(body) {
+            Ok(request) => self.run(id, request).await,
+            Err(err) => Err(format!("the body is not JSON: {err}")),
+        }
+    }
+
+    async fn run(&self, id: &str, request: Value) -> Result<Value, String> {
+        let Value::Object(mut request) = request else {
+            return Err("the body must be a JSON object: {\"input\": {...}}".into());
         };
         if !request.contains_key("input") {
             return Err("the body has no \"input\" field: {\"input\": {...}}".into());
@@ -118,13 +124,26 @@ impl Jobs {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
         match run_job(service, job).await {
-            Some(result) => Ok(final_shape(&job_id, &result)),
+            Some(result) => Ok(runsync_shape(&job_id, result)),
             None => Ok(json!({"id": job_id, "status": "CANCELLED"})),
         }
     }
 }
 
-async fn run(State(jobs): State<Arc<Jobs>>, request: Request) -> Response {
+/// `{"id", "status"}` and the result body (`output`, `error`).
+fn runsync_shape(id: &str, result: LocalResult) -> Value {
+    let status = match crate::body::is_failure(&result.body) {
+        true => "FAILED",
+        false => "COMPLETED",
+    };
+    let mut shape = serde_json::Map::new();
+    shape.insert("id".into(), id.into());
+    shape.insert("status".into(), status.into());
+    shape.extend(result.body);
+    Value::Object(shape)
+}
+
+async fn serve_job(State(jobs): State<Arc<Jobs>>, request: Request) -> Response {
     let id = request.extensions().get::<RequestId>().map_or_else(
         || uuid::Uuid::new_v4().to_string(),
         |id| id.as_str().to_owned(),

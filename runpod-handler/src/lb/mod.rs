@@ -160,6 +160,12 @@ impl LoadBalancer {
     }
 }
 
+/// A JSON `{"error": message}` response with `status`: the shape of the worker's own refusals,
+/// for the application's to match.
+pub fn error_response(status: axum::http::StatusCode, message: &str) -> Response<Body> {
+    guard::refuse(status, message)
+}
+
 fn step<F, Fut, E>(name: impl Into<String>, run: F) -> Step
 where
     F: FnOnce() -> Fut + Send + 'static,

@@ -256,7 +256,7 @@ fn new_id() -> String {
 }
 
 /// `COMPLETED` with `output` (omitted when empty), or `FAILED` with `error`.
-pub(crate) fn final_shape(id: &str, result: &LocalResult) -> Value {
+fn final_shape(id: &str, result: &LocalResult) -> Value {
     let mut shape = Map::new();
     shape.insert("id".into(), id.into());
     if crate::body::is_failure(&result.body) {

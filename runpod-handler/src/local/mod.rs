@@ -21,8 +21,6 @@ use tokio_util::sync::CancellationToken;
 use tower::{Service, ServiceExt};
 use tracing::Instrument;
 
-#[cfg(feature = "lb")]
-pub(crate) use api::final_shape;
 #[cfg(feature = "local-api")]
 pub(crate) use api::serve;
 
