@@ -102,6 +102,11 @@ where
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
         let facts = RequestFacts {
             method: known_method(request.method()),
+            path: self
+                .shared
+                .telemetry
+                .traces_on()
+                .then(|| request.uri().path().to_owned()),
             request_id: request
                 .headers()
                 .get("x-request-id")
@@ -122,6 +127,8 @@ where
 #[derive(Debug)]
 struct RequestFacts {
     method: &'static str,
+    /// Kept only when traces are exported.
+    path: Option<String>,
     request_id: Option<String>,
     received: Instant,
 }
@@ -170,6 +177,10 @@ fn started(shared: &Shared, facts: &RequestFacts) -> tracing::Span {
         otel.set_attributes(
             [
                 Some(KeyValue::new("http.request.method", facts.method)),
+                facts
+                    .path
+                    .clone()
+                    .map(|path| KeyValue::new("url.path", path)),
                 Some(KeyValue::new("faas.trigger", "http")),
                 Some(KeyValue::new(
                     "faas.coldstart",

@@ -106,33 +106,28 @@ where
             return Box::pin(std::future::ready(Ok(shared.health.ping())));
         }
         let id = request_id(&request);
-        let span = tracing::info_span!(
-            "runpod.request",
-            otel.kind = "server",
-            job_id = %id,
-            http.request.method = %request.method(),
-            url.path = %request.uri().path(),
-            http.response.status_code = tracing::field::Empty,
-        );
+        // Only the id: the request layer of runpod-otel-layer adds the HTTP attributes, and
+        // every field here is formatted by the log layer on every request.
+        let span =
+            tracing::info_span!("runpod.request", otel.kind = "server", job_id = id.as_str());
         // Inner layers (telemetry, proxies) see the id the worker chose.
-        if let Ok(value) = HeaderValue::from_str(&id) {
-            request.headers_mut().insert(REQUEST_ID, value);
+        let id_header = HeaderValue::from_str(&id).ok();
+        if let Some(value) = &id_header {
+            request.headers_mut().insert(REQUEST_ID, value.clone());
         }
-        request.extensions_mut().insert(RequestId(id.clone()));
+        request.extensions_mut().insert(RequestId(id));
         let inner = self.inner.clone();
-        let recorder = span.clone();
         Box::pin(
             async move {
                 let started = Instant::now();
                 let mut response = admit(&shared, inner, request).await;
-                let status = response.status().as_u16();
-                recorder.record("http.response.status_code", status);
                 tracing::debug!(
-                    "Request finished: {status} in {} ms.",
+                    "Request finished: {} in {} ms.",
+                    response.status().as_u16(),
                     started.elapsed().as_millis()
                 );
                 let headers = response.headers_mut();
-                if let Ok(id) = HeaderValue::from_str(&id) {
+                if let Some(id) = id_header {
                     headers.insert(REQUEST_ID, id);
                 }
                 if let Some(worker) = &shared.worker_id {
@@ -253,7 +248,8 @@ fn content_length(request: &Request<Body>) -> Option<u64> {
         .ok()
 }
 
-/// The client's `X-Request-Id` when it is a short printable token, else a fresh UUID.
+/// The client's `X-Request-Id` when it is a short printable token, else a fresh random UUID
+/// (from a thread-local generator: an id needs no system entropy, a syscall per request).
 fn request_id(request: &Request<Body>) -> String {
     request
         .headers()
@@ -262,7 +258,15 @@ fn request_id(request: &Request<Body>) -> String {
         .filter(|id| {
             !id.is_empty() && id.len() <= MAX_REQUEST_ID && id.bytes().all(|b| b.is_ascii_graphic())
         })
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), str::to_owned)
+        .map_or_else(
+            || {
+                let bytes = fastrand::u128(..).to_le_bytes();
+                uuid::Builder::from_random_bytes(bytes)
+                    .into_uuid()
+                    .to_string()
+            },
+            str::to_owned,
+        )
 }
 
 #[cfg(test)]
