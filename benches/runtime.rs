@@ -1,5 +1,7 @@
-//! Runtime benchmark (not a test): our workers (release build) and the official Python SDK's
-//! echo worker side by side against the FAKE RunPod server (tests/support), on a full queue.
+//! Runtime benchmark (not a test): our workers (release build; the `protocol_probe` fixture, also
+//! as the `echo` example) and the official Python SDK's echo worker side by side against the
+//! FAKE RunPod server (tests/support), on a full queue. Under `cargo test` it only smoke-runs
+//! our workers on a few jobs.
 //!
 //! ```sh
 //! scripts/setup-python.sh          # the SDK venv (SDK_VENV, default .venv/sdk); optional
@@ -118,15 +120,28 @@ fn env_count(name: &str, default: usize) -> usize {
 
 #[tokio::main]
 async fn main() {
-    let jobs = env_count("BENCH_JOBS", 2000);
+    // `cargo test --all-targets` runs this once without `--bench`: a smoke run of a few jobs.
+    let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let jobs = if benchmarking {
+        env_count("BENCH_JOBS", 2000)
+    } else {
+        20
+    };
     let sdk_jobs = env_count("SDK_JOBS", 8);
-    let echo = example("echo");
     let probe = example("protocol_probe");
     let mut rows = vec![
         "| worker | concurrency | jobs | start → first take | jobs/s | take → done p50 | peak RSS |".to_owned(),
         "| --- | --- | --- | --- | --- | --- | --- |".to_owned(),
     ];
-    let ours1 = measure(&echo, &[], &[], jobs, |i| json!({"n": i, "text": "héllo"})).await;
+    let echo = [("PROBE_ECHO", "1".to_owned())];
+    let ours1 = measure(
+        &probe,
+        &[],
+        &echo,
+        jobs,
+        |i| json!({"n": i, "text": "héllo"}),
+    )
+    .await;
     rows.push(row("runpod-handler `echo` (release)", 1, jobs, &ours1));
     let ours4 = measure(
         &probe,
@@ -147,7 +162,9 @@ async fn main() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/sdk"));
     let python = venv.join("bin/python");
-    if python.exists() {
+    if !benchmarking {
+        eprintln!("not benchmarking (no --bench): SDK rows skipped");
+    } else if python.exists() {
         let handler = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/echo_handler.py");
         let args = [handler.to_str().unwrap_or_default()];
         for concurrency in [1usize, 4] {

@@ -17,7 +17,9 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// The runtime's clock, so the tests can run on paused time.
+use tokio::time::Instant;
 
 const MAX_CONCURRENCY: usize = 8;
 const LATENCY_TARGET: Duration = Duration::from_millis(500);
@@ -53,25 +55,50 @@ fn policy(latency: Latency) -> Concurrency {
     })
 }
 
+/// Waits as long as the job asks, recording how long the job took for the policy.
+async fn wait(latency: Latency, job: Job<Input>) -> Result<serde_json::Value, JobError> {
+    let started = Instant::now();
+    // Stands in for I/O-bound work (a model server, an HTTP API): the kind of job where
+    // holding several at once pays off.
+    tokio::time::sleep(Duration::from_millis(job.input.wait_ms)).await;
+    latency.record(started.elapsed());
+    Ok(json!({ "waited_ms": job.input.wait_ms }))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), runpod_handler::Error> {
     let latency = Latency::default();
     let handler = {
         let latency = latency.clone();
-        service_fn(move |job: Job<Input>| {
-            let latency = latency.clone();
-            async move {
-                let started = Instant::now();
-                // Stands in for I/O-bound work (a model server, an HTTP API): the kind of job
-                // where holding several at once pays off.
-                tokio::time::sleep(Duration::from_millis(job.input.wait_ms)).await;
-                latency.record(started.elapsed());
-                Ok::<_, JobError>(json!({ "waited_ms": job.input.wait_ms }))
-            }
-        })
+        service_fn(move |job| wait(latency.clone(), job))
     };
     Runtime::from_env()?
         .concurrency(policy(latency))
         .run(handler)
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runpod_handler::testing::{self, TestWorker};
+
+    #[tokio::test(start_paused = true)]
+    async fn jobs_run_under_the_policy_and_their_latency_is_recorded() {
+        let latency = Latency::default();
+        let handler = {
+            let latency = latency.clone();
+            service_fn(move |job| wait(latency.clone(), job))
+        };
+        let runtime = Runtime::new(testing::config()).concurrency(policy(latency.clone()));
+        let jobs = [(1, 5), (2, 700), (3, 5)]
+            .map(|(n, ms)| json!({"id": format!("job-{n}"), "input": {"wait_ms": ms}}));
+        let delivered = TestWorker::start(runtime, handler).await.serve(jobs).await;
+        let outputs: Vec<_> = delivered.iter().filter_map(|d| d.output()).collect();
+        assert_eq!(outputs.len(), 3);
+        assert!(outputs.contains(&&json!({"waited_ms": 700})));
+        // The fast first jobs grew the concurrency to two; the slow one shrank it back, so the
+        // last job ran alone, after it, and its latency is the last recorded.
+        assert_eq!(latency.last(), Duration::from_millis(5));
+    }
 }

@@ -18,11 +18,13 @@ struct Input {
     name: String,
 }
 
+async fn greet(job: Job<Input>) -> Result<serde_json::Value, JobError> {
+    Ok(serde_json::json!({ "greeting": format!("Hello, {}!", job.input.name) }))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), runpod_handler::Error> {
-    let handler = service_fn(|job: Job<Input>| async move {
-        Ok::<_, JobError>(serde_json::json!({ "greeting": format!("Hello, {}!", job.input.name) }))
-    });
+    let handler = service_fn(greet);
     match RuntimeKind::from_env()? {
         RuntimeKind::Queue => runpod_handler::run(handler).await,
         RuntimeKind::LoadBalancing => {
@@ -30,5 +32,19 @@ async fn main() -> Result<(), runpod_handler::Error> {
             let app = lb.job_route(handler).into_router();
             lb.serve(app).await
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runpod_handler::testing::TestWorker;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn greets_on_the_queue() {
+        let worker = TestWorker::new(service_fn(greet));
+        let done = worker.run(json!({"input": {"name": "queue"}})).await;
+        assert_eq!(done.output(), Some(&json!({"greeting": "Hello, queue!"})));
     }
 }

@@ -1,5 +1,5 @@
 //! TEST FIXTURE, not a user-facing example: a load-balancing worker whose start-up and
-//! requests the workspace tests (`tests/lb.rs`) and the load-balancing benchmark drive from
+//! requests the workspace tests (`tests/runtime/lb.rs`, `tests/runtime/otel_lb.rs`) drive from
 //! outside, with SIGUSR1 as the release signal (no timing involved).
 //!
 //! - `LB_PROBE_START=gate`: the start hook waits for SIGUSR1 (so `/ping` stays 204 until then);

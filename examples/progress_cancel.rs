@@ -57,17 +57,37 @@ fn run(context: &JobContext, chunks: u64) -> Result<Output, JobError> {
     })
 }
 
+async fn count(job: Job<Input>) -> Result<Output, JobError> {
+    // CPU work on an async executor thread would stall every other job, progress post and
+    // stream on that thread until it finished; the blocking pool keeps the executor free.
+    // (The heartbeat runs on its own thread, so a busy executor never makes RunPod think the
+    // worker died; it only delays everything else.)
+    let context = job.context.clone();
+    tokio::task::spawn_blocking(move || run(&context, job.input.chunks))
+        .await
+        .map_err(|err| JobError::msg(format!("the work thread failed: {err}")))?
+}
+
 #[tokio::main]
 async fn main() -> Result<(), runpod_handler::Error> {
-    runpod_handler::run(service_fn(|job: Job<Input>| async move {
-        // CPU work on an async executor thread would stall every other job, progress post and
-        // stream on that thread until it finished; the blocking pool keeps the executor free.
-        // (The heartbeat runs on its own thread, so a busy executor never makes RunPod think the
-        // worker died; it only delays everything else.)
-        let context = job.context.clone();
-        tokio::task::spawn_blocking(move || run(&context, job.input.chunks))
-            .await
-            .map_err(|err| JobError::msg(format!("the work thread failed: {err}")))?
-    }))
-    .await
+    runpod_handler::run(service_fn(count)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runpod_handler::testing::TestWorker;
+
+    #[tokio::test]
+    async fn reports_each_chunk_before_the_result() {
+        let delivered = TestWorker::new(service_fn(count))
+            .run(json!({"input": {"chunks": 4}}))
+            .await;
+        assert_eq!(
+            delivered.body_text().as_deref(),
+            Some(r#"{"output": {"primes": 9592}}"#)
+        );
+        let expected: Vec<_> = (1..=4).map(|done| json!({"done": done, "of": 4})).collect();
+        assert_eq!(delivered.progress(), expected);
+    }
 }

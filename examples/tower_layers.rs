@@ -11,14 +11,14 @@
 //! ```
 
 use runpod_handler::{
-    Completion, Concurrency, Job, JobError, JobService, Outcome, Runtime, service_fn,
+    BoxError, Completion, Concurrency, Job, JobError, JobService, Outcome, Runtime, service_fn,
 };
 use serde::Deserialize;
 use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tower::{Layer, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 
 #[derive(Deserialize)]
 struct Input {
@@ -60,29 +60,29 @@ impl Layer<JobService> for LogCompletion {
     }
 }
 
-#[tokio::main]
-async fn main() -> Result<(), runpod_handler::Error> {
-    let stopwords: Arc<OnceLock<Stopwords>> = Arc::default();
-
-    let handler = {
+/// The handler with its tower layers; it reads the stopwords the warm-up loads.
+fn handler(
+    stopwords: Arc<OnceLock<Stopwords>>,
+) -> impl Service<Job<Input>, Response = serde_json::Value, Error = BoxError, Future: Send>
++ Clone
++ Send
++ 'static {
+    let handler = service_fn(move |job: Job<Input>| {
         let stopwords = Arc::clone(&stopwords);
-        service_fn(move |job: Job<Input>| {
-            let stopwords = Arc::clone(&stopwords);
-            async move {
-                let stopwords = stopwords
-                    .get()
-                    .ok_or_else(|| JobError::new("NotReady", "the warm-up has not run"))?;
-                let kept: Vec<&str> = job
-                    .input
-                    .text
-                    .split_whitespace()
-                    .filter(|word| !stopwords.contains(word))
-                    .collect();
-                Ok::<_, JobError>(json!({ "keywords": kept }))
-            }
-        })
-    };
-    let handler = ServiceBuilder::new()
+        async move {
+            let stopwords = stopwords
+                .get()
+                .ok_or_else(|| JobError::new("NotReady", "the warm-up has not run"))?;
+            let kept: Vec<&str> = job
+                .input
+                .text
+                .split_whitespace()
+                .filter(|word| !stopwords.contains(word))
+                .collect();
+            Ok::<_, JobError>(json!({ "keywords": kept }))
+        }
+    });
+    ServiceBuilder::new()
         // Outermost first. The timeout starts when the call starts, after the concurrency
         // limit granted a slot, so it bounds the work and not the wait.
         .timeout(Duration::from_secs(30))
@@ -94,9 +94,15 @@ async fn main() -> Result<(), runpod_handler::Error> {
             job.input.text = job.input.text.to_lowercase();
             job
         })
-        .service(handler);
+        .service(handler)
+}
 
-    Runtime::from_env()?
+/// The runtime around it: concurrency, the completion log, and the warm-up.
+fn configure(
+    runtime: Runtime,
+    stopwords: Arc<OnceLock<Stopwords>>,
+) -> Runtime<impl Layer<JobService, Service = JobService>> {
+    runtime
         .concurrency(Concurrency::fixed(4))
         .layer(LogCompletion)
         // Runs once, before the first take (and before a local test job), so no job pays for it.
@@ -104,6 +110,32 @@ async fn main() -> Result<(), runpod_handler::Error> {
             stopwords.get_or_init(|| ["a", "all", "an", "the", "way"].into_iter().collect());
             tracing::info!("Warm-up done.");
         })
-        .run(handler)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), runpod_handler::Error> {
+    let stopwords: Arc<OnceLock<Stopwords>> = Arc::default();
+    configure(Runtime::from_env()?, Arc::clone(&stopwords))
+        .run(handler(stopwords))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use runpod_handler::testing::{self, TestWorker};
+
+    #[tokio::test]
+    async fn the_warm_up_runs_first_and_the_input_is_normalised() {
+        let stopwords: Arc<OnceLock<Stopwords>> = Arc::default();
+        let runtime = configure(Runtime::new(testing::config()), Arc::clone(&stopwords));
+        let worker = TestWorker::start(runtime, handler(stopwords)).await;
+        let delivered = worker
+            .run(json!({"input": {"text": "  Layers All The Way  "}}))
+            .await;
+        assert_eq!(
+            delivered.body_text().as_deref(),
+            Some(r#"{"output": {"keywords": ["layers"]}}"#)
+        );
+    }
 }

@@ -8,6 +8,9 @@ cd "$repo"
 
 bash scripts/setup-python.sh
 
+# No import circle between the modules of any crate (issue 9; docs/README.md).
+python3 scripts/module-cycles.py runpod-handler runpod-otel-layer mineru-handler
+
 export MINERU_VENV="$repo/.venv/mineru"
 export SDK_VENV="$repo/.venv/sdk"
 export MINERU3_VENV="$repo/.venv/mineru3"

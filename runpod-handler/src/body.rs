@@ -1,6 +1,7 @@
 //! The bodies RunPod receives: a handler's value, error or stream mapped exactly as the SDK
-//! maps them (protocol spec §6 and §8).
+//! maps them (docs/protocol.md §6 and §8).
 
+use crate::config::Config;
 use crate::error::JobError;
 use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
@@ -16,6 +17,20 @@ pub(crate) struct Reporter {
     pub(crate) worker_id: String,
 }
 
+impl Reporter {
+    /// The SDK reports `unknown` for a worker whose `RUNPOD_POD_ID` is unset.
+    pub(crate) fn new(config: &Config) -> Self {
+        Self {
+            hostname: config.hostname.clone(),
+            worker_id: if config.worker_id_from_env {
+                config.worker_id.clone()
+            } else {
+                "unknown".into()
+            },
+        }
+    }
+}
+
 /// Python truthiness of a JSON value.
 pub(crate) fn is_truthy(value: &Value) -> bool {
     match value {
@@ -28,7 +43,7 @@ pub(crate) fn is_truthy(value: &Value) -> bool {
     }
 }
 
-/// Maps a buffered handler value (§6.1).
+/// Maps a buffered handler value (docs/protocol.md §6.1).
 pub(crate) fn from_value(value: Value, refresh_worker: bool) -> Body {
     let mut body = Body::new();
     let Value::Object(mut object) = value else {
@@ -48,7 +63,7 @@ pub(crate) fn from_value(value: Value, refresh_worker: bool) -> Body {
     with_refresh(body, refresh || refresh_worker)
 }
 
-/// Maps a failed handler (§6.3): `error` holds a JSON *string* with the SDK's keys.
+/// Maps a failed handler (docs/protocol.md §6.3): `error` holds a JSON *string* with the SDK's keys.
 pub(crate) fn from_error(err: &JobError, reporter: &Reporter) -> Body {
     let payload = json!({
         "error_type": format!("<class '{}'>", err.kind()),
@@ -79,7 +94,7 @@ pub(crate) fn is_failure(body: &Body) -> bool {
     body.get("error").is_some_and(is_truthy)
 }
 
-/// How a streamed job ended (§8).
+/// How a streamed job ended (docs/protocol.md §8).
 pub(crate) enum StreamEnd {
     /// Every part was produced; the aggregated parts when aggregation was asked for.
     Completed(Vec<Value>),

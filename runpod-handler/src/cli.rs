@@ -1,7 +1,6 @@
-//! The SDK's command-line flags (protocol spec §15.1), parsed leniently: the application may
+//! The SDK's command-line flags (docs/protocol.md §15.1), parsed leniently: the application may
 //! have flags of its own, so anything unrecognised is ignored.
 
-use crate::ConfigError;
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -21,6 +20,13 @@ pub(crate) struct Args {
     pub(crate) test_input: Option<String>,
 }
 
+/// Our flags as given, and what is wrong with them.
+#[derive(Debug)]
+pub(crate) struct BadFlags {
+    pub(crate) given: String,
+    pub(crate) reason: &'static str,
+}
+
 const SWITCHES: &[&str] = &["--rp_serve_api"];
 const WITH_VALUE: &[&str] = &[
     "--rp_log_level",
@@ -32,7 +38,7 @@ const WITH_VALUE: &[&str] = &[
 
 impl Args {
     /// Keeps only our flags (and their values), then lets clap type them.
-    pub(crate) fn parse_lenient(args: impl Iterator<Item = String>) -> Result<Self, ConfigError> {
+    pub(crate) fn parse_lenient(args: impl Iterator<Item = String>) -> Result<Self, BadFlags> {
         let mut ours = Vec::new();
         let mut args = args.peekable();
         while let Some(arg) = args.next() {
@@ -47,9 +53,8 @@ impl Args {
                 }
             }
         }
-        Args::try_parse_from(&ours).map_err(|err| ConfigError::Invalid {
-            name: "command line",
-            value: ours.join(" "),
+        Args::try_parse_from(&ours).map_err(|err| BadFlags {
+            given: ours.join(" "),
             reason: clap_reason(&err),
         })
     }

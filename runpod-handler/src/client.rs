@@ -1,4 +1,4 @@
-//! The HTTP client and the headers of every request (protocol spec §4 and §11.2).
+//! The HTTP client and the headers of every request (docs/protocol.md §4 and §11.2).
 
 use crate::config::{Config, ConfigError};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};

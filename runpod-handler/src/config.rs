@@ -93,7 +93,7 @@ impl fmt::Debug for ApiKey {
     }
 }
 
-/// RunPod's URL templates (protocol spec §2.3), placeholders not yet substituted.
+/// RunPod's URL templates (docs/protocol.md §2.3), placeholders not yet substituted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhooks {
     /// `RUNPOD_WEBHOOK_GET_JOB`.
@@ -106,7 +106,7 @@ pub struct Webhooks {
     pub ping: Option<String>,
 }
 
-/// Which of the SDK's run modes this process is in (protocol spec §1.1).
+/// Which of the SDK's run modes this process is in (docs/protocol.md §1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
     /// Serving RunPod's job queue.
@@ -167,7 +167,13 @@ impl Config {
         I: IntoIterator<Item = A>,
         A: Into<String>,
     {
-        let args = Args::parse_lenient(args.into_iter().map(Into::into))?;
+        let args = Args::parse_lenient(args.into_iter().map(Into::into)).map_err(|bad| {
+            ConfigError::Invalid {
+                name: "command line",
+                value: bad.given,
+                reason: bad.reason,
+            }
+        })?;
         let non_empty = |name: &str| var(name).filter(|v| !v.is_empty());
 
         let worker_id_env = non_empty("RUNPOD_POD_ID");
@@ -251,17 +257,6 @@ impl Config {
             Some("RUNPOD_WEBHOOK_PING is not set")
         } else {
             None
-        }
-    }
-
-    pub(crate) fn reporter(&self) -> crate::body::Reporter {
-        crate::body::Reporter {
-            hostname: self.hostname.clone(),
-            worker_id: if self.worker_id_from_env {
-                self.worker_id.clone()
-            } else {
-                "unknown".into()
-            },
         }
     }
 }

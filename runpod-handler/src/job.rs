@@ -1,6 +1,7 @@
 //! A job as the handler sees it: [`Job`] with its typed input and [`JobContext`].
 
-use crate::progress::Progress;
+use crate::deliver::Sink;
+use crate::progress::{Progress, ProgressError};
 use serde_json::{Map, Value};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -53,24 +54,29 @@ struct Inner {
     cancellation: CancellationToken,
     shutdown: CancellationToken,
     progress: Progress,
+    sink: Sink,
+}
+
+/// Who runs the jobs and where their deliveries go: the same for every job of a worker.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    pub(crate) worker_id: String,
+    pub(crate) endpoint_id: Option<String>,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) sink: Sink,
 }
 
 impl JobContext {
-    pub(crate) fn new(
-        raw: RawJob,
-        worker_id: String,
-        endpoint_id: Option<String>,
-        shutdown: CancellationToken,
-        progress: Progress,
-    ) -> Self {
+    pub(crate) fn new(raw: RawJob, origin: &Origin) -> Self {
         Self {
             inner: Arc::new(Inner {
                 raw,
-                worker_id,
-                endpoint_id,
+                worker_id: origin.worker_id.clone(),
+                endpoint_id: origin.endpoint_id.clone(),
                 cancellation: CancellationToken::new(),
-                shutdown,
-                progress,
+                shutdown: origin.shutdown.clone(),
+                progress: Progress::new(origin.sink.clone()),
+                sink: origin.sink.clone(),
             }),
         }
     }
@@ -124,21 +130,14 @@ impl JobContext {
         &self.inner.progress
     }
 
+    /// Where this job's parts and result go.
+    pub(crate) fn sink(&self) -> &Sink {
+        &self.inner.sink
+    }
+
     pub(crate) fn batch_id(&self) -> Option<&str> {
         self.inner.raw.fields.get("batchId").and_then(Value::as_str)
     }
-}
-
-/// Why a progress update was not queued.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProgressError {
-    /// The job's result is already being posted.
-    #[error("the job has finished; progress updates are no longer accepted")]
-    JobFinished,
-    /// The update does not serialise to JSON.
-    #[error("cannot serialize the progress update: {0}")]
-    Serialize(#[source] serde_json::Error),
 }
 
 /// A job object from the queue: an id and every field as served.

@@ -22,12 +22,17 @@
 //! The same binary runs locally: `--test_input '{"input": {...}}'` (or a `test_input.json` in
 //! the working directory) runs one job and prints its result, and `--rp_serve_api` serves the
 //! SDK's development API (`/run`, `/runsync`, `/status/{id}`, `/stream/{id}`, ...).
+//!
+//! [`testing::TestWorker`] runs a handler through the same stack in a unit test and shows what
+//! RunPod would have received.
 
 mod body;
 mod cli;
 mod client;
+mod completion;
 mod concurrency;
 mod config;
+mod deliver;
 mod error;
 mod inflight;
 mod job;
@@ -46,17 +51,20 @@ mod service;
 mod signal;
 mod stop;
 mod take;
+pub mod testing;
 mod urls;
 mod worker;
 
+pub use completion::{Completion, Outcome, PostFailure};
 pub use concurrency::Concurrency;
 pub use config::{ApiKey, Config, ConfigError, LogLevel, Mode, Webhooks};
 pub use error::{BoxError, Error, JobError};
-pub use job::{Job, JobContext, ProgressError};
+pub use job::{Job, JobContext};
 pub use kind::RuntimeKind;
 pub use output::{IntoJobOutput, JobOutput, Output, Streaming};
+pub use progress::ProgressError;
 pub use runtime::Runtime;
-pub use service::{Completion, Invocation, JobService, Outcome, PostFailure};
+pub use service::{Invocation, JobService};
 pub use tower::service_fn;
 
 /// The SDK version whose protocol this runtime speaks; sent as `runpod_version`.

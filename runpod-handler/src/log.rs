@@ -1,4 +1,4 @@
-//! The runtime's own stdout logger in RunPod's format (protocol spec §13): JSON lines
+//! The runtime's own stdout logger in RunPod's format (docs/protocol.md §13): JSON lines
 //! (`requestId`, `message`, `level`) on the platform, `LEVEL  | job | message` locally.
 //! Installed only when the application has not installed a `tracing` subscriber of its own.
 

@@ -1,4 +1,4 @@
-//! The heartbeat (protocol spec §11). It runs on a thread of its own with its own small
+//! The heartbeat (docs/protocol.md §11). It runs on a thread of its own with its own small
 //! runtime, so no handler — not even one that blocks an executor thread with CPU work — can
 //! delay it and make RunPod think the worker died.
 
@@ -102,7 +102,7 @@ async fn send(client: &Client, url: &str, timeout: Duration) -> Result<(), Strin
     Err(last_error)
 }
 
-/// The one best-effort ping that reports a failed fitness check (protocol spec §11.4).
+/// The one best-effort ping that reports a failed fitness check (docs/protocol.md §11.4).
 pub(crate) async fn unhealthy(config: &Config, urls: &Urls, check: &str, reason: &str) {
     if config.ping_disabled_reason().is_some() {
         return;

@@ -1,8 +1,9 @@
 //! Posting results, stream parts and progress updates, retried so that a finished result
-//! survives a platform hiccup (protocol spec §7.3; the SDK gives up after three 5xx tries and
+//! survives a platform hiccup (docs/protocol.md §7.3; the SDK gives up after three 5xx tries and
 //! never retries a connection error).
 
 use crate::client::{Client, describe};
+use crate::completion::PostFailure;
 use std::time::{Duration, Instant};
 
 /// The SDK's two waits, then capped exponential backoff.
@@ -34,8 +35,7 @@ pub(crate) enum PostError {
 
 impl PostError {
     /// The kind of failure, as reported in [`Completion`](crate::Completion).
-    pub(crate) fn kind(&self) -> crate::PostFailure {
-        use crate::PostFailure;
+    pub(crate) fn kind(&self) -> PostFailure {
         match self {
             PostError::Status { status, .. } if *status >= 500 => PostFailure::Http5xx,
             PostError::Status { .. } => PostFailure::Http4xx,

@@ -1,21 +1,23 @@
 //! Progress updates: one ordered queue per job, drained before its result is posted, so an
 //! update can never land after the result (which leaves SDK jobs stuck `IN_PROGRESS`).
 
-use crate::job::ProgressError;
-use crate::post::Poster;
-use serde_json::{Value, json};
+use crate::deliver::Sink;
+use serde_json::Value;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-/// Where a job's updates go.
-#[derive(Clone)]
-pub(crate) enum Sink {
-    /// Posted to the job-done URL with `isStream=false`.
-    Remote { poster: Arc<Poster>, url: String },
-    /// Local modes: logged.
-    Log,
+/// Why a progress update was not queued.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProgressError {
+    /// The job's result is already being posted.
+    #[error("the job has finished; progress updates are no longer accepted")]
+    JobFinished,
+    /// The update does not serialise to JSON.
+    #[error("cannot serialize the progress update: {0}")]
+    Serialize(#[source] serde_json::Error),
 }
 
 pub(crate) struct Progress {
@@ -58,13 +60,7 @@ impl Progress {
                 let job_id = job_id.to_owned();
                 let drain = self.runtime.spawn(async move {
                     while let Some(update) = updates.recv().await {
-                        match &sink {
-                            Sink::Remote { poster, url } => {
-                                let body = json!({"status": "IN_PROGRESS", "output": update});
-                                let _ = poster.post(url, &job_id, crate::json::to_vec(&body)).await;
-                            }
-                            Sink::Log => tracing::info!("Progress update: {update}"),
-                        }
+                        sink.progress(&job_id, update).await;
                     }
                 });
                 *state = State::Open { queue, drain };

@@ -1,36 +1,27 @@
 //! [`Runtime`]: the builder that assembles the stack and runs the mode the environment asks for.
 
-use crate::client::Client;
+use crate::body::Reporter;
+use crate::completion::Completion;
 use crate::concurrency::Concurrency;
 use crate::config::{Config, Mode};
 use crate::error::{BoxError, Error};
-use crate::inflight::InFlight;
 use crate::job::Job;
-use crate::local::LocalRespond;
 use crate::output::IntoJobOutput;
-use crate::post::Poster;
-use crate::service::handler::{Handled, HandlerService};
-use crate::service::respond::{Respond, Responder, Settings};
-use crate::service::{Completion, Invocation, JobService};
-use crate::urls::Urls;
-use crate::worker::Worker;
+use crate::service::handler::HandlerService;
+use crate::service::respond::{Respond, Settings};
+use crate::service::{Invocation, JobService};
+use crate::worker::{Connection, FitnessCheck};
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use tokio_util::sync::CancellationToken;
 use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service};
 
 /// The largest job-done body RunPod accepts.
 const DEFAULT_RESULT_CAP: usize = 20_000_000;
 
-type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
-type FitnessCheck = (
-    String,
-    Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>,
-);
+pub(crate) type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// Runs a handler as a RunPod worker, with more control than [`run`](crate::run).
 ///
@@ -56,7 +47,7 @@ pub struct Runtime<L = Identity> {
     layer: L,
     concurrency: Concurrency,
     on_start: Option<Hook>,
-    fitness_checks: Vec<FitnessCheck>,
+    fitness_checks: Vec<(String, FitnessCheck)>,
     settings: Settings,
 }
 
@@ -126,7 +117,8 @@ impl<L> Runtime<L> {
             let fut = check();
             Box::pin(async move { fut.await.map_err(Into::into) })
         };
-        self.fitness_checks.push((name.into(), Box::new(check)));
+        self.fitness_checks
+            .push((name.into(), Box::new(check) as FitnessCheck));
         self
     }
 
@@ -175,108 +167,94 @@ impl<L> Runtime<L> {
             crate::PROTOCOL_VERSION,
             env!("CARGO_PKG_VERSION")
         );
-        let handler = HandlerService::new(service);
-        match self.config.mode.clone() {
+        let (parts, stack) = self.split(service);
+        let Parts {
+            config,
+            concurrency,
+            on_start,
+            fitness_checks,
+            refresh_worker,
+        } = parts;
+        match config.mode.clone() {
             Mode::Worker(hooks) => {
-                let Runtime {
-                    config,
-                    layer,
-                    concurrency,
-                    on_start,
-                    fitness_checks,
-                    settings,
-                } = self;
-                let urls = Urls::new(&hooks, &config.worker_id);
-                let client = Client::new(&config)?;
-                for (name, check) in fitness_checks {
-                    if let Err(err) = check().await {
-                        tracing::error!("Fitness check failed: {name} | Error: {err}");
-                        crate::ping::unhealthy(&config, &urls, &name, &format!("Error: {err}"))
-                            .await;
-                        tracing::error!("Worker is unhealthy, exiting.");
-                        return Err(Error::Unhealthy {
-                            name,
-                            message: err.to_string(),
-                        });
-                    }
-                }
-                if let Some(hook) = on_start {
-                    hook().await;
-                }
-                let poster = Arc::new(Poster::new(client.clone(), config.result_retry_budget));
-                let responder = Arc::new(Responder {
-                    poster: Arc::clone(&poster),
-                    urls: urls.clone(),
-                    reporter: config.reporter(),
-                    settings,
-                });
-                let service = layer.layer(JobService::new(Respond::new(handler, responder)));
-                let inflight = Arc::new(InFlight::new());
-                let shutdown = CancellationToken::new();
-                let stopped = CancellationToken::new();
-                crate::signal::spawn_listener(shutdown.clone());
-                let ping = crate::ping::spawn(
-                    &config,
-                    urls.clone(),
-                    Arc::clone(&inflight),
-                    stopped.clone(),
-                )?;
-                match urls.stop() {
-                    Some(stop_url) => {
-                        tokio::spawn(crate::stop::run(
-                            client.clone(),
-                            stop_url.to_owned(),
-                            Arc::clone(&inflight),
-                            stopped.clone(),
-                        ));
-                    }
-                    None => tracing::warn!(
-                        "The job-take URL has no /job-take/; the job-stop channel is disabled."
-                    ),
-                }
-                let worker = Worker {
-                    stop_after_job: settings.refresh_worker,
-                    config,
-                    client,
-                    urls,
-                    poster,
-                    inflight,
-                    shutdown,
-                };
-                worker.run(concurrency, service).await;
-                stopped.cancel();
-                if let Some(ping) = ping {
-                    let _ = tokio::task::spawn_blocking(move || ping.join()).await;
-                }
-                Ok(())
+                let connection = Connection::open(&config, &hooks)?;
+                connection.check_fitness(&config, fitness_checks).await?;
+                start(on_start).await;
+                let service = stack.assemble();
+                crate::worker::run(&config, connection, concurrency, refresh_worker, service).await
             }
             Mode::TestInput(input) => {
-                let (config, service) = self.into_local(handler).await;
-                crate::local::test_input::run(&config, input, service).await
+                start(on_start).await;
+                crate::local::test_input::run(&config, input, stack.assemble()).await
             }
             Mode::ServeApi {
                 host,
                 port,
                 concurrency,
             } => {
-                let (config, service) = self.into_local(handler).await;
-                crate::local::serve(&config, &host, port, concurrency, service).await
+                start(on_start).await;
+                crate::local::serve(&config, &host, port, concurrency, stack.assemble()).await
             }
         }
     }
 
-    /// Runs the start hook and builds the local-mode stack: the same layers, with the result
-    /// kept for the caller instead of posted.
-    async fn into_local<H>(self, handler: H) -> (Config, L::Service)
-    where
-        H: Service<Invocation, Response = Handled, Error = Infallible> + Clone + Send + 'static,
-        H::Future: Send + 'static,
-        L: Layer<JobService>,
-    {
-        if let Some(hook) = self.on_start {
-            hook().await;
-        }
-        let local = LocalRespond::new(handler, self.config.reporter());
-        (self.config, self.layer.layer(JobService::new(local)))
+    /// The runtime's settings apart from the stack that every mode runs jobs through.
+    pub(crate) fn split<S, T>(self, service: S) -> (Parts, Assembly<L, HandlerService<S, T>>) {
+        let reporter = Reporter::new(&self.config);
+        let parts = Parts {
+            config: self.config,
+            concurrency: self.concurrency,
+            on_start: self.on_start,
+            fitness_checks: self.fitness_checks,
+            refresh_worker: self.settings.refresh_worker,
+        };
+        let assembly = Assembly {
+            layer: self.layer,
+            handler: HandlerService::new(service),
+            settings: self.settings,
+            reporter,
+        };
+        (parts, assembly)
+    }
+}
+
+/// What a [`Runtime`] holds besides its stack.
+pub(crate) struct Parts {
+    pub(crate) config: Config,
+    pub(crate) concurrency: Concurrency,
+    pub(crate) on_start: Option<Hook>,
+    pub(crate) fitness_checks: Vec<(String, FitnessCheck)>,
+    /// Stop after the first job (the SDK's worker-level `refresh_worker`).
+    pub(crate) refresh_worker: bool,
+}
+
+/// The stack, not yet built: the runtime layers over respond over the handler adapter. Built
+/// after the start hook, so that layers see a warmed-up worker.
+pub(crate) struct Assembly<L, H> {
+    layer: L,
+    handler: H,
+    settings: Settings,
+    reporter: Reporter,
+}
+
+impl<L, H> Assembly<L, H>
+where
+    L: Layer<JobService>,
+    H: Service<Invocation, Response = crate::service::handler::Handled, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    H::Future: Send + 'static,
+{
+    pub(crate) fn assemble(self) -> L::Service {
+        let respond = Respond::new(self.handler, self.settings, self.reporter);
+        self.layer.layer(JobService::new(respond))
+    }
+}
+
+/// Runs the start hook, if any.
+pub(crate) async fn start(hook: Option<Hook>) {
+    if let Some(hook) = hook {
+        hook().await;
     }
 }

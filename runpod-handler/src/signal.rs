@@ -1,4 +1,4 @@
-//! SIGTERM and SIGINT: stop taking jobs, let running ones finish (protocol spec §16).
+//! SIGTERM and SIGINT: stop taking jobs, let running ones finish (docs/protocol.md §16).
 
 use tokio_util::sync::CancellationToken;
 

@@ -1,4 +1,4 @@
-//! The job-stop channel (protocol spec §10): a long-poll that tells the worker which of its
+//! The job-stop channel (docs/protocol.md §10): a long-poll that tells the worker which of its
 //! jobs RunPod cancelled.
 
 use crate::client::{Client, describe};

@@ -1,4 +1,4 @@
-//! Taking jobs from the queue (protocol spec §5.2): one request, its answer classified.
+//! Taking jobs from the queue (docs/protocol.md §5.2): one request, its answer classified.
 
 use crate::client::{Client, describe};
 use serde_json::Value;

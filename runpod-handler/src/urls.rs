@@ -1,5 +1,5 @@
 //! RunPod's URLs, built from the templates with the SDK's plain string operations
-//! (protocol spec §3), so that even odd templates produce the same bytes.
+//! (docs/protocol.md §3), so that even odd templates produce the same bytes.
 
 use crate::config::Webhooks;
 

@@ -29,17 +29,36 @@ pub fn example(name: &str) -> PathBuf {
     )
 }
 
-/// The path of a workspace package's binary, built here: the root package does not depend on
-/// the binary's package, so `cargo test` does not build it.
-pub fn bin(package: &str, name: &str) -> PathBuf {
-    cargo_build(&["-p", package, "--bin", name], target_dir().join(name))
+/// The environment of a `protocol_probe` worker that behaves as the `echo` example (returns
+/// its input), so the wire tests need one fixture binary.
+pub fn as_echo(env: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = env.to_vec();
+    env.push(("PROBE_ECHO".into(), "1".into()));
+    env
 }
 
-/// `cargo build <what>` in the running test's profile; a no-op when the binary is fresh.
+/// The path of a workspace package's binary, built here: the root package does not depend on
+/// the binary's package, so `cargo test` does not build it.
+pub fn bin(name: &str) -> PathBuf {
+    cargo_build(&["--bin", name], target_dir().join(name))
+}
+
+/// `cargo build <what>` in the running test's profile, once per process; a no-op when the
+/// binary is fresh. `--workspace` with an example among the targets makes cargo resolve
+/// features as `cargo test --workspace --all-targets` does (dev-dependencies included), so the
+/// build reuses that run's dependencies instead of compiling a second set.
 fn cargo_build(what: &[&str], path: PathBuf) -> PathBuf {
+    static BUILT: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    if built.contains(&path) {
+        return path;
+    }
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut args = vec!["build", "--quiet"];
+    let mut args = vec!["build", "--quiet", "--workspace"];
     args.extend_from_slice(what);
+    if !what.contains(&"--example") {
+        args.extend(["--example", "protocol_probe"]);
+    }
     if target_dir().ends_with("release") {
         args.push("--release");
     }
@@ -52,6 +71,7 @@ fn cargo_build(what: &[&str], path: PathBuf) -> PathBuf {
         "cannot build {}",
         what.join(" ")
     );
+    built.push(path.clone());
     path
 }
 

@@ -11,10 +11,10 @@ use super::{LoadBalancer, RequestId};
 use crate::config::Config;
 use crate::error::BoxError;
 use crate::job::{Job, RawJob};
-use crate::local::{LocalRespond, LocalResult, context, run_job};
+use crate::local::{LocalJob, LocalResult};
 use crate::output::IntoJobOutput;
+use crate::runtime::Runtime;
 use crate::service::JobService;
-use crate::service::handler::HandlerService;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -63,12 +63,14 @@ impl LoadBalancer {
         T: DeserializeOwned + Send + 'static,
     {
         let runtime = &self.config.runtime;
-        let local = LocalRespond::new(HandlerService::new(handler), runtime.reporter());
+        // The stack every mode runs jobs through, without runtime layers: a load-balancing
+        // worker's telemetry is per request.
+        let (_, stack) = Runtime::new(runtime.clone()).split(handler);
         JobRoute {
             path: "/runsync".into(),
             state: Arc::new(Jobs {
                 config: runtime.clone(),
-                service: Mutex::new(JobService::new(local)),
+                service: Mutex::new(stack.assemble()),
                 shutdown: self.shutdown.clone(),
                 max_body_bytes: self.config.max_body_bytes,
             }),
@@ -117,13 +119,13 @@ impl Jobs {
             .or_insert_with(|| Value::String(id.to_owned()));
         let raw = RawJob::parse(Value::Object(request)).map_err(|err| err.to_string())?;
         let job_id = raw.id.clone();
-        let job = context(&self.config, raw, self.shutdown.clone());
+        let job = LocalJob::new(&self.config, raw, self.shutdown.clone());
         let service = self
             .service
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clone();
-        match run_job(service, job).await {
+        match job.run(service).await {
             Some(result) => Ok(runsync_shape(&job_id, result)),
             None => Ok(json!({"id": job_id, "status": "CANCELLED"})),
         }

@@ -1,11 +1,12 @@
-//! `--rp_serve_api`: the SDK's development API (protocol spec §15.3) on axum, with the SDK's
+//! `--rp_serve_api`: the SDK's development API (docs/protocol.md §15.3) on axum, with the SDK's
 //! response shapes and statuses. Jobs start as soon as `/run` stores them.
 
-use super::LocalResult;
+use super::job::{LocalJob, LocalResult};
+use crate::completion::Completion;
 use crate::config::Config;
 use crate::error::Error;
 use crate::job::RawJob;
-use crate::service::{Completion, Invocation};
+use crate::service::Invocation;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -215,9 +216,9 @@ where
             .and_then(|w| w.as_str().map(str::to_owned));
         request.insert("id".into(), Value::String(id.clone()));
         let raw = RawJob::parse(Value::Object(request)).ok()?;
-        let context = super::context(&self.config, raw, self.shutdown.clone());
-        let job_cancellation = context.cancellation().clone();
-        let run = super::run_job(self.handler(), context);
+        let job = LocalJob::new(&self.config, raw, self.shutdown.clone());
+        let job_cancellation = job.cancellation();
+        let run = job.run(self.handler());
         let result = tokio::select! {
             result = run => result,
             _ = cancellation.cancelled() => { job_cancellation.cancel(); None }
@@ -376,8 +377,8 @@ where
     let Ok(raw) = RawJob::parse(Value::Object(request)) else {
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
     };
-    let context = super::context(&api.config, raw, api.shutdown.clone());
-    match super::run_job(api.handler(), context).await {
+    let job = LocalJob::new(&api.config, raw, api.shutdown.clone());
+    match job.run(api.handler()).await {
         Some(result) => axum::Json(Value::Object(result.body)).into_response(),
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }

@@ -1,9 +1,10 @@
 //! `--test_input '<json>'` or `test_input.json`: run one job, print its result, exit.
 
+use crate::completion::Completion;
 use crate::config::Config;
 use crate::error::Error;
 use crate::job::RawJob;
-use crate::service::{Completion, Invocation};
+use crate::service::Invocation;
 use serde_json::Value;
 use std::convert::Infallible;
 use tokio_util::sync::CancellationToken;
@@ -43,8 +44,8 @@ where
         }
     };
     let job_id = raw.id.clone();
-    let context = super::context(config, raw, CancellationToken::new());
-    let Some(result) = super::run_job(handler, context).await else {
+    let job = super::job::LocalJob::new(config, raw, CancellationToken::new());
+    let Some(result) = job.run(handler).await else {
         return Err(Error::LocalTest(format!("job {job_id} was cancelled")));
     };
     if crate::body::is_failure(&result.body) {

@@ -1,13 +1,14 @@
-//! Turns what the handler produced into RunPod bodies and posts them: stream parts as they
-//! come, queued progress updates, then the final result (protocol spec §6–§9).
+//! Turns what the handler produced into RunPod bodies and hands them to the job's delivery
+//! sink: stream parts as they come, queued progress updates, then the final result
+//! (docs/protocol.md §6–§9). Every mode runs this one path; only the sink differs.
 
+use super::Invocation;
 use super::handler::Handled;
-use super::{Completion, Invocation, Outcome, PostFailure};
 use crate::body::{self, Body, Reporter, StreamEnd};
+use crate::completion::{Completion, Outcome};
+use crate::deliver::{Final, Landed};
 use crate::job::JobContext;
 use crate::output::Kind;
-use crate::post::Poster;
-use crate::urls::Urls;
 use futures_util::future::BoxFuture;
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,15 +17,6 @@ use std::task::{Context, Poll};
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 use tracing::Instrument;
-
-/// What every job's response needs, shared by all jobs.
-#[derive(Debug)]
-pub(crate) struct Responder {
-    pub(crate) poster: Arc<Poster>,
-    pub(crate) urls: Urls,
-    pub(crate) reporter: Reporter,
-    pub(crate) settings: Settings,
-}
 
 /// How results are shaped, set on the [`Runtime`](crate::Runtime).
 #[derive(Debug, Clone, Copy)]
@@ -37,6 +29,13 @@ pub(crate) struct Settings {
     pub(crate) result_cap: usize,
 }
 
+/// What every job's response needs, shared by all jobs.
+#[derive(Debug)]
+struct Responder {
+    reporter: Reporter,
+    settings: Settings,
+}
+
 #[derive(Clone)]
 pub(crate) struct Respond<H> {
     handler: H,
@@ -44,7 +43,8 @@ pub(crate) struct Respond<H> {
 }
 
 impl<H> Respond<H> {
-    pub(crate) fn new(handler: H, responder: Arc<Responder>) -> Self {
+    pub(crate) fn new(handler: H, settings: Settings, reporter: Reporter) -> Self {
+        let responder = Arc::new(Responder { reporter, settings });
         Self { handler, responder }
     }
 }
@@ -77,9 +77,10 @@ impl Responder {
     {
         let job_id = context.job_id().to_owned();
         let cancellation = context.cancellation();
+        let sink = context.sink();
         let finished = match cancellation.run_until_cancelled(handled).await {
             Some(Ok(handled)) => {
-                let emit = |part| self.post_part(&job_id, part);
+                let emit = |part| sink.part(&job_id, part);
                 finish(
                     handled,
                     &self.reporter,
@@ -99,73 +100,62 @@ impl Responder {
 
         // Every progress update queued before the result is delivered before it.
         context.progress_channel().close().await;
-        let post_failure = self
-            .post_result(&job_id, body, finished.streamed)
-            .instrument(tracing::info_span!("runpod.post_result"))
-            .await
-            .err();
+        let landed = async {
+            let result = self.encode(body, finished.streamed);
+            sink.result(&job_id, result).await.map_err(|err| {
+                tracing::error!("Failed to return job results. | {err}");
+                err.kind()
+            })
+        }
+        .instrument(tracing::info_span!("runpod.post_result"))
+        .await;
         tracing::info!("Finished.");
         Completion {
             job_id,
             outcome,
-            posted: post_failure.is_none(),
-            post_failure,
+            posted: landed == Ok(Landed::Posted),
+            post_failure: landed.err(),
         }
     }
 
-    async fn post_part(&self, job_id: &str, part: serde_json::Value) {
-        let Some(url) = self.urls.stream(job_id) else {
-            tracing::error!("RUNPOD_WEBHOOK_POST_STREAM is not set; a stream part was not sent.");
-            return;
-        };
-        let mut part_body = Body::new();
-        part_body.insert("output".into(), part);
-        if let Err(err) = self
-            .poster
-            .post(&url, job_id, crate::json::to_vec(&part_body))
-            .await
-        {
-            tracing::error!("Failed to return job results. | {err}");
+    /// The final body's bytes, or an error body when they exceed what RunPod accepts.
+    fn encode(&self, body: Body, is_stream: bool) -> Final {
+        let bytes = crate::json::to_vec(&body);
+        if bytes.len() <= self.settings.result_cap {
+            return Final {
+                body,
+                bytes,
+                is_stream,
+            };
         }
-    }
-
-    async fn post_result(
-        &self,
-        job_id: &str,
-        body: Body,
-        is_stream: bool,
-    ) -> Result<(), PostFailure> {
-        let mut bytes = crate::json::to_vec(&body);
-        if bytes.len() > self.settings.result_cap {
-            let message = format!(
-                "result too large to return: {} bytes exceeds the {}-byte job-done limit",
-                bytes.len(),
-                self.settings.result_cap
-            );
-            tracing::error!("{message}");
-            let mut replacement = Body::new();
-            replacement.insert("error".into(), message.into());
-            let refresh = body.contains_key("stopPod");
-            bytes = crate::json::to_vec(&body::with_refresh(replacement, refresh));
+        let message = format!(
+            "result too large to return: {} bytes exceeds the {}-byte job-done limit",
+            bytes.len(),
+            self.settings.result_cap
+        );
+        tracing::error!("{message}");
+        let mut replacement = Body::new();
+        replacement.insert("error".into(), message.into());
+        let refresh = body.contains_key("stopPod");
+        let body = body::with_refresh(replacement, refresh);
+        Final {
+            bytes: crate::json::to_vec(&body),
+            body,
+            is_stream,
         }
-        let url = self.urls.done(job_id, is_stream);
-        self.poster.post(&url, job_id, bytes).await.map_err(|err| {
-            tracing::error!("Failed to return job results. | {err}");
-            err.kind()
-        })
     }
 }
 
-/// A job's final body, before it is posted (worker mode) or shown (local modes).
-pub(crate) struct Finished {
-    pub(crate) body: Body,
+/// A job's final body, before it is delivered.
+struct Finished {
+    body: Body,
     /// Whether the handler streamed (the final post then says `isStream=true`).
-    pub(crate) streamed: bool,
+    streamed: bool,
     error_type: Option<String>,
 }
 
 impl Finished {
-    pub(crate) fn outcome(&self) -> Outcome {
+    fn outcome(&self) -> Outcome {
         match &self.error_type {
             Some(error_type) => Outcome::Failed {
                 error_type: error_type.clone(),
@@ -179,9 +169,9 @@ impl Finished {
     }
 }
 
-/// Maps what the handler produced to its final body (protocol spec §6, §8), pulling a stream
-/// through `emit` part by part; `None` when the job is cancelled meanwhile.
-pub(crate) async fn finish<F, Fut>(
+/// Maps what the handler produced to its final body (docs/protocol.md §6, §8), pulling a
+/// stream through `emit` part by part; `None` when the job is cancelled meanwhile.
+async fn finish<F, Fut>(
     handled: Handled,
     reporter: &Reporter,
     aggregate_stream: bool,

@@ -1,22 +1,22 @@
 //! The real `mineru-handler` binary in worker mode against the FAKE RunPod server, with the
 //! FAKE mineru-api (tests/fakes/fake_mineru_api.py) as its engine, exporting to the in-process
-//! OTLP receiver: the `mineru.*` metric catalog (telemetry specification §6.3) with its names,
-//! instrument types, units, labels and values, the span tree of §5.2, and worker recycling
-//! (job contract §13): `REFRESH_WORKER_AFTER_JOBS`, an engine-fatal failure, SIGTERM.
+//! OTLP receiver: the `mineru.*` metric catalog (docs/telemetry.md §6.3) with its names,
+//! instrument types, units, labels and values, the span tree of docs/telemetry.md §5.2, and
+//! worker recycling (docs/job-contract.md §13): `REFRESH_WORKER_AFTER_JOBS`, an engine-fatal
+//! failure, SIGTERM.
 #![allow(clippy::unwrap_used)]
 
-mod otlp_receiver;
+mod exported;
 
-use std::collections::{BTreeMap, HashMap};
+use exported::{Kind, attrs, labels, mineru_metrics};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::otlp_receiver::{Behaviour, Receiver, spans};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
-use opentelemetry_proto::tonic::metrics::v1::{Metric, metric::Data, number_data_point};
 use opentelemetry_proto::tonic::trace::v1::Span;
-use otlp_receiver::{Behaviour, Receiver, spans};
 use serde_json::json;
 use test_support::{FakeRunpod, Worker, bin};
 
@@ -27,109 +27,6 @@ fn workspace() -> &'static Path {
 fn sample_pdf() -> (String, u64) {
     let bytes = std::fs::read(workspace().join("mineru-handler/assets/sample.pdf")).unwrap();
     (STANDARD.encode(&bytes), bytes.len() as u64)
-}
-
-fn text(value: &Option<AnyValue>) -> String {
-    match value.as_ref().and_then(|v| v.value.as_ref()) {
-        Some(any_value::Value::StringValue(s)) => s.clone(),
-        Some(any_value::Value::IntValue(i)) => i.to_string(),
-        Some(any_value::Value::BoolValue(b)) => b.to_string(),
-        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
-        other => format!("{other:?}"),
-    }
-}
-
-fn attrs(kvs: &[KeyValue]) -> BTreeMap<String, String> {
-    kvs.iter()
-        .map(|kv| (kv.key.clone(), text(&kv.value)))
-        .collect()
-}
-
-fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-/// What an exported metric is, as the wire says it.
-#[derive(Debug, PartialEq, Eq)]
-enum Kind {
-    Counter,
-    Histogram,
-    Gauge,
-}
-
-/// One exported metric: its kind, unit, and per label set the value (counters, gauges) or
-/// the observation count (histograms).
-#[derive(Debug)]
-struct Exported {
-    kind: Kind,
-    unit: String,
-    series: BTreeMap<BTreeMap<String, String>, u64>,
-}
-
-fn int(value: Option<number_data_point::Value>) -> u64 {
-    match value {
-        Some(number_data_point::Value::AsInt(i)) => u64::try_from(i).unwrap(),
-        other => panic!("not an integer point: {other:?}"),
-    }
-}
-
-fn exported(metric: &Metric) -> Exported {
-    let (kind, series) = match metric.data.as_ref().unwrap() {
-        Data::Sum(sum) => {
-            assert!(sum.is_monotonic, "{} is not monotonic", metric.name);
-            let points = sum.data_points.iter();
-            (
-                Kind::Counter,
-                points
-                    .map(|p| (attrs(&p.attributes), int(p.value)))
-                    .collect(),
-            )
-        }
-        Data::Gauge(gauge) => (
-            Kind::Gauge,
-            gauge
-                .data_points
-                .iter()
-                .map(|p| (attrs(&p.attributes), int(p.value)))
-                .collect(),
-        ),
-        Data::ExponentialHistogram(h) => (
-            Kind::Histogram,
-            h.data_points
-                .iter()
-                .map(|p| (attrs(&p.attributes), p.count))
-                .collect(),
-        ),
-        other => panic!("{}: unexpected data {other:?}", metric.name),
-    };
-    Exported {
-        kind,
-        unit: metric.unit.clone(),
-        series,
-    }
-}
-
-/// The `mineru.*` metrics as last exported (cumulative temporality: the last export of each
-/// metric holds the totals).
-fn mineru_metrics(requests: &[otlp_receiver::Received]) -> HashMap<String, Exported> {
-    let mut metrics = HashMap::new();
-    for request in requests.iter().filter(|r| r.path == "/v1/metrics") {
-        for rm in request.metrics().resource_metrics {
-            for sm in rm.scope_metrics {
-                let scope = sm.scope.map(|s| s.name).unwrap_or_default();
-                for metric in sm.metrics {
-                    if metric.name.starts_with("mineru.") {
-                        assert_eq!(scope, "mineru-worker", "{}", metric.name);
-                        metrics.insert(metric.name.clone(), exported(&metric));
-                    }
-                }
-            }
-        }
-    }
-    metrics
 }
 
 /// The FAKE mineru-api as the engine: a GPU server offering every tier.
@@ -153,7 +50,7 @@ fn fake_engine_env(log: &Path) -> Vec<(String, String)> {
 }
 
 fn mineru_handler() -> PathBuf {
-    bin("mineru-handler", "mineru-handler")
+    bin("mineru-handler")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -232,7 +129,7 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
         );
     }
 
-    // The stable per-job lines (telemetry specification §7.5), with their fields.
+    // The stable per-job lines (docs/telemetry.md §7.5), with their fields.
     let stable = |msg: &str, job_id: &str| {
         let found: Vec<serde_json::Value> = lines
             .iter()
@@ -399,7 +296,7 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
         BTreeMap::from([(labels(&[]), 2)])
     );
 
-    // Spans (§5.2): one warm-up; each job's phases are children of its `mineru.job`.
+    // Spans (docs/telemetry.md §5.2): one warm-up; each job's phases are children of its `mineru.job`.
     let spans: Vec<Span> = spans(&requests);
     let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
     let warmup = named("mineru.warmup");

@@ -202,3 +202,44 @@ async fn ping_carries_the_running_job_even_while_a_handler_blocks_the_runtime() 
         })
         .await;
 }
+
+/// In-process, on paused time: the dispatcher never holds more jobs than the concurrency,
+/// takes again as slots free, and a worker-level refresh serves no job after the first.
+#[tokio::test(start_paused = true)]
+async fn serve_keeps_jobs_within_the_concurrency_and_a_refresh_stops_after_one() {
+    use runpod_handler::testing::{self, TestWorker};
+    use runpod_handler::{Concurrency, Job, JobError, Runtime, service_fn};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let (running, most) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let handler = {
+        let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+        service_fn(move |job: Job<u64>| {
+            let (running, most) = (Arc::clone(&running), Arc::clone(&most));
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(job.input)).await;
+                running.fetch_sub(1, Ordering::SeqCst);
+                Ok::<_, JobError>(job.input)
+            }
+        })
+    };
+    let jobs: Vec<_> = (0..7)
+        .map(|i| json!({"id": format!("c{i}"), "input": 150 + 50 * (i % 3)}))
+        .collect();
+    let runtime = Runtime::new(testing::config()).concurrency(Concurrency::fixed(4));
+    let delivered = TestWorker::start(runtime, handler.clone())
+        .await
+        .serve(jobs.clone())
+        .await;
+    assert_eq!(delivered.len(), 7);
+    assert_eq!(most.load(Ordering::SeqCst), 4, "four at once, never more");
+
+    let runtime = Runtime::new(testing::config()).refresh_worker(true);
+    let delivered = TestWorker::start(runtime, handler).await.serve(jobs).await;
+    let ids: Vec<_> = delivered.iter().map(|d| d.job_id()).collect();
+    assert_eq!(ids, [Some("c0")]);
+    assert!(delivered[0].refreshes_worker());
+}

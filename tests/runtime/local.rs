@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use test_support::{Worker, example};
+use test_support::{Worker, as_echo, example};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -18,8 +18,14 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Runs the probe (`"echo"`: as the echo example) with `args` until it exits.
 async fn run_local(name: &str, args: &[&str], dir: Option<&std::path::Path>) -> (i32, Vec<String>) {
-    let mut worker = Worker::spawn(&example(name), args, &[], dir);
+    let env = if name == "echo" {
+        as_echo(&[])
+    } else {
+        Vec::new()
+    };
+    let mut worker = Worker::spawn(&example("protocol_probe"), args, &env, dir);
     let code = worker.wait(LIMIT).await;
     (code, worker.lines())
 }
@@ -45,6 +51,23 @@ async fn test_input_flag_runs_one_job_and_prints_its_result() {
             "missing {expected:?} in {lines:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn test_input_logs_each_progress_update_before_the_result() {
+    let job = r#"{"input": {"mode": "progress", "updates": [{"done": 1, "of": 2}, {"done": 2, "of": 2}], "value": {"primes": 25}}}"#;
+    let (code, lines) = run_local("protocol_probe", &["--test_input", job], None).await;
+    assert_eq!(code, 0, "{lines:?}");
+    let updates: Vec<&str> = lines
+        .iter()
+        .filter_map(|line| line.split_once("Progress update: ").map(|(_, u)| u))
+        .collect();
+    assert_eq!(updates, [r#"{"done":1,"of":2}"#, r#"{"done":2,"of":2}"#]);
+    let last_update = lines.iter().rposition(|l| l.contains("Progress update: "));
+    let result = lines
+        .iter()
+        .position(|l| l == r#"INFO   | Job result: {"output": {"primes": 25}}"#);
+    assert!(result.is_some() && last_update < result, "{lines:#?}");
 }
 
 #[tokio::test]

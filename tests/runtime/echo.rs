@@ -1,14 +1,19 @@
-//! The echo example against the FAKE RunPod server: what goes over the wire.
+//! The probe as the `echo` example against the FAKE RunPod server: what goes over the wire.
 
 use serde_json::json;
 use std::time::Duration;
-use test_support::{FakeRunpod, Worker, example};
+use test_support::{FakeRunpod, Worker, as_echo, example};
 
 #[tokio::test]
 async fn echo_job_is_taken_and_its_result_posted_with_sdk_headers_and_body() {
     let server = FakeRunpod::start().await;
     server.push_job(json!({"id": "job-42", "input": {"n": 1, "text": "héllo ✓"}}));
-    let mut worker = Worker::spawn(&example("echo"), &[], &server.worker_env(), None);
+    let mut worker = Worker::spawn(
+        &example("protocol_probe"),
+        &[],
+        &as_echo(&server.worker_env()),
+        None,
+    );
 
     let done = server.result_of("job-42").await;
     assert_eq!(done.method, "POST");

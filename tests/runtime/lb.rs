@@ -325,20 +325,6 @@ async fn either_kind_serves_a_load_balancing_endpoint_when_asked() {
     assert_eq!(lb.worker.wait(LIMIT).await, 0);
 }
 
-#[tokio::test]
-async fn either_kind_runs_a_queue_job_by_default() {
-    let job = r#"{"input": {"name": "queue"}}"#;
-    let mut worker = Worker::spawn(&example("either_kind"), &["--test_input", job], &[], None);
-    assert_eq!(worker.wait(LIMIT).await, 0);
-    let lines = worker.lines();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains(r#"Job result: {"output": {"greeting": "Hello, queue!"}}"#)),
-        "{lines:#?}"
-    );
-}
-
 /// A chunked POST over a raw connection (no Content-Length); the whole response as text.
 async fn chunked_post(base: &str, path: &str, body: &str) -> String {
     let address = base.trim_start_matches("http://");

@@ -4,13 +4,11 @@
 //! runs once the worker is idle, while it keeps running (the batch schedules are far away).
 #![allow(clippy::unwrap_used)]
 
-mod otlp_receiver;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::otlp_receiver::{Behaviour, Receiver, metrics, spans};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
-use otlp_receiver::{Behaviour, Receiver, metrics, spans};
 use test_support::{Worker, example};
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -1,5 +1,6 @@
 //! Cross-check against the real Python SDK (runpod 1.12.0, the wire reference): the SDK worker
-//! `tests/sdk/echo_handler.py` and our `echo` example / `protocol_probe` fixture serve the same
+//! `tests/sdk/echo_handler.py` and our `protocol_probe` fixture (as the `echo` example and in its
+//! own modes) serve the same
 //! jobs from a FAKE RunPod server with the same environment, and the recorded requests must
 //! match — paths, query keys, the headers that matter, and body bytes.
 //!
@@ -10,7 +11,7 @@
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use test_support::{FakeRunpod, Recorded, Worker, example};
+use test_support::{FakeRunpod, Recorded, Worker, as_echo, example};
 
 /// The SDK imports in a few seconds and then waits on a one-second tick between jobs.
 const SDK_LIMIT: Duration = Duration::from_secs(60);
@@ -54,7 +55,12 @@ fn all_ids() -> Vec<String> {
 
 /// Serves `jobs` to a worker process until every job has its result (and, for the progress
 /// job, its updates); returns the recorded traffic.
-async fn serve(jobs: Vec<Value>, program: &std::path::Path, args: &[&str]) -> Vec<Recorded> {
+async fn serve(
+    jobs: Vec<Value>,
+    program: &std::path::Path,
+    args: &[&str],
+    extra_env: &[(String, String)],
+) -> Vec<Recorded> {
     let server = FakeRunpod::start().await;
     let ids: Vec<String> = jobs
         .iter()
@@ -65,6 +71,7 @@ async fn serve(jobs: Vec<Value>, program: &std::path::Path, args: &[&str]) -> Ve
     }
     let mut env = server.worker_env();
     env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    env.extend_from_slice(extra_env);
     let mut worker = Worker::spawn(program, args, &env, None);
     for id in &ids {
         server.result_of(id).await;
@@ -132,12 +139,12 @@ async fn our_worker_sends_what_the_python_sdk_sends() {
     let handler = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/echo_handler.py");
     let handler = handler.to_str().unwrap();
     let sdk_jobs: Vec<Value> = echo_jobs().into_iter().chain(probe_jobs()).collect();
-    let (echo, probe) = (example("echo"), example("protocol_probe"));
+    let (probe, echo_env) = (example("protocol_probe"), as_echo(&[]));
     let sdk_args = [handler];
     let (sdk, ours_echo, ours_probe) = tokio::join!(
-        serve(sdk_jobs, &python, &sdk_args),
-        serve(echo_jobs(), &echo, &[]),
-        serve(probe_jobs(), &probe, &[]),
+        serve(sdk_jobs, &python, &sdk_args, &[]),
+        serve(echo_jobs(), &probe, &[], &echo_env),
+        serve(probe_jobs(), &probe, &[], &[]),
     );
     let ours: Vec<Recorded> = ours_echo.into_iter().chain(ours_probe).collect();
 

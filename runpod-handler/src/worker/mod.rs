@@ -1,0 +1,221 @@
+//! Worker mode (docs/protocol.md §1.3, §5, §12, §16): [`serve`] runs a stream of taken jobs
+//! through the stack, each in a task of its own; [`run`] feeds it RunPod's queue, beside the
+//! heartbeat and the job-stop channel.
+
+pub(crate) mod incoming;
+
+use crate::body::{self, Reporter};
+use crate::client::Client;
+use crate::completion::Completion;
+use crate::concurrency::Concurrency;
+use crate::config::{Config, Webhooks};
+use crate::deliver::{Final, Remote, Sink};
+use crate::error::{BoxError, Error};
+use crate::inflight::InFlight;
+use crate::job::{JobContext, Malformed, Origin, RawJob};
+use crate::post::Poster;
+use crate::service::{Invocation, job_span};
+use crate::urls::Urls;
+use futures_util::{Stream, StreamExt};
+use incoming::{Demand, incoming};
+use serde_json::Value;
+use std::convert::Infallible;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tower::{Service, ServiceExt};
+use tracing::Instrument;
+
+/// The jobs a worker holds and what their contexts share.
+pub(crate) struct Dispatch {
+    pub(crate) origin: Origin,
+    pub(crate) inflight: Arc<InFlight>,
+    pub(crate) reporter: Reporter,
+    /// Set by the SDK-style worker-level refresh: stop after the current job.
+    pub(crate) stop_after_job: bool,
+}
+
+/// Runs every job `jobs` yields through `service` until the stream ends, then waits until
+/// every job it started has delivered its result.
+pub(crate) async fn serve<S, J>(jobs: S, service: J, dispatch: &Dispatch)
+where
+    S: Stream<Item = Value>,
+    J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
+    J::Future: Send + 'static,
+{
+    let mut jobs = std::pin::pin!(jobs);
+    while let Some(value) = jobs.next().await {
+        dispatch.start(value, &service);
+    }
+    let mut remaining = dispatch.inflight.subscribe();
+    let _ = remaining.wait_for(|&n| n == 0).await;
+}
+
+impl Dispatch {
+    fn start<J>(&self, value: Value, service: &J)
+    where
+        J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
+        J::Future: Send + 'static,
+    {
+        let raw = match RawJob::parse(value) {
+            Ok(raw) => raw,
+            Err(Malformed::MissingInput { id }) => {
+                // The SDK drops such a job silently; with an id we can at least tell the caller.
+                tracing::error!(job_id = id.as_str(), "Job has missing field(s): input.");
+                self.reject(id, "Job has missing field(s): input.");
+                return;
+            }
+            Err(err) => {
+                tracing::error!(
+                    "Failed to get job. | Error Type: Exception | Error Message: {err}"
+                );
+                return;
+            }
+        };
+        let context = JobContext::new(raw, &self.origin);
+        let guard = self
+            .inflight
+            .insert(context.job_id(), context.cancellation().clone());
+        let span = job_span(&context);
+        let service = service.clone();
+        let shutdown = self.origin.shutdown.clone();
+        let stop_after_job = self.stop_after_job;
+        tokio::spawn(
+            async move {
+                let _ = service.oneshot(Invocation { context }).await;
+                // Before the slot frees: the poller must see the shutdown when it wakes.
+                if stop_after_job {
+                    shutdown.cancel();
+                }
+                drop(guard);
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Answers a job that cannot run with an error result, holding its slot until delivered.
+    fn reject(&self, job_id: String, message: &str) {
+        let err = crate::JobError::new("InvalidJob", message);
+        let body = body::from_error(&err, &self.reporter);
+        let result = Final {
+            bytes: crate::json::to_vec(&body),
+            body,
+            is_stream: false,
+        };
+        let sink = self.origin.sink.clone();
+        let guard = self.inflight.insert(&job_id, CancellationToken::new());
+        tokio::spawn(async move {
+            if let Err(err) = sink.result(&job_id, result).await {
+                tracing::error!(
+                    job_id = job_id.as_str(),
+                    "Failed to return job results. | {err}"
+                );
+            }
+            drop(guard);
+        });
+    }
+}
+
+/// A registered fitness check (docs/protocol.md §14).
+pub(crate) type FitnessCheck =
+    Box<dyn FnOnce() -> futures_util::future::BoxFuture<'static, Result<(), BoxError>> + Send>;
+
+/// RunPod's side of a worker: its URLs and the HTTP client for job traffic.
+pub(crate) struct Connection {
+    urls: Urls,
+    client: Client,
+}
+
+impl Connection {
+    pub(crate) fn open(config: &Config, hooks: &Webhooks) -> Result<Self, Error> {
+        Ok(Self {
+            urls: Urls::new(hooks, &config.worker_id),
+            client: Client::new(config)?,
+        })
+    }
+
+    /// Runs the registered fitness checks; the first failure is reported to RunPod and ends
+    /// the worker.
+    pub(crate) async fn check_fitness(
+        &self,
+        config: &Config,
+        checks: Vec<(String, FitnessCheck)>,
+    ) -> Result<(), Error> {
+        for (name, check) in checks {
+            if let Err(err) = check().await {
+                report_unfit(config, &self.urls, &name, &err).await;
+                return Err(Error::Unhealthy {
+                    name,
+                    message: err.to_string(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn report_unfit(config: &Config, urls: &Urls, name: &str, err: &BoxError) {
+    tracing::error!("Fitness check failed: {name} | Error: {err}");
+    crate::ping::unhealthy(config, urls, name, &format!("Error: {err}")).await;
+    tracing::error!("Worker is unhealthy, exiting.");
+}
+
+/// Serves RunPod's queue until shutdown (SIGTERM, or the first job's end with a worker-level
+/// refresh), then waits for every running job's result and stops the heartbeat.
+pub(crate) async fn run<J>(
+    config: &Config,
+    connection: Connection,
+    concurrency: Concurrency,
+    stop_after_job: bool,
+    service: J,
+) -> Result<(), Error>
+where
+    J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
+    J::Future: Send + 'static,
+{
+    let Connection { urls, client } = connection;
+    let inflight = Arc::new(InFlight::new());
+    let shutdown = CancellationToken::new();
+    let stopped = CancellationToken::new();
+    crate::signal::spawn_listener(shutdown.clone());
+    let ping = crate::ping::spawn(config, urls.clone(), Arc::clone(&inflight), stopped.clone())?;
+    match urls.stop() {
+        Some(stop_url) => {
+            tokio::spawn(crate::stop::run(
+                client.clone(),
+                stop_url.to_owned(),
+                Arc::clone(&inflight),
+                stopped.clone(),
+            ));
+        }
+        None => {
+            tracing::warn!("The job-take URL has no /job-take/; the job-stop channel is disabled.")
+        }
+    }
+    let remote = Remote {
+        poster: Poster::new(client.clone(), config.result_retry_budget),
+        urls: urls.clone(),
+    };
+    let dispatch = Dispatch {
+        origin: Origin {
+            worker_id: config.worker_id.clone(),
+            endpoint_id: config.endpoint_id.clone(),
+            shutdown: shutdown.clone(),
+            sink: Sink::Remote(Arc::new(remote)),
+        },
+        inflight: Arc::clone(&inflight),
+        reporter: Reporter::new(config),
+        stop_after_job,
+    };
+    let demand = Demand::new(concurrency, inflight, shutdown);
+    let jobs = incoming(demand, move |wanted, busy| {
+        let url = urls.take(wanted, busy);
+        let client = client.clone();
+        async move { crate::take::take(&client, &url).await }
+    });
+    serve(jobs, service, &dispatch).await;
+    stopped.cancel();
+    if let Some(ping) = ping {
+        let _ = tokio::task::spawn_blocking(move || ping.join()).await;
+    }
+    Ok(())
+}

@@ -1,0 +1,21 @@
+//! The workspace-level tests, one binary (one link) with a module per area. Most drive the
+//! runtime in-process through `runpod_handler::testing`; the rest run a worker binary as a
+//! child process against the FAKE RunPod server (tests/support) where signals, exit codes, the
+//! process's own log lines or the bytes on the wire are the point.
+
+mod dynamic_concurrency;
+mod echo;
+mod examples_worker;
+mod faults;
+mod lb;
+mod lifecycle;
+mod local;
+mod logs;
+mod mineru_telemetry;
+mod otel_lb;
+mod otel_runtime;
+#[path = "../otlp_receiver/mod.rs"]
+mod otlp_receiver;
+mod results;
+mod sdk_parity;
+mod stream;

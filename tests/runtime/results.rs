@@ -1,0 +1,197 @@
+//! Result bodies: the SDK's `{"error": ...}` and `refresh_worker` conventions, handler errors
+//! and panics, malformed jobs, in-process through `runpod_handler::testing` (the probe handler
+//! of tests/support); and the worker-level refresh, whose exit is a process's, against the FAKE
+//! RunPod server.
+#![allow(clippy::unwrap_used)]
+
+use crate::logs;
+use runpod_handler::testing::{Delivered, TestWorker};
+use runpod_handler::{Config, Job, JobError, Runtime, service_fn};
+use serde_json::{Value, json};
+use std::time::Duration;
+use test_support::{FakeRunpod, Worker, example, probe};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+/// The runtime as the platform configures it: the pod's id and host name.
+fn on_pod() -> Runtime {
+    let vars = [
+        ("RUNPOD_POD_ID", "worker-7f3"),
+        ("RUNPOD_POD_HOSTNAME", "worker-7f3-host"),
+    ];
+    let lookup = |name: &str| {
+        vars.iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.to_string())
+    };
+    Runtime::new(Config::from_parts(lookup, std::iter::empty::<String>()).unwrap())
+}
+
+async fn probe_worker() -> TestWorker<runpod_handler::JobService> {
+    TestWorker::start(on_pod(), service_fn(probe::handle)).await
+}
+
+/// The error payload inside a failed result: a JSON *string*, parsed with its key order.
+fn error_payload(done: &Delivered) -> serde_json::Map<String, Value> {
+    done.error_payload()
+        .unwrap_or_else(|| panic!("no error payload: {:?}", done.body_text()))
+}
+
+fn by_id<'a>(delivered: &'a [Delivered], id: &str) -> &'a Delivered {
+    delivered
+        .iter()
+        .find(|d| d.job_id() == Some(id))
+        .unwrap_or_else(|| panic!("nothing delivered for {id}"))
+}
+
+#[tokio::test]
+async fn returned_values_follow_the_sdk_error_and_refresh_conventions() {
+    let echo = service_fn(|job: Job<Value>| async move { Ok::<_, JobError>(job.input) });
+    let worker = TestWorker::new(echo);
+    let cases = [
+        (
+            "e1",
+            json!({"error": "custom failure"}),
+            r#"{"error": "custom failure"}"#,
+        ),
+        (
+            "e2",
+            json!({"error": "with extra", "keep": 1}),
+            r#"{"output": {"keep": 1}, "error": "with extra"}"#,
+        ),
+        (
+            "e3",
+            json!({"error": "", "keep": 2}),
+            r#"{"output": {"keep": 2}}"#,
+        ),
+        (
+            "r1",
+            json!({"refresh_worker": true, "keep": 3}),
+            r#"{"output": {"keep": 3}, "stopPod": true}"#,
+        ),
+        ("empty", json!({}), r#"{}"#),
+        (
+            "plain",
+            json!("plain string"),
+            r#"{"output": "plain string"}"#,
+        ),
+    ];
+    let jobs = cases
+        .iter()
+        .map(|(id, input, _)| json!({"id": id, "input": input}));
+    let delivered = worker.serve(jobs).await;
+    for (id, _, expected) in cases {
+        let done = by_id(&delivered, id);
+        assert_eq!(done.body_text().as_deref(), Some(expected), "job {id}");
+        assert!(!done.is_stream(), "job {id} is posted with isStream=false");
+    }
+}
+
+#[tokio::test]
+async fn job_errors_and_panics_become_the_sdk_error_payload_and_the_worker_keeps_serving() {
+    let logs = logs::capture();
+    let delivered = probe_worker()
+        .await
+        .serve([
+            json!({"id": "fails", "input": {"mode": "fail", "message": "bööm"}}),
+            json!({"id": "panics", "input": {"mode": "panic", "message": "handler exploded"}}),
+            json!({"id": "after", "input": {"value": [1, "two", null]}}),
+        ])
+        .await;
+
+    let failed = by_id(&delivered, "fails");
+    // The payload is ASCII-escaped JSON inside the string, keys in the SDK's order.
+    let text = failed.body_text().unwrap();
+    assert!(
+        text.contains(r#"\"error_message\": \"b\\u00f6\\u00f6m\""#),
+        "{text}"
+    );
+    let payload = error_payload(failed);
+    let keys: Vec<&str> = payload.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "error_type",
+            "error_message",
+            "error_traceback",
+            "hostname",
+            "worker_id",
+            "runpod_version"
+        ]
+    );
+    assert_eq!(payload["error_type"], "<class 'ValueError'>");
+    assert_eq!(payload["error_message"], "bööm");
+    assert_eq!(payload["hostname"], "worker-7f3-host");
+    assert_eq!(payload["worker_id"], "worker-7f3");
+    assert_eq!(payload["runpod_version"], "1.12.0");
+    assert_eq!(failed.body().unwrap().len(), 1, "only `error`: {text}");
+
+    let panicked = error_payload(by_id(&delivered, "panics"));
+    assert_eq!(panicked["error_type"], "<class 'Panic'>");
+    assert_eq!(panicked["error_message"], "handler exploded");
+    assert!(
+        panicked["error_traceback"]
+            .as_str()
+            .unwrap()
+            .contains("handler exploded")
+    );
+
+    assert_eq!(
+        by_id(&delivered, "after").body_text().as_deref(),
+        Some(r#"{"output": [1, "two", null]}"#)
+    );
+    assert!(logs.count("Captured Handler Exception") >= 2);
+}
+
+#[tokio::test]
+async fn malformed_jobs_are_logged_or_answered_and_the_worker_keeps_serving() {
+    let logs = logs::capture();
+    let delivered = probe_worker()
+        .await
+        .serve([
+            json!({"input": {"value": "no id"}}),
+            json!({"id": "no-input"}),
+            json!({"id": "bad-type", "input": {"mode": "sleep", "ms": "soon"}}),
+            json!({"id": "after", "input": {"value": "still serving"}}),
+        ])
+        .await;
+    assert_eq!(logs.count("Job has missing field(s): id or input."), 1);
+
+    let missing = error_payload(by_id(&delivered, "no-input"));
+    assert_eq!(missing["error_type"], "<class 'InvalidJob'>");
+    assert!(
+        missing["error_message"].as_str().unwrap().contains("input"),
+        "{missing:?}"
+    );
+
+    let bad = error_payload(by_id(&delivered, "bad-type"));
+    assert_eq!(bad["error_type"], "<class 'DeserializeError'>");
+    let message = bad["error_message"].as_str().unwrap();
+    assert!(
+        message.contains("ms: invalid type: string \"soon\""),
+        "{message}"
+    );
+
+    assert_eq!(
+        by_id(&delivered, "after").body_text().as_deref(),
+        Some(r#"{"output": "still serving"}"#)
+    );
+    // Nothing was delivered for the job without an id (there is no id to post it under).
+    let results = delivered.iter().filter(|d| d.body().is_some()).count();
+    assert_eq!((delivered.len(), results), (3, 3));
+}
+
+#[tokio::test]
+async fn worker_level_refresh_marks_the_result_and_stops_after_the_job() {
+    let server = FakeRunpod::start().await;
+    let mut env = server.worker_env();
+    env.push(("PROBE_REFRESH_WORKER".into(), "1".into()));
+    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    server.push_job(json!({"id": "only", "input": {"mode": "fail", "message": "x"}}));
+
+    let done = server.result_of("only").await;
+    assert_eq!(done.json()["stopPod"], true, "{}", done.text());
+    server.push_job(json!({"id": "never", "input": {}}));
+    assert_eq!(worker.wait(LIMIT).await, 0);
+    assert!(server.served().iter().all(|s| s.id != "never"));
+}
