@@ -7,6 +7,8 @@
 //! ```sh
 //! cargo bench --bench lb     # LB_BENCH_REQUESTS (default 20000), LB_BENCH_CLIENTS (16), LB_BENCH_ROUNDS (3)
 //! ```
+//!
+//! Under `cargo test --all-targets` (no `--bench`) it smoke-runs one small round.
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -134,9 +136,17 @@ async fn main() {
     if let Ok(role) = std::env::var(ROLE) {
         return serve(&role).await;
     }
-    let requests = env_count("LB_BENCH_REQUESTS", 20_000);
+    // `cargo test --all-targets` runs this once without `--bench`: a smoke run of one round.
+    let benchmarking = std::env::args().any(|arg| arg == "--bench");
+    let requests = match benchmarking {
+        true => env_count("LB_BENCH_REQUESTS", 20_000),
+        false => 200,
+    };
     let clients = env_count("LB_BENCH_CLIENTS", 16).max(1);
-    let rounds = env_count("LB_BENCH_ROUNDS", 3).max(1);
+    let rounds = match benchmarking {
+        true => env_count("LB_BENCH_ROUNDS", 3).max(1),
+        false => 1,
+    };
     let (mut bare, mut lb) = (Vec::new(), Vec::new());
     for _ in 0..rounds {
         bare.push(measure("bare", requests, clients).await);
