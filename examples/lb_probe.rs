@@ -6,7 +6,9 @@
 //!   `LB_PROBE_START=fail`: it fails with `the model file is missing`; unset: it returns at once.
 //! - `GET /hello` answers `hello`; `POST /echo` answers its body (an axum `Bytes` extractor,
 //!   under the worker's body limit); `GET /hold` logs `probe: holding <id>` and answers
-//!   `released` after the next SIGUSR1; `POST /runsync` runs an echo job handler.
+//!   `released` after the next SIGUSR1; `POST /runsync` runs an echo job handler; `POST /raw`
+//!   is a plain tower service (no axum extractor) that answers its body's length, or 413
+//!   `cut at the limit` when reading it hits the worker's body limit.
 //! - With `OTEL_EXPORTER_OTLP_ENDPOINT` set, runpod-otel-layer (its logger instead of the
 //!   runtime's, its request layer around the router); `GET /fail` answers 500.
 
@@ -47,6 +49,7 @@ async fn serve(telemetry: Option<&Telemetry>) -> Result<(), runpod_handler::Erro
             get(|| async { (axum::http::StatusCode::INTERNAL_SERVER_ERROR, "failed") }),
         )
         .route("/echo", post(|body: Bytes| async move { body }))
+        .route_service("/raw", tower::service_fn(raw_length))
         .route(
             "/hold",
             get(move |Extension(id): Extension<RequestId>| {
@@ -77,6 +80,34 @@ async fn serve(telemetry: Option<&Telemetry>) -> Result<(), runpod_handler::Erro
     })
     .serve(app)
     .await
+}
+
+/// `POST /raw`: the body read as a non-axum service reads it.
+async fn raw_length(
+    request: axum::extract::Request,
+) -> Result<axum::response::Response, std::convert::Infallible> {
+    use axum::response::IntoResponse;
+    use http_body_util::BodyExt;
+    Ok(match request.into_body().collect().await {
+        Ok(body) => body.to_bytes().len().to_string().into_response(),
+        Err(err) => {
+            let cut = std::error::Error::source(&err)
+                .is_some_and(|e| e.is::<http_body_util::LengthLimitError>());
+            let status = match cut {
+                true => axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                false => axum::http::StatusCode::BAD_REQUEST,
+            };
+            (
+                status,
+                if cut {
+                    "cut at the limit"
+                } else {
+                    "unreadable"
+                },
+            )
+                .into_response()
+        }
+    })
 }
 
 /// Counts SIGUSR1s.

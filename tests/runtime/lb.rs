@@ -218,6 +218,18 @@ async fn the_body_limit_is_a_clear_413() {
         "{raw}"
     );
 
+    // A plain tower service (no axum extractor) gets the body cut at the limit too.
+    let raw = chunked_post(&lb.base, "/raw", &"z".repeat(900)).await;
+    assert!(
+        raw.starts_with("HTTP/1.1 200") && raw.ends_with("900"),
+        "{raw}"
+    );
+    let raw = chunked_post(&lb.base, "/raw", &"z".repeat(3000)).await;
+    assert!(
+        raw.starts_with("HTTP/1.1 413") && raw.ends_with("cut at the limit"),
+        "{raw}"
+    );
+
     lb.worker.signal("TERM");
     assert_eq!(lb.worker.wait(LIMIT).await, 0);
 }
