@@ -71,7 +71,7 @@ async fn parse(
     );
     match jobs.run(&id, json!({ "input": input })).await {
         Ok(shape) => axum::Json(shape).into_response(),
-        Err(message) => error_response(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        Err(not_a_job) => error_response(StatusCode::UNPROCESSABLE_ENTITY, &not_a_job.to_string()),
     }
 }
 

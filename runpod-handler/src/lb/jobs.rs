@@ -52,6 +52,24 @@ struct Jobs {
     max_body_bytes: usize,
 }
 
+/// Why a request is not a job; answered 422 with this text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NotAJob {
+    /// The body does not parse as JSON.
+    #[error("the body is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    /// The body is JSON but not an object.
+    #[error("the body must be a JSON object: {{\"input\": {{...}}}}")]
+    NotAnObject,
+    /// The object has no `input`.
+    #[error("the body has no \"input\" field: {{\"input\": {{...}}}}")]
+    NoInput,
+    /// The job's fields are malformed (an `id` of the wrong type, for instance).
+    #[error("{0}")]
+    Malformed(String),
+}
+
 impl LoadBalancer {
     /// Serves `handler` as jobs on `POST /runsync`; see [`JobRoute`].
     pub fn job_route<S, T>(&self, handler: S) -> JobRoute
@@ -94,30 +112,29 @@ impl JobRoute {
 
     /// Runs one job (`{"input": ...}`, as a queue endpoint takes it); `id` names it when the
     /// request has none. The queue's `/runsync` shape, or why the request is not a job.
-    pub async fn run(&self, id: &str, request: Value) -> Result<Value, String> {
+    pub async fn run(&self, id: &str, request: Value) -> Result<Value, NotAJob> {
         self.state.run(id, request).await
     }
 }
 
 impl Jobs {
-    async fn run_json(&self, id: &str, body: &[u8]) -> Result<Value, String> {
-        match serde_json::from_slice::<Value>(body) {
-            Ok(request) => self.run(id, request).await,
-            Err(err) => Err(format!("the body is not JSON: {err}")),
-        }
+    async fn run_json(&self, id: &str, body: &[u8]) -> Result<Value, NotAJob> {
+        let request = serde_json::from_slice::<Value>(body).map_err(NotAJob::NotJson)?;
+        self.run(id, request).await
     }
 
-    async fn run(&self, id: &str, request: Value) -> Result<Value, String> {
+    async fn run(&self, id: &str, request: Value) -> Result<Value, NotAJob> {
         let Value::Object(mut request) = request else {
-            return Err("the body must be a JSON object: {\"input\": {...}}".into());
+            return Err(NotAJob::NotAnObject);
         };
         if !request.contains_key("input") {
-            return Err("the body has no \"input\" field: {\"input\": {...}}".into());
+            return Err(NotAJob::NoInput);
         }
         request
             .entry("id")
             .or_insert_with(|| Value::String(id.to_owned()));
-        let raw = RawJob::parse(Value::Object(request)).map_err(|err| err.to_string())?;
+        let raw = RawJob::parse(Value::Object(request))
+            .map_err(|err| NotAJob::Malformed(err.to_string()))?;
         let job_id = raw.id.clone();
         let job = LocalJob::new(&self.config, raw, self.shutdown.clone());
         let service = self
@@ -156,12 +173,12 @@ async fn serve_job(State(jobs): State<Arc<Jobs>>, request: Request) -> Response 
     };
     match jobs.run_json(&id, &body).await {
         Ok(shape) => axum::Json(shape).into_response(),
-        Err(message) => refuse(StatusCode::UNPROCESSABLE_ENTITY, &message),
+        Err(not_a_job) => refuse(StatusCode::UNPROCESSABLE_ENTITY, &not_a_job.to_string()),
     }
 }
 
 /// A body that could not be read: 413 when it was over the limit.
-pub(crate) fn body_error(err: &axum::Error, limit: usize) -> Response<Body> {
+fn body_error(err: &axum::Error, limit: usize) -> Response<Body> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(cause) = source {
         if cause.is::<http_body_util::LengthLimitError>() {

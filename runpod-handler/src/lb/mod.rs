@@ -35,7 +35,7 @@ mod serve;
 pub use config::LbConfig;
 pub use guard::RequestId;
 pub use health::Health;
-pub use jobs::JobRoute;
+pub use jobs::{JobRoute, NotAJob};
 
 use crate::config::ConfigError;
 use crate::error::{BoxError, Error};
