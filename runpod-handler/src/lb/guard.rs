@@ -9,14 +9,16 @@ use crate::error::BoxError;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request, Response, StatusCode, header};
-use futures_util::future::BoxFuture;
+use pin_project_lite::pin_project;
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tower::util::Oneshot;
 use tower::{Layer, Service, ServiceExt};
-use tracing::Instrument;
 
 /// RunPod's name for the worker that served a response.
 const WORKER_ID: HeaderName = HeaderName::from_static("x-runpod-worker-id");
@@ -82,17 +84,19 @@ impl<S> Guard<S> {
     }
 }
 
+/// The application's service behind the axum body limit.
+type Limited<S> = <DefaultBodyLimit as Layer<S>>::Service;
+
 impl<S, B> Service<Request<Body>> for Guard<S>
 where
-    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+    S: Service<Request<Body>, Response = Response<B>> + Clone,
     S::Error: Into<BoxError>,
-    S::Future: Send + 'static,
     B: HttpBody<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = BoxFuture<'static, Result<Response<Body>, Infallible>>;
+    type Future = ResponseFuture<Oneshot<Limited<S>, Request<Body>>>;
 
     fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // Readiness is the concurrency bound, checked per request so that an excess request is
@@ -101,114 +105,177 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let shared = Arc::clone(&self.shared);
+        let shared = &self.shared;
         if shared.ping_here && request.uri().path() == "/ping" {
-            return Box::pin(std::future::ready(Ok(shared.health.ping())));
+            return ResponseFuture {
+                state: State::Done {
+                    response: Some(shared.health.ping()),
+                },
+                span: tracing::Span::none(),
+                headers: Vec::new(),
+                started: Instant::now(),
+                timeout: shared.limits.request_timeout,
+            };
         }
         let id = request_id(&request);
         // Only the id: the request layer of runpod-otel-layer adds the HTTP attributes, and
         // every field here is formatted by the log layer on every request.
         let span =
             tracing::info_span!("runpod.request", otel.kind = "server", job_id = id.as_str());
+        let mut headers = Vec::with_capacity(2);
         // Inner layers (telemetry, proxies) see the id the worker chose.
-        let id_header = HeaderValue::from_str(&id).ok();
-        if let Some(value) = &id_header {
+        if let Ok(value) = HeaderValue::from_str(&id) {
             request.headers_mut().insert(REQUEST_ID, value.clone());
+            headers.push((REQUEST_ID, value));
+        }
+        if let Some(worker) = &shared.worker_id {
+            headers.push((WORKER_ID, worker.clone()));
         }
         request.extensions_mut().insert(RequestId(id));
-        let inner = self.inner.clone();
-        Box::pin(
-            async move {
-                let started = Instant::now();
-                let mut response = admit(&shared, inner, request).await;
-                tracing::debug!(
-                    "Request finished: {} in {} ms.",
-                    response.status().as_u16(),
-                    started.elapsed().as_millis()
-                );
-                let headers = response.headers_mut();
-                if let Some(id) = id_header {
-                    headers.insert(REQUEST_ID, id);
-                }
-                if let Some(worker) = &shared.worker_id {
-                    headers.insert(WORKER_ID, worker.clone());
-                }
-                Ok(response)
-            }
-            .instrument(span),
-        )
+        let state = admit(shared, self.inner.clone(), request);
+        ResponseFuture {
+            state,
+            span,
+            headers,
+            started: Instant::now(),
+            timeout: shared.limits.request_timeout,
+        }
     }
 }
 
-/// Serves `request` if every check passes.
-async fn admit<S, B>(shared: &Shared, inner: S, request: Request<Body>) -> Response<Body>
+/// Serves `request` if every check passes, else answers why not.
+fn admit<S, B>(
+    shared: &Shared,
+    inner: S,
+    request: Request<Body>,
+) -> State<Oneshot<Limited<S>, Request<Body>>>
 where
-    S: Service<Request<Body>, Response = Response<B>> + Send,
-    S::Error: Into<BoxError>,
-    S::Future: Send,
-    B: HttpBody<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: Service<Request<Body>, Response = Response<B>>,
 {
     let limits = shared.limits;
+    let refused = |response| State::Done {
+        response: Some(response),
+    };
     if !shared.health.is_ready() {
-        let mut response = refuse(
+        return refused(retry_later(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             shared.health.not_ready_reason(),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        )));
     }
-    let Ok(_slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
-        let mut response = refuse(
+    let Ok(slot) = Arc::clone(&shared.slots).try_acquire_owned() else {
+        return refused(retry_later(refuse(
             StatusCode::TOO_MANY_REQUESTS,
             &format!(
                 "the worker is serving its limit of {} requests at once \
                  (RUNPOD_LB_MAX_CONCURRENCY); retry later",
                 limits.max_concurrency
             ),
-        );
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        return response;
+        )));
     };
     if let Some(length) = content_length(&request).filter(|&n| n > limits.max_body_bytes as u64) {
-        return refuse(
+        return refused(refuse(
             StatusCode::PAYLOAD_TOO_LARGE,
             &too_large(Some(length), limits.max_body_bytes),
-        );
+        ));
     }
     // Axum extractors apply their own default limit (2 MB); the worker's replaces it, and a
-    // body without a length is cut at the limit as it streams.
-    let request =
-        request.map(|body| Body::new(http_body_util::Limited::new(body, limits.max_body_bytes)));
+    // body without a length is cut at the limit as it streams (an empty one needs no cut).
+    let request = match request.body().is_end_stream() {
+        true => request,
+        false => {
+            request.map(|body| Body::new(http_body_util::Limited::new(body, limits.max_body_bytes)))
+        }
+    };
     let service = DefaultBodyLimit::max(limits.max_body_bytes).layer(inner);
-    match tokio::time::timeout(limits.request_timeout, service.oneshot(request)).await {
-        Ok(Ok(response)) => response.map(Body::new),
-        Ok(Err(err)) => {
-            let err: BoxError = err.into();
-            tracing::error!("Request failed: {err}");
-            refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the service failed; the worker's log has the reason",
-            )
-        }
-        Err(_) => {
-            tracing::error!(
-                "Request timed out after {} s.",
-                limits.request_timeout.as_secs()
+    State::Serving {
+        call: tokio::time::timeout(limits.request_timeout, service.oneshot(request)),
+        _slot: slot,
+    }
+}
+
+fn retry_later(mut response: Response<Body>) -> Response<Body> {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+pin_project! {
+    /// The response future of [`Guard`]: a refusal, or the application's response within the
+    /// timeout, with the worker's headers; polled inside the request span.
+    pub(crate) struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+        span: tracing::Span,
+        headers: Vec<(HeaderName, HeaderValue)>,
+        started: Instant,
+        timeout: Duration,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Done { response: Option<Response<Body>> },
+        Serving {
+            #[pin]
+            call: tokio::time::Timeout<F>,
+            // Held until the response is ready.
+            _slot: OwnedSemaphorePermit,
+        },
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<Body>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut response = match this.state.project() {
+            StateProj::Done { response } => response
+                .take()
+                .expect("ResponseFuture polled after it completed"),
+            StateProj::Serving { call, .. } => match ready!(call.poll(cx)) {
+                Ok(Ok(response)) => response.map(Body::new),
+                Ok(Err(err)) => {
+                    let err: BoxError = err.into();
+                    tracing::error!("Request failed: {err}");
+                    refuse(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "the service failed; the worker's log has the reason",
+                    )
+                }
+                Err(_) => {
+                    let secs = this.timeout.as_secs();
+                    tracing::error!("Request timed out after {secs} s.");
+                    refuse(
+                        StatusCode::GATEWAY_TIMEOUT,
+                        &format!(
+                            "the request took longer than the worker's limit of {secs} s \
+                             (RUNPOD_LB_REQUEST_TIMEOUT_SECS)"
+                        ),
+                    )
+                }
+            },
+        };
+        if !this.span.is_none() {
+            tracing::debug!(
+                "Request finished: {} in {} ms.",
+                response.status().as_u16(),
+                this.started.elapsed().as_millis()
             );
-            refuse(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!(
-                    "the request took longer than the worker's limit of {} s \
-                     (RUNPOD_LB_REQUEST_TIMEOUT_SECS)",
-                    limits.request_timeout.as_secs()
-                ),
-            )
         }
+        for (name, value) in this.headers.drain(..) {
+            response.headers_mut().insert(name, value);
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
