@@ -15,8 +15,12 @@ const MAX_MESSAGE: usize = 4096;
 
 /// Installs the logger; a no-op when a global subscriber already exists.
 pub(crate) fn init(level: LogLevel, json: bool) {
+    // A global level filter rather than a per-layer one: disabled callsites then cost nothing,
+    // and enabled spans skip the per-layer filter bookkeeping (one span per request in
+    // load-balancing mode).
     let _ = tracing_subscriber::registry()
-        .with(RunpodLog { json }.with_filter_level(level))
+        .with(level.as_filter())
+        .with(RunpodLog { json })
         .try_init();
 }
 
@@ -24,16 +28,6 @@ pub(crate) fn init(level: LogLevel, json: bool) {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RunpodLog {
     json: bool,
-}
-
-impl RunpodLog {
-    fn with_filter_level<S>(self, level: LogLevel) -> impl tracing_subscriber::Layer<S>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        use tracing_subscriber::Layer;
-        self.with_filter(level.as_filter())
-    }
 }
 
 /// The job a span belongs to, stored when the span is created.
@@ -163,6 +157,7 @@ impl Visit for Fields {
             "message" => self.message.push_str(value),
             "job_id" => self.job_id = Some(value.to_owned()),
             "batch_id" => self.batch_id = Some(value.to_owned()),
+            name if name.starts_with("otel.") => {}
             name => {
                 let _ = write!(self.extra, " {name}={value}");
             }
