@@ -2,24 +2,48 @@
 //! docs list the job modes) as a worker process, for the workspace tests where signals, exit
 //! codes or the process's own log lines are the point, and for the runtime benchmark.
 //!
-//! Environment (read once here, test-only): `PROBE_CONCURRENCY` (default 1),
-//! `PROBE_AGGREGATE_STREAM=1`, `PROBE_REFRESH_WORKER=1`, `PROBE_CURRENT_THREAD=1` (a
-//! single-threaded runtime, so a `spin` job blocks everything but the heartbeat thread), and
-//! `PROBE_ECHO=1` (return the whole input instead, as the `echo` example does).
+//! Environment (read once here, test-only): `PROBE_CONCURRENCY` (unset: the runtime's default,
+//! `RUNPOD_MAX_CONCURRENCY` or 1), `PROBE_AGGREGATE_STREAM=1`, `PROBE_REFRESH_WORKER=1`,
+//! `PROBE_CURRENT_THREAD=1` (a single-threaded runtime, so a `spin` job blocks everything but
+//! the heartbeat thread), `PROBE_ECHO=1` (return the whole input instead, as the `echo` example
+//! does), and for start-up `PROBE_START` (`fail`: `on_start` logs a line with the API key in it,
+//! then fails after `PROBE_START_MS`; `hang`: it never ends), `PROBE_START_TIMEOUT_MS` and
+//! `PROBE_TAKE_WHILE_STARTING=1`.
 
 use runpod_handler::{Concurrency, Job, JobError, Runtime, service_fn};
 use serde_json::Value;
+use std::time::Duration;
 use test_support::probe;
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
 }
 
-fn main() -> Result<(), runpod_handler::Error> {
-    let concurrency = std::env::var("PROBE_CONCURRENCY")
+fn env_ms(name: &str) -> Option<Duration> {
+    std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
+        .map(Duration::from_millis)
+}
+
+/// The start hook `PROBE_START` asks for.
+async fn start_up() -> Result<(), JobError> {
+    match std::env::var("PROBE_START").as_deref() {
+        Ok("fail") => {
+            let key = std::env::var("RUNPOD_AI_API_KEY").unwrap_or_default();
+            tracing::info!("probe: loading weights with key {key}");
+            tokio::time::sleep(env_ms("PROBE_START_MS").unwrap_or_default()).await;
+            Err(JobError::new(
+                "ModelLoadError",
+                "weights not found at /models/probe.safetensors",
+            ))
+        }
+        Ok("hang") => std::future::pending().await,
+        _ => Ok(()),
+    }
+}
+
+fn main() -> Result<(), runpod_handler::Error> {
     let runtime = if env_flag("PROBE_CURRENT_THREAD") {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -28,10 +52,20 @@ fn main() -> Result<(), runpod_handler::Error> {
     .enable_all()
     .build()
     .map_err(runpod_handler::Error::Serve)?;
-    let worker = Runtime::from_env()?
-        .concurrency(Concurrency::fixed(concurrency))
+    let mut worker = Runtime::from_env()?
         .return_aggregate_stream(env_flag("PROBE_AGGREGATE_STREAM"))
-        .refresh_worker(env_flag("PROBE_REFRESH_WORKER"));
+        .refresh_worker(env_flag("PROBE_REFRESH_WORKER"))
+        .take_jobs_while_starting(env_flag("PROBE_TAKE_WHILE_STARTING"))
+        .on_start(start_up);
+    if let Some(concurrency) = std::env::var("PROBE_CONCURRENCY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        worker = worker.concurrency(Concurrency::fixed(concurrency));
+    }
+    if let Some(timeout) = env_ms("PROBE_START_TIMEOUT_MS") {
+        worker = worker.start_timeout(timeout);
+    }
     if env_flag("PROBE_ECHO") {
         let echo = service_fn(|job: Job<Value>| async move { Ok::<_, JobError>(job.input) });
         runtime.block_on(worker.run(echo))

@@ -7,8 +7,10 @@
 # They are separate because runpod's and mineru's dependency pins conflict (and moto pins
 # boto3/botocore, which runpod also depends on).
 # Needs python3 (3.10-3.14) with the venv module (Debian: apt-get install python3-venv).
-# Uses uv when it is on PATH (much faster), pip otherwise. Re-running only installs what is
-# missing or at the wrong version.
+# Installs with uv (PyPI's `uv`, pinned below): the one on PATH, or one bootstrapped with pip
+# into $VENV_ROOT/uv, since it installs MinerU's ~150 packages in about a minute where pip
+# takes seven; plain pip when neither works. Re-running only installs what is missing or at
+# the wrong version.
 #
 # Usage: setup-python.sh [--mineru-only]   (--mineru-only: just the engine's environment, all
 # the worker itself needs; scripts/main-job.sh uses it)
@@ -30,12 +32,26 @@ MINERU_REQS=(mineru==4.0.12)
 SDK_REQS=(runpod==1.12.0 rotel==0.0.1a15)
 MINERU3_REQS=(mineru==3.4.5)
 S3_REQS=("moto[server]==5.2.5")
+UV_REQ=uv==0.13.9
 
 command -v "$python" >/dev/null || { echo "error: $python not found; install python3 (3.10-3.14)" >&2; exit 1; }
 "$python" - <<'PY' || { echo "error: MinerU 4.0.12 needs Python >= 3.10 and < 3.15" >&2; exit 1; }
 import sys
 sys.exit(0 if (3, 10) <= sys.version_info[:2] < (3, 15) else 1)
 PY
+
+# uv on PATH, else bootstrapped once into $venv_root/uv; nothing when that fails (pip is used).
+uv=""
+if command -v uv >/dev/null; then
+    uv="$(command -v uv)"
+elif [[ -x "$venv_root/uv/bin/uv" ]]; then
+    uv="$venv_root/uv/bin/uv"
+elif "$python" -m venv "$venv_root/uv" >/dev/null 2>&1 \
+    && "$venv_root/uv/bin/python" -m pip install --quiet --disable-pip-version-check "$UV_REQ"; then
+    uv="$venv_root/uv/bin/uv"
+else
+    echo "note: could not bootstrap uv; installing with pip (slower)" >&2
+fi
 
 # Prints nothing and succeeds when every "name==version" is installed in the environment.
 installed() {
@@ -58,8 +74,8 @@ ensure_venv() {
     local venv="$1"; shift
     if [[ ! -x "$venv/bin/python" ]]; then
         echo "creating $venv"
-        if command -v uv >/dev/null; then
-            uv venv --quiet --python "$python" "$venv"
+        if [[ -n "$uv" ]]; then
+            "$uv" venv --quiet --python "$python" "$venv"
         else
             "$python" -m venv "$venv" || {
                 echo "error: '$python -m venv' failed (Debian: apt-get install python3-venv)" >&2
@@ -72,8 +88,8 @@ ensure_venv() {
         return
     fi
     echo "installing into $venv: $*"
-    if command -v uv >/dev/null; then
-        uv pip install --quiet --python "$venv/bin/python" "$@"
+    if [[ -n "$uv" ]]; then
+        "$uv" pip install --quiet --python "$venv/bin/python" "$@"
     else
         "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "$@"
     fi

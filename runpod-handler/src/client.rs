@@ -1,6 +1,11 @@
 //! The HTTP client and the headers of every request (docs/protocol.md §4 and §11.2).
+//!
+//! Clients for `https` URLs (the platform's always are) share the process's TLS roots
+//! ([`crate::tls`]); a client for plain HTTP (a local or FAKE server) loads none. The heartbeat
+//! has a client of its own because a connection is driven by the runtime that opened it, and
+//! the heartbeat's runtime must not depend on the job traffic's.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Mode};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 
@@ -29,12 +34,17 @@ impl Client {
                 value: config.ua_integration.clone().unwrap_or_default(),
                 reason: "contains characters not allowed in an HTTP header",
             })?;
-        let http = reqwest::Client::builder()
+        let builder = reqwest::Client::builder()
             .timeout(REQUEST_LIMIT)
             .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .build()
-            .map_err(crate::Error::HttpClient)?;
+            .pool_idle_timeout(Duration::from_secs(90));
+        let builder = if uses_https(config) {
+            builder.tls_backend_preconfigured(crate::tls::config()?)
+        } else {
+            // No roots at all: nothing here can be https.
+            builder.tls_certs_only(std::iter::empty())
+        };
+        let http = builder.build().map_err(crate::Error::HttpClient)?;
         Ok(Self {
             http,
             authorization,
@@ -98,6 +108,21 @@ impl Client {
     }
 }
 
+/// Whether any of RunPod's URLs is `https`.
+fn uses_https(config: &Config) -> bool {
+    let Mode::Worker(hooks) = &config.mode else {
+        return false;
+    };
+    [Some(&hooks.get_job), Some(&hooks.post_output)]
+        .into_iter()
+        .chain([hooks.post_stream.as_ref(), hooks.ping.as_ref()])
+        .flatten()
+        .any(|url| {
+            url.get(..8)
+                .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+        })
+}
+
 /// `RunPod-Rust-Handler/<version> (<system> <release>; <machine>) Language/Rust <rustc>`: the
 /// SDK's grammar, honestly naming this runtime.
 fn user_agent(integration: Option<&str>) -> String {
@@ -134,4 +159,35 @@ pub(crate) fn describe(err: reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+impl Client {
+    /// A client as local modes build it (plain HTTP, no roots).
+    pub(crate) fn for_tests() -> Self {
+        let config = Config::from_parts(|_| None, Vec::<String>::new()).expect("empty config");
+        Self::new(&config).expect("client")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reqwest_takes_the_shared_tls_configuration_for_https_urls() {
+        let vars = |name: &str| match name {
+            "RUNPOD_WEBHOOK_GET_JOB" => Some("https://api.runpod.ai/v2/ep/job-take/$ID?".into()),
+            "RUNPOD_WEBHOOK_POST_OUTPUT" => {
+                Some("https://api.runpod.ai/v2/ep/job-done/$RUNPOD_POD_ID/$ID?".into())
+            }
+            _ => None,
+        };
+        let config = Config::from_parts(vars, Vec::<String>::new()).expect("config");
+        assert!(uses_https(&config));
+        Client::new(&config).expect("a client on the shared TLS configuration");
+        assert!(!uses_https(
+            &Config::from_parts(|_| None, Vec::<String>::new()).expect("config")
+        ));
+    }
 }

@@ -2,6 +2,7 @@
 //! SDK's `concurrency_modifier`.
 
 use std::fmt;
+use std::num::NonZeroUsize;
 
 /// The concurrency policy.
 ///
@@ -65,6 +66,22 @@ impl Concurrency {
     }
 }
 
+/// The policy to run: the code's when it set one (it knows what its handler can take), else
+/// `RUNPOD_MAX_CONCURRENCY` as a fixed value, else one job at a time.
+pub(crate) fn choose(code: Option<Concurrency>, env: Option<NonZeroUsize>) -> Concurrency {
+    match (code, env) {
+        (Some(code), Some(env)) => {
+            tracing::info!(
+                "RUNPOD_MAX_CONCURRENCY={env} is not used: the worker sets its own concurrency."
+            );
+            code
+        }
+        (Some(code), None) => code,
+        (None, Some(env)) => Concurrency::fixed(env.get()),
+        (None, None) => Concurrency::default(),
+    }
+}
+
 impl Default for Concurrency {
     fn default() -> Self {
         Self::fixed(1)
@@ -92,5 +109,16 @@ mod tests {
         assert_eq!(c.target(2), None);
         assert_eq!(c.target(0), Some(1));
         assert_eq!(Concurrency::fixed(0).target(5), Some(1));
+    }
+
+    #[test]
+    fn the_code_wins_over_the_environment_which_wins_over_one() {
+        let three = NonZeroUsize::new(3);
+        assert_eq!(choose(None, three).target(0), Some(3));
+        assert_eq!(
+            choose(Some(Concurrency::fixed(2)), three).target(0),
+            Some(2)
+        );
+        assert_eq!(choose(None, None).target(0), Some(1));
     }
 }

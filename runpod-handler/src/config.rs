@@ -2,6 +2,7 @@
 
 use crate::cli::Args;
 use std::fmt;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 /// What is wrong with the environment or command line.
@@ -148,7 +149,39 @@ pub struct Config {
     /// How long a result post is retried before it is given up
     /// (`RUNPOD_RESULT_RETRY_SECONDS`, default 300).
     pub result_retry_budget: Duration,
+    /// `RUNPOD_MAX_CONCURRENCY`: the jobs run at once when the code sets no
+    /// [`Concurrency`](crate::Concurrency) of its own (RunPod's newer runtime sets it from the
+    /// endpoint's settings).
+    pub max_concurrency: Option<NonZeroUsize>,
+    /// After SIGTERM, how long failing result posts are still retried
+    /// (`RUNPOD_SHUTDOWN_GRACE_SECONDS`, default 8: inside the 10 s a container gets between
+    /// SIGTERM and SIGKILL by default).
+    pub shutdown_grace: Duration,
+    /// How long start-up (fitness checks and `on_start`) may take before it counts as failed
+    /// (`RUNPOD_START_TIMEOUT_SECONDS`), when the code sets no limit of its own.
+    pub start_timeout: Option<Duration>,
+    /// Whether a failed start-up's error result carries the tail of the worker's log
+    /// (`RUNPOD_LOG_CAPTURE`, the SDK's variable).
+    pub log_capture: LogCapture,
 }
+
+/// `RUNPOD_LOG_CAPTURE`: whether the log tail goes into a start-up failure's error result.
+///
+/// The result reaches whoever sent the job, so the SDK's `off` turns it off; `auto` (the
+/// default) and `all` attach it. (The SDK's `all` also attaches logs to handler failures; here
+/// a handler decides what its own errors say.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogCapture {
+    /// Attach the last 16 KiB of the worker's log, secrets redacted.
+    #[default]
+    Auto,
+    /// Attach no log.
+    Off,
+}
+
+/// RunPod's window between SIGTERM and SIGKILL is not documented; a container's default is
+/// 10 s, so give up retrying a little before.
+const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 const DEFAULT_PING_MS: u64 = 10_000;
 
@@ -227,6 +260,25 @@ impl Config {
             None => Duration::from_secs(300),
         };
 
+        let max_concurrency = match var("RUNPOD_MAX_CONCURRENCY") {
+            Some(v) => Some(parse_positive("RUNPOD_MAX_CONCURRENCY", &v)?),
+            None => None,
+        };
+        let shutdown_grace = match var("RUNPOD_SHUTDOWN_GRACE_SECONDS") {
+            Some(v) => Duration::from_secs(parse_number("RUNPOD_SHUTDOWN_GRACE_SECONDS", &v)?),
+            None => DEFAULT_SHUTDOWN_GRACE,
+        };
+        let start_timeout = match var("RUNPOD_START_TIMEOUT_SECONDS") {
+            Some(v) => Some(Duration::from_secs(
+                parse_positive("RUNPOD_START_TIMEOUT_SECONDS", &v)?.get() as u64,
+            )),
+            None => None,
+        };
+        let log_capture = match var("RUNPOD_LOG_CAPTURE") {
+            Some(v) => LogCapture::parse(&v)?,
+            None => LogCapture::Auto,
+        };
+
         Ok(Self {
             mode,
             worker_id: worker_id_env
@@ -241,6 +293,10 @@ impl Config {
             ping_interval: Duration::from_secs((ping_ms / 1000).max(1)),
             ua_integration: non_empty("RUNPOD_UA_INTEGRATION"),
             result_retry_budget,
+            max_concurrency,
+            shutdown_grace,
+            start_timeout,
+            log_capture,
         })
     }
 
@@ -267,6 +323,28 @@ fn parse_number(name: &'static str, value: &str) -> Result<u64, ConfigError> {
         value: value.to_owned(),
         reason: "expected a non-negative integer",
     })
+}
+
+fn parse_positive(name: &'static str, value: &str) -> Result<NonZeroUsize, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError::Invalid {
+        name,
+        value: value.to_owned(),
+        reason: "expected a positive integer",
+    })
+}
+
+impl LogCapture {
+    fn parse(value: &str) -> Result<Self, ConfigError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" | "all" => Ok(Self::Auto),
+            "off" => Ok(Self::Off),
+            _ => Err(ConfigError::Invalid {
+                name: "RUNPOD_LOG_CAPTURE",
+                value: value.to_owned(),
+                reason: "expected auto, all or off",
+            }),
+        }
+    }
 }
 
 fn parse_realtime_port(value: Option<String>) -> Result<Option<u16>, ConfigError> {
@@ -373,6 +451,41 @@ mod tests {
         };
         assert_eq!((secs("1500"), secs("500"), secs("10000")), (1, 1, 10));
         assert!(config(&[("RUNPOD_PING_INTERVAL", "soon")], &[]).is_err());
+    }
+
+    #[test]
+    fn shutdown_and_start_settings() {
+        let c = config(&[], &[]).unwrap();
+        assert_eq!(c.max_concurrency, None);
+        assert_eq!(c.shutdown_grace, Duration::from_secs(8));
+        assert_eq!(c.start_timeout, None);
+        assert_eq!(c.log_capture, LogCapture::Auto);
+        let c = config(
+            &[
+                ("RUNPOD_MAX_CONCURRENCY", "3"),
+                ("RUNPOD_SHUTDOWN_GRACE_SECONDS", "20"),
+                ("RUNPOD_START_TIMEOUT_SECONDS", "600"),
+                ("RUNPOD_LOG_CAPTURE", "OFF"),
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.max_concurrency.map(NonZeroUsize::get), Some(3));
+        assert_eq!(c.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(c.start_timeout, Some(Duration::from_secs(600)));
+        assert_eq!(c.log_capture, LogCapture::Off);
+        for (name, bad) in [
+            ("RUNPOD_MAX_CONCURRENCY", "0"),
+            ("RUNPOD_MAX_CONCURRENCY", "many"),
+            ("RUNPOD_START_TIMEOUT_SECONDS", "0"),
+            ("RUNPOD_SHUTDOWN_GRACE_SECONDS", "-1"),
+            ("RUNPOD_LOG_CAPTURE", "sometimes"),
+        ] {
+            assert!(
+                matches!(config(&[(name, bad)], &[]), Err(ConfigError::Invalid { name: n, .. }) if n == name),
+                "{name}={bad}"
+            );
+        }
     }
 
     #[test]

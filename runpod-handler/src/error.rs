@@ -76,6 +76,12 @@ impl JobError {
     /// Converts any handler error. A [`JobError`] (boxed or not) is kept as it is; any other
     /// error becomes kind `E`'s short type name with its source chain as the traceback.
     pub(crate) fn from_handler_error<E: Into<BoxError>>(err: E) -> Self {
+        Self::from_error_or::<E>(err, "HandlerError")
+    }
+
+    /// As [`from_handler_error`](Self::from_handler_error), with `fallback` as the kind of an
+    /// error that comes boxed, without a type name of its own.
+    pub(crate) fn from_error_or<E: Into<BoxError>>(err: E, fallback: &'static str) -> Self {
         let kind = short_type_name::<E>();
         match err.into().downcast::<JobError>() {
             Ok(job_error) => *job_error,
@@ -89,7 +95,7 @@ impl JobError {
                     source = cause.source();
                 }
                 let kind = if kind.starts_with("Box<") {
-                    "HandlerError".into()
+                    fallback.into()
                 } else {
                     kind
                 };
@@ -142,6 +148,17 @@ pub enum Error {
     /// The HTTP client could not be built (TLS set-up).
     #[error("cannot build the HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
+    /// The TLS configuration could not be built (a crypto provider without safe TLS versions).
+    #[error("cannot configure TLS: {0}")]
+    Tls(String),
+    /// Start-up (`on_start`) failed or timed out; the jobs held meanwhile got its error.
+    #[error("start-up failed in {hook}: {message}")]
+    StartFailed {
+        /// The hook that failed.
+        hook: String,
+        /// Why.
+        message: String,
+    },
     /// A registered fitness check failed; the worker is unhealthy.
     #[error("fitness check {name} failed: {message}")]
     Unhealthy {

@@ -34,6 +34,8 @@ mod concurrency;
 mod config;
 mod deliver;
 mod error;
+#[cfg(test)]
+mod fake_http;
 mod inflight;
 mod job;
 mod json;
@@ -49,15 +51,17 @@ mod progress;
 mod runtime;
 mod service;
 mod signal;
+mod startup;
 mod stop;
 mod take;
 pub mod testing;
+mod tls;
 mod urls;
 mod worker;
 
 pub use completion::{Completion, Outcome, PostFailure};
 pub use concurrency::Concurrency;
-pub use config::{ApiKey, Config, ConfigError, LogLevel, Mode, Webhooks};
+pub use config::{ApiKey, Config, ConfigError, LogCapture, LogLevel, Mode, Webhooks};
 pub use error::{BoxError, Error, JobError};
 pub use job::{Job, JobContext};
 pub use kind::RuntimeKind;
@@ -65,6 +69,7 @@ pub use output::{IntoJobOutput, JobOutput, Output, Streaming};
 pub use progress::ProgressError;
 pub use runtime::Runtime;
 pub use service::{Invocation, JobService};
+pub use startup::StartResult;
 pub use tower::service_fn;
 
 /// The SDK version whose protocol this runtime speaks; sent as `runpod_version`.

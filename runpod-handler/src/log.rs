@@ -1,8 +1,10 @@
 //! The runtime's own stdout logger in RunPod's format (docs/protocol.md §13): JSON lines
 //! (`requestId`, `message`, `level`) on the platform, `LEVEL  | job | message` locally.
 //! Installed only when the application has not installed a `tracing` subscriber of its own.
+//! Every line also feeds the start-up log tail that a failed start-up reports.
 
 use crate::config::LogLevel;
+use crate::startup::tail::{TAIL, Tail};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use tracing::field::{Field, Visit};
@@ -20,14 +22,15 @@ pub(crate) fn init(level: LogLevel, json: bool) {
     // load-balancing mode).
     let _ = tracing_subscriber::registry()
         .with(level.as_filter())
-        .with(RunpodLog { json })
+        .with(RunpodLog { json, tail: &TAIL })
         .try_init();
 }
 
 /// A `tracing` layer printing RunPod's log lines.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub(crate) struct RunpodLog {
     json: bool,
+    tail: &'static Tail,
 }
 
 /// The job a span belongs to, stored when the span is created.
@@ -97,6 +100,7 @@ where
             job_id.as_deref(),
             &truncate(message),
         );
+        self.tail.record(&line);
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(line.as_bytes());
         let _ = stdout.flush();
@@ -206,6 +210,30 @@ mod tests {
             "INFO   | local_test | Started.\n"
         );
         assert_eq!(format_line(false, "ERROR", None, "x"), "ERROR  | x\n");
+    }
+
+    #[test]
+    fn lines_of_a_batch_job_carry_its_batch_id() {
+        static LINES: Tail = Tail::new();
+        let subscriber = tracing_subscriber::registry().with(RunpodLog {
+            json: true,
+            tail: &LINES,
+        });
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "runpod.job",
+                job_id = "job-42",
+                batch_id = tracing::field::Empty
+            );
+            span.record("batch_id", "batch-7");
+            span.in_scope(|| tracing::info!("Started."));
+            tracing::info!("Jobs in queue: 1");
+        });
+        assert_eq!(
+            LINES.snapshot(),
+            "{\"requestId\": \"job-42\", \"message\": \"[batchId=batch-7] Started.\", \"level\": \"INFO\"}\n\
+             {\"requestId\": null, \"message\": \"Jobs in queue: 1\", \"level\": \"INFO\"}\n"
+        );
     }
 
     #[test]

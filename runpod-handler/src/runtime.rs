@@ -10,18 +10,19 @@ use crate::output::IntoJobOutput;
 use crate::service::handler::HandlerService;
 use crate::service::respond::{Respond, Settings};
 use crate::service::{Invocation, JobService};
-use crate::worker::{Connection, FitnessCheck};
+use crate::startup::{Gate, Gated, Hook, Limit, StartResult};
+use crate::worker::{Connection, FitnessCheck, StartUp};
 use futures_util::future::BoxFuture;
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 use std::future::Future;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service};
 
 /// The largest job-done body RunPod accepts.
 const DEFAULT_RESULT_CAP: usize = 20_000_000;
-
-pub(crate) type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 
 /// Runs a handler as a RunPod worker, with more control than [`run`](crate::run).
 ///
@@ -45,10 +46,21 @@ pub(crate) type Hook = Box<dyn FnOnce() -> BoxFuture<'static, ()> + Send>;
 pub struct Runtime<L = Identity> {
     config: Config,
     layer: L,
-    concurrency: Concurrency,
+    /// `None` until the code sets one: `RUNPOD_MAX_CONCURRENCY` applies then.
+    concurrency: Option<Concurrency>,
     on_start: Option<Hook>,
     fitness_checks: Vec<(String, FitnessCheck)>,
     settings: Settings,
+    start: StartSettings,
+}
+
+/// How start-up runs.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct StartSettings {
+    /// The code's limit; `RUNPOD_START_TIMEOUT_SECONDS` applies when `None`.
+    timeout: Option<Duration>,
+    /// Take (and hold) jobs while `on_start` runs, as the SDK's prestart hooks do.
+    take_jobs: bool,
 }
 
 impl Runtime {
@@ -62,9 +74,10 @@ impl Runtime {
         Self {
             config,
             layer: Identity::new(),
-            concurrency: Concurrency::default(),
+            concurrency: None,
             on_start: None,
             fitness_checks: Vec::new(),
+            start: StartSettings::default(),
             settings: Settings {
                 aggregate_stream: false,
                 refresh_worker: false,
@@ -85,28 +98,66 @@ impl<L> Runtime<L> {
             on_start: self.on_start,
             fitness_checks: self.fitness_checks,
             settings: self.settings,
+            start: self.start,
         }
     }
 
-    /// How many jobs run at once (default: one).
+    /// How many jobs run at once (default: `RUNPOD_MAX_CONCURRENCY`, else one).
     pub fn concurrency(mut self, concurrency: Concurrency) -> Self {
-        self.concurrency = concurrency;
+        self.concurrency = Some(concurrency);
         self
     }
 
     /// Runs once before the worker serves (before the first ping and take, and before local
-    /// modes run their job): the place for a warm-up.
+    /// modes run their job): the place for a warm-up. It may return `()` or a `Result`.
+    ///
+    /// When it fails, panics or outlives [`start_timeout`](Self::start_timeout), the worker
+    /// answers every job it holds (or, holding none, the one job it then takes) with a
+    /// `"prestart_failed"` error result saying why, with the tail of its log (secrets
+    /// redacted; `RUNPOD_LOG_CAPTURE=off` leaves it out), and [`run`](Self::run) returns
+    /// [`Error::StartFailed`]: the caller learns the cause instead of waiting for its job's
+    /// TTL while the worker crash-loops.
+    ///
+    /// ```no_run
+    /// use runpod_handler::{service_fn, Job, JobError, Runtime};
+    /// use std::time::Duration;
+    ///
+    /// # async fn example() -> Result<(), runpod_handler::Error> {
+    /// Runtime::from_env()?
+    ///     .start_timeout(Duration::from_secs(600))
+    ///     .on_start(|| async { std::fs::metadata("/models/weights.bin").map(drop) })
+    ///     .run(service_fn(|job: Job<serde_json::Value>| async move { Ok::<_, JobError>(job.input) }))
+    ///     .await
+    /// # }
+    /// ```
     pub fn on_start<F, Fut>(mut self, hook: F) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,
-        Fut: Future<Output = ()> + Send + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: StartResult,
     {
-        self.on_start = Some(Box::new(move || Box::pin(hook())));
+        self.on_start = Some(crate::startup::hook(hook));
         self
     }
 
-    /// Registers a fitness check, run once in worker mode before serving; a failure reports the
-    /// worker unhealthy and ends the process with an error.
+    /// The longest start-up (fitness checks and [`on_start`](Self::on_start) together) may
+    /// take before it counts as failed (default: `RUNPOD_START_TIMEOUT_SECONDS`, else none).
+    pub fn start_timeout(mut self, timeout: Duration) -> Self {
+        self.start.timeout = Some(timeout);
+        self
+    }
+
+    /// Takes jobs while [`on_start`](Self::on_start) runs, holding them until it ends, as the
+    /// SDK's prestart hooks do (default: off, so that no job waits on a worker still starting
+    /// while another could serve it, and the platform sees no ping before the warm-up is done).
+    pub fn take_jobs_while_starting(mut self, take: bool) -> Self {
+        self.start.take_jobs = take;
+        self
+    }
+
+    /// Registers a fitness check, run once in worker mode before serving; a failure (or running
+    /// past [`start_timeout`](Self::start_timeout)) reports the worker unhealthy and ends the
+    /// process with an error, leaving the jobs to a healthy worker.
     pub fn fitness_check<F, Fut, E>(mut self, name: impl Into<String>, check: F) -> Self
     where
         F: FnOnce() -> Fut + Send + 'static,
@@ -174,17 +225,35 @@ impl<L> Runtime<L> {
             on_start,
             fitness_checks,
             refresh_worker,
+            start,
         } = parts;
         match config.mode.clone() {
             Mode::Worker(hooks) => {
                 let connection = Connection::open(&config, &hooks)?;
-                connection.check_fitness(&config, fitness_checks).await?;
-                start(on_start).await;
-                let service = stack.assemble();
-                crate::worker::run(&config, connection, concurrency, refresh_worker, service).await
+                let limit = Limit::starting_now(start.timeout.or(config.start_timeout));
+                connection
+                    .check_fitness(&config, fitness_checks, &limit)
+                    .await?;
+                let gate = Gate::new();
+                let service = stack.behind(gate.clone()).assemble();
+                let start = StartUp {
+                    hook: on_start,
+                    limit,
+                    gate,
+                    take_jobs: start.take_jobs,
+                };
+                crate::worker::run(
+                    &config,
+                    connection,
+                    concurrency,
+                    refresh_worker,
+                    service,
+                    start,
+                )
+                .await
             }
             Mode::TestInput(input) => {
-                start(on_start).await;
+                start_locally(&config, on_start, start).await?;
                 crate::local::test_input::run(&config, input, stack.assemble()).await
             }
             Mode::ServeApi {
@@ -192,7 +261,7 @@ impl<L> Runtime<L> {
                 port,
                 concurrency,
             } => {
-                start(on_start).await;
+                start_locally(&config, on_start, start).await?;
                 crate::local::serve(&config, &host, port, concurrency, stack.assemble()).await
             }
         }
@@ -202,11 +271,12 @@ impl<L> Runtime<L> {
     pub(crate) fn split<S, T>(self, service: S) -> (Parts, Assembly<L, HandlerService<S, T>>) {
         let reporter = Reporter::new(&self.config);
         let parts = Parts {
+            concurrency: crate::concurrency::choose(self.concurrency, self.config.max_concurrency),
             config: self.config,
-            concurrency: self.concurrency,
             on_start: self.on_start,
             fitness_checks: self.fitness_checks,
             refresh_worker: self.settings.refresh_worker,
+            start: self.start,
         };
         let assembly = Assembly {
             layer: self.layer,
@@ -226,6 +296,7 @@ pub(crate) struct Parts {
     pub(crate) fitness_checks: Vec<(String, FitnessCheck)>,
     /// Stop after the first job (the SDK's worker-level `refresh_worker`).
     pub(crate) refresh_worker: bool,
+    pub(crate) start: StartSettings,
 }
 
 /// The stack, not yet built: the runtime layers over respond over the handler adapter. Built
@@ -250,11 +321,26 @@ where
         let respond = Respond::new(self.handler, self.settings, self.reporter);
         self.layer.layer(JobService::new(respond))
     }
+
+    /// The same stack, its jobs held at `gate` until start-up ends.
+    fn behind(self, gate: Gate) -> Assembly<L, Gated<H>> {
+        Assembly {
+            layer: self.layer,
+            handler: Gated::new(gate, self.handler),
+            settings: self.settings,
+            reporter: self.reporter,
+        }
+    }
 }
 
-/// Runs the start hook, if any.
-pub(crate) async fn start(hook: Option<Hook>) {
-    if let Some(hook) = hook {
-        hook().await;
-    }
+/// Runs the start hook of a local mode (or the testing kit), under the start-up limit.
+pub(crate) async fn start_locally(
+    config: &Config,
+    hook: Option<Hook>,
+    start: StartSettings,
+) -> Result<(), Error> {
+    let limit = Limit::starting_now(start.timeout.or(config.start_timeout));
+    let gate = Gate::new();
+    crate::startup::run(hook, limit, gate.clone(), config, &CancellationToken::new()).await;
+    gate.outcome()
 }

@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
 const POLL_LIMIT: Duration = Duration::from_secs(90);
+/// After an answer that stopped nothing; one that named jobs is followed by the next poll at
+/// once, as in the SDK, so that a second stop right after the first is not a second late.
 const PAUSE: Duration = Duration::from_secs(1);
 const RATE_LIMITED_PAUSE: Duration = Duration::from_secs(5);
 /// Identical errors repeat every second on platforms without the endpoint; say so once a minute.
@@ -33,10 +35,13 @@ pub(crate) async fn run(
                     .is_some_and(|v| v.starts_with("application/json"));
                 let body = response.bytes().await.unwrap_or_default();
                 match is_json.then(|| serde_json::from_slice::<Value>(&body)) {
-                    Some(Ok(payload)) => cancel_listed(&payload, &inflight),
-                    _ => tracing::warn!("Ignoring a job-stop answer that is not a JSON object."),
+                    Some(Ok(payload)) if cancel_listed(&payload, &inflight) => Duration::ZERO,
+                    Some(Ok(_)) => PAUSE,
+                    _ => {
+                        tracing::warn!("Ignoring a job-stop answer that is not a JSON object.");
+                        PAUSE
+                    }
                 }
-                PAUSE
             }
             Ok(response) => {
                 let status = response.status();
@@ -55,17 +60,20 @@ pub(crate) async fn run(
                 PAUSE
             }
         };
-        stop.run_until_cancelled(tokio::time::sleep(pause)).await;
+        if !pause.is_zero() {
+            stop.run_until_cancelled(tokio::time::sleep(pause)).await;
+        }
     }
 }
 
-fn cancel_listed(payload: &Value, inflight: &InFlight) {
+/// Cancels the listed jobs this worker holds; whether the answer named any job at all.
+fn cancel_listed(payload: &Value, inflight: &InFlight) -> bool {
     let Some(ids) = payload.get("jobsToStop") else {
-        return;
+        return false;
     };
     let Some(ids) = ids.as_array() else {
         tracing::warn!("Ignoring a job-stop answer whose jobsToStop is not a list.");
-        return;
+        return false;
     };
     for id in ids {
         match id.as_str() {
@@ -77,6 +85,7 @@ fn cancel_listed(payload: &Value, inflight: &InFlight) {
             None => tracing::warn!("Ignoring a job id that is not a string in jobsToStop: {id}"),
         }
     }
+    !ids.is_empty()
 }
 
 /// Logs a repeated error at most once a minute, with how often it happened meanwhile.
@@ -105,5 +114,77 @@ impl ErrorLog {
                 self.suppressed = 0;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_http::{FakeEndpoint, Reply};
+
+    /// Two jobs stopped 300 ms apart: each is cancelled as soon as its answer arrives, because
+    /// the poll after an answer that named a job leaves at once.
+    #[tokio::test]
+    async fn a_stop_answer_that_named_jobs_is_followed_by_the_next_poll_at_once() {
+        let fake = FakeEndpoint::start(
+            vec![
+                Reply::json(r#"{"jobsToStop": ["a"]}"#),
+                Reply::json(r#"{"jobsToStop": ["b"]}"#).after(Duration::from_millis(300)),
+            ],
+            Reply::status(204).after(Duration::from_millis(50)),
+        )
+        .await;
+        let inflight = Arc::new(InFlight::new());
+        let (a, b) = (CancellationToken::new(), CancellationToken::new());
+        let _a = inflight.insert("a", a.clone());
+        let _b = inflight.insert("b", b.clone());
+        let stop = CancellationToken::new();
+        let poll = tokio::spawn(run(
+            crate::client::Client::for_tests(),
+            fake.url.clone(),
+            Arc::clone(&inflight),
+            stop.clone(),
+        ));
+        tokio::time::timeout(Duration::from_secs(5), b.cancelled())
+            .await
+            .expect("job b is stopped");
+        let cancelled_b = tokio::time::Instant::now();
+        assert!(a.is_cancelled());
+        let exchanges = fake.answered(2).await;
+        // The second poll left right after the first answer, and b was cancelled right after
+        // its answer.
+        let gap = exchanges[1]
+            .arrived
+            .saturating_duration_since(exchanges[0].answered);
+        assert!(gap < Duration::from_millis(100), "next poll after {gap:?}");
+        let late = cancelled_b.saturating_duration_since(exchanges[1].answered);
+        assert!(late < Duration::from_millis(100), "cancelled {late:?} late");
+        stop.cancel();
+        poll.await.expect("the stop loop ends");
+    }
+
+    #[tokio::test]
+    async fn an_answer_that_names_nothing_keeps_the_one_second_pause() {
+        let fake = FakeEndpoint::start(
+            vec![Reply::json(r#"{"jobsToStop": []}"#)],
+            Reply::status(204),
+        )
+        .await;
+        let stop = CancellationToken::new();
+        let poll = tokio::spawn(run(
+            crate::client::Client::for_tests(),
+            fake.url.clone(),
+            Arc::new(InFlight::new()),
+            stop.clone(),
+        ));
+        let exchanges = tokio::time::timeout(Duration::from_secs(5), fake.answered(2))
+            .await
+            .expect("two polls");
+        stop.cancel();
+        poll.await.expect("the stop loop ends");
+        let gap = exchanges[1]
+            .arrived
+            .saturating_duration_since(exchanges[0].answered);
+        assert!(gap >= PAUSE, "next poll after {gap:?}");
     }
 }

@@ -33,7 +33,7 @@ use crate::error::BoxError;
 use crate::inflight::InFlight;
 use crate::job::{Job, Origin};
 use crate::output::IntoJobOutput;
-use crate::runtime::{Runtime, start};
+use crate::runtime::{Runtime, start_locally};
 use crate::service::{Invocation, JobService};
 use crate::take::Taken;
 use crate::worker::incoming::{Demand, incoming};
@@ -96,7 +96,9 @@ where
         L: Layer<JobService, Service = J>,
     {
         let (parts, assembly) = runtime.split(service);
-        start(parts.on_start).await;
+        if let Err(err) = start_locally(&parts.config, parts.on_start, parts.start).await {
+            panic!("the start hook failed: {err}");
+        }
         Self {
             service: assembly.assemble(),
             config: parts.config,

@@ -18,4 +18,5 @@ mod otel_runtime;
 mod otlp_receiver;
 mod results;
 mod sdk_parity;
+mod startup;
 mod stream;

@@ -71,6 +71,9 @@ async fn serve(
     }
     let mut env = server.worker_env();
     env.push(("PYTHONUNBUFFERED".into(), "1".into()));
+    // The SDK's built-in host checks (free disk ≥ 10 %, a DNS dial) are about the machine, not
+    // the wire, and fail on a busy shared one; ours reads no such variable.
+    env.push(("RUNPOD_SKIP_AUTO_SYSTEM_CHECKS".into(), "true".into()));
     env.extend_from_slice(extra_env);
     let mut worker = Worker::spawn(program, args, &env, None);
     for id in &ids {

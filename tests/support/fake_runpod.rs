@@ -107,6 +107,8 @@ struct Inner {
     take_script: VecDeque<TakeReply>,
     post_script: VecDeque<u16>,
     stop_list: Vec<String>,
+    /// How long an empty job-stop poll is held, when not [`LONG_POLL`].
+    stop_hold: Option<Duration>,
     requests: Vec<Recorded>,
 }
 
@@ -203,6 +205,11 @@ impl FakeRunpod {
     /// Asks the worker, through job-stop, to stop these jobs.
     pub fn stop_jobs(&self, ids: &[&str]) {
         self.with(|i| i.stop_list.extend(ids.iter().map(|s| s.to_string())));
+    }
+
+    /// Holds empty job-stop polls this long (default: 200 ms), as the platform's long-poll does.
+    pub fn hold_stop_polls(&self, hold: Duration) {
+        self.with(|i| i.stop_hold = Some(hold));
     }
 
     /// Every job handed out by a take, in order.
@@ -391,7 +398,13 @@ async fn take(shared: &Shared, batch: bool, size: usize) -> Response {
 }
 
 async fn stop(shared: &Shared) -> Response {
-    let deadline = tokio::time::Instant::now() + LONG_POLL;
+    let hold = shared
+        .inner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .stop_hold
+        .unwrap_or(LONG_POLL);
+    let deadline = tokio::time::Instant::now() + hold;
     loop {
         let changed = shared.changed.notified();
         {

@@ -15,6 +15,7 @@ use crate::inflight::InFlight;
 use crate::job::{JobContext, Malformed, Origin, RawJob};
 use crate::post::Poster;
 use crate::service::{Invocation, job_span};
+use crate::startup::{Gate, Hook, Limit};
 use crate::urls::Urls;
 use futures_util::{Stream, StreamExt};
 use incoming::{Demand, incoming};
@@ -139,9 +140,14 @@ impl Connection {
         &self,
         config: &Config,
         checks: Vec<(String, FitnessCheck)>,
+        limit: &Limit,
     ) -> Result<(), Error> {
         for (name, check) in checks {
-            if let Err(err) = check().await {
+            let checked = limit
+                .run(check())
+                .await
+                .unwrap_or_else(|| Err("did not finish within the start-up timeout".into()));
+            if let Err(err) = checked {
                 report_unfit(config, &self.urls, &name, &err).await;
                 return Err(Error::Unhealthy {
                     name,
@@ -159,14 +165,26 @@ async fn report_unfit(config: &Config, urls: &Urls, name: &str, err: &BoxError) 
     tracing::error!("Worker is unhealthy, exiting.");
 }
 
-/// Serves RunPod's queue until shutdown (SIGTERM, or the first job's end with a worker-level
-/// refresh), then waits for every running job's result and stops the heartbeat.
+/// The start hook and how it runs beside the queue.
+pub(crate) struct StartUp {
+    pub(crate) hook: Option<Hook>,
+    pub(crate) limit: Limit,
+    /// The gate the service's jobs wait at.
+    pub(crate) gate: Gate,
+    /// Take (and hold) jobs while the hook runs; otherwise it runs before the first ping.
+    pub(crate) take_jobs: bool,
+}
+
+/// Serves RunPod's queue until shutdown (SIGTERM, the first job's end with a worker-level
+/// refresh, or a failed start-up), then waits for every running job's result and stops the
+/// heartbeat. After a failed start-up with no job held, one bounded take gets a job to tell.
 pub(crate) async fn run<J>(
     config: &Config,
     connection: Connection,
     concurrency: Concurrency,
     stop_after_job: bool,
     service: J,
+    start: StartUp,
 ) -> Result<(), Error>
 where
     J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
@@ -176,6 +194,14 @@ where
     let inflight = Arc::new(InFlight::new());
     let shutdown = CancellationToken::new();
     let stopped = CancellationToken::new();
+    let gate = start.gate.clone();
+    let starting = crate::startup::run(start.hook, start.limit, start.gate, config, &shutdown);
+    let starting = if start.take_jobs {
+        Some(tokio::spawn(starting))
+    } else {
+        starting.await;
+        None
+    };
     crate::signal::spawn_listener(shutdown.clone());
     let ping = crate::ping::spawn(config, urls.clone(), Arc::clone(&inflight), stopped.clone())?;
     match urls.stop() {
@@ -192,7 +218,12 @@ where
         }
     }
     let remote = Remote {
-        poster: Poster::new(client.clone(), config.result_retry_budget),
+        poster: Poster::new(
+            client.clone(),
+            config.result_retry_budget,
+            &shutdown,
+            config.shutdown_grace,
+        ),
         urls: urls.clone(),
     };
     let dispatch = Dispatch {
@@ -206,16 +237,24 @@ where
         reporter: Reporter::new(config),
         stop_after_job,
     };
-    let demand = Demand::new(concurrency, inflight, shutdown);
+    let demand = Demand::new(concurrency, Arc::clone(&inflight), shutdown);
+    let (take_urls, take_client) = (urls.clone(), client.clone());
     let jobs = incoming(demand, move |wanted, busy| {
-        let url = urls.take(wanted, busy);
-        let client = client.clone();
+        let url = take_urls.take(wanted, busy);
+        let client = take_client.clone();
         async move { crate::take::take(&client, &url).await }
     });
-    serve(jobs, service, &dispatch).await;
+    serve(jobs, service.clone(), &dispatch).await;
+    if gate.has_failed() && !inflight.ever_held() {
+        let claimed = crate::startup::claim_one(&client, &urls).await;
+        serve(futures_util::stream::iter(claimed), service, &dispatch).await;
+    }
     stopped.cancel();
+    if let Some(starting) = starting {
+        let _ = starting.await;
+    }
     if let Some(ping) = ping {
         let _ = tokio::task::spawn_blocking(move || ping.join()).await;
     }
-    Ok(())
+    gate.outcome()
 }

@@ -1,0 +1,90 @@
+//! The last lines the worker logged, kept while it starts so that a failed start-up can show
+//! its caller what happened: a bounded buffer fed by the runtime's log writer.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The most a failure report carries, as in the SDK (`MAX_CAPTURED_CHARS`).
+pub(crate) const LIMIT: usize = 16 * 1024;
+
+/// The worker's log tail. Process-wide, like the output it mirrors.
+pub(crate) struct Tail {
+    recording: AtomicBool,
+    text: Mutex<String>,
+}
+
+/// The tail the runtime's log writer feeds, recording from process start until start-up ends.
+pub(crate) static TAIL: Tail = Tail::new();
+
+impl Tail {
+    pub(crate) const fn new() -> Self {
+        Self {
+            recording: AtomicBool::new(true),
+            text: Mutex::new(String::new()),
+        }
+    }
+
+    fn text(&self) -> std::sync::MutexGuard<'_, String> {
+        self.text
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Appends a written line while recording; after start-up this costs one atomic load.
+    pub(crate) fn record(&self, line: &str) {
+        if !self.recording.load(Ordering::Relaxed) {
+            return;
+        }
+        let mut text = self.text();
+        text.push_str(line);
+        // Trim in batches, not on every line.
+        if text.len() > 2 * LIMIT {
+            let cut = boundary(&text, text.len() - LIMIT);
+            text.drain(..cut);
+        }
+    }
+
+    /// The last [`LIMIT`] bytes recorded (cut at a character boundary).
+    pub(crate) fn snapshot(&self) -> String {
+        let text = self.text();
+        text[boundary(&text, text.len().saturating_sub(LIMIT))..].to_owned()
+    }
+
+    /// Start-up is over: stop recording and free the buffer.
+    pub(crate) fn stop(&self) {
+        self.recording.store(false, Ordering::Relaxed);
+        *self.text() = String::new();
+    }
+}
+
+/// The first character boundary at or after `at`.
+fn boundary(text: &str, at: usize) -> usize {
+    (at..=text.len())
+        .find(|&i| text.is_char_boundary(i))
+        .unwrap_or(text.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_the_last_16_kib_at_a_character_boundary_until_stopped() {
+        let tail = Tail::new();
+        tail.record("first line\n");
+        for i in 0..5000 {
+            tail.record(&format!("ünïcode line {i}\n"));
+        }
+        let kept = tail.snapshot();
+        assert!(
+            kept.len() <= LIMIT && kept.len() > LIMIT - 4,
+            "{}",
+            kept.len()
+        );
+        assert!(kept.ends_with("ünïcode line 4999\n"));
+        assert!(!kept.contains("first line"));
+        tail.stop();
+        tail.record("after start-up\n");
+        assert_eq!(tail.snapshot(), "");
+    }
+}
