@@ -8,8 +8,9 @@
 //! others share: Python-compatible texts, the URL shape rules, and keeping secrets out of text.
 //! [`bounds`] and [`polyglot`] check a fetched document before the engine sees it (its cost,
 //! and that MinerU would parse it as the type detected); [`json_int`] reads JSON integers as
-//! Python does.
+//! Python does. [`api`] serves the same jobs on a load-balancing endpoint (`RUNPOD_RUNTIME_KIND=api`).
 
+pub mod api;
 pub mod bounds;
 pub mod config;
 pub mod engine;

@@ -1,5 +1,6 @@
-//! `mineru-handler`: the MinerU RunPod worker. Worker mode against RunPod, or locally with
-//! `--test_input '{"input": {...}}'` and `--rp_serve_api` (see the README).
+//! `mineru-handler`: the MinerU RunPod worker. Worker mode against RunPod's queue, a
+//! load-balancing worker with `RUNPOD_RUNTIME_KIND=api` (`mineru_handler::api`), or locally
+//! with `--test_input '{"input": {...}}'` and `--rp_serve_api` (see the README).
 
 use std::process::ExitCode;
 
@@ -7,7 +8,7 @@ use mineru_handler::config::WorkerConfig;
 use mineru_handler::metrics::MineruMetrics;
 use mineru_handler::recycle::RefreshReason;
 use mineru_handler::service::MineruService;
-use runpod_handler::{Concurrency, Runtime};
+use runpod_handler::{Concurrency, Runtime, RuntimeKind};
 use runpod_otel_layer::{OpenTelemetrySpanExt as _, Telemetry};
 
 fn main() -> ExitCode {
@@ -52,6 +53,11 @@ async fn serve(telemetry: &Telemetry) -> Result<(), String> {
     }
     watch_sigterm(metrics.clone());
     let service = MineruService::new(config, metrics).map_err(|e| e.to_string())?;
+    if RuntimeKind::from_env().map_err(|e| e.to_string())? == RuntimeKind::LoadBalancing {
+        let result = mineru_handler::api::serve(service.clone(), telemetry).await;
+        service.shutdown().await;
+        return result.map_err(|e| e.to_string());
+    }
     let warm = service.clone();
     let runtime = Runtime::from_env()
         .map_err(|e| e.to_string())?

@@ -39,6 +39,9 @@ mod fake_http;
 mod inflight;
 mod job;
 mod json;
+mod kind;
+#[cfg(feature = "lb")]
+pub mod lb;
 mod local;
 mod log;
 mod output;
@@ -61,6 +64,7 @@ pub use concurrency::Concurrency;
 pub use config::{ApiKey, Config, ConfigError, LogCapture, LogLevel, Mode, Webhooks};
 pub use error::{BoxError, Error, JobError};
 pub use job::{Job, JobContext};
+pub use kind::RuntimeKind;
 pub use output::{IntoJobOutput, JobOutput, Output, Streaming};
 pub use progress::ProgressError;
 pub use runtime::Runtime;

@@ -17,8 +17,12 @@ const MAX_MESSAGE: usize = 4096;
 
 /// Installs the logger; a no-op when a global subscriber already exists.
 pub(crate) fn init(level: LogLevel, json: bool) {
+    // A global level filter rather than a per-layer one: disabled callsites then cost nothing,
+    // and enabled spans skip the per-layer filter bookkeeping (one span per request in
+    // load-balancing mode).
     let _ = tracing_subscriber::registry()
-        .with(RunpodLog { json, tail: &TAIL }.with_filter_level(level))
+        .with(level.as_filter())
+        .with(RunpodLog { json, tail: &TAIL })
         .try_init();
 }
 
@@ -27,16 +31,6 @@ pub(crate) fn init(level: LogLevel, json: bool) {
 pub(crate) struct RunpodLog {
     json: bool,
     tail: &'static Tail,
-}
-
-impl RunpodLog {
-    fn with_filter_level<S>(self, level: LogLevel) -> impl tracing_subscriber::Layer<S>
-    where
-        S: Subscriber + for<'a> LookupSpan<'a>,
-    {
-        use tracing_subscriber::Layer;
-        self.with_filter(level.as_filter())
-    }
 }
 
 /// The job a span belongs to, stored when the span is created.
@@ -167,6 +161,7 @@ impl Visit for Fields {
             "message" => self.message.push_str(value),
             "job_id" => self.job_id = Some(value.to_owned()),
             "batch_id" => self.batch_id = Some(value.to_owned()),
+            name if name.starts_with("otel.") => {}
             name => {
                 let _ = write!(self.extra, " {name}={value}");
             }

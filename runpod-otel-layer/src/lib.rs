@@ -46,6 +46,7 @@ mod job;
 mod job_metrics;
 mod log;
 mod redact;
+mod request;
 mod signal;
 mod telemetry;
 
@@ -58,6 +59,7 @@ pub use job::{
 };
 pub use opentelemetry::KeyValue;
 pub use opentelemetry::metrics;
+pub use request::{RequestFuture, RequestTelemetry, RequestTelemetryLayer};
 pub use signal::Signal;
 pub use telemetry::{Telemetry, TelemetryBuilder, init};
 pub use tracing_opentelemetry::OpenTelemetrySpanExt;

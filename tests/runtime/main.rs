@@ -7,10 +7,12 @@ mod dynamic_concurrency;
 mod echo;
 mod examples_worker;
 mod faults;
+mod lb;
 mod lifecycle;
 mod local;
 mod logs;
 mod mineru_telemetry;
+mod otel_lb;
 mod otel_runtime;
 #[path = "../otlp_receiver/mod.rs"]
 mod otlp_receiver;

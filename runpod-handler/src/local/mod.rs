@@ -12,6 +12,9 @@ use crate::config::Config;
 
 #[cfg(feature = "local-api")]
 pub(crate) use api::serve;
+/// Load-balancing workers run a job handler's jobs as the local modes do.
+#[cfg(feature = "lb")]
+pub(crate) use job::{LocalJob, LocalResult};
 
 /// Without the `local-api` feature, `--rp_serve_api` explains what is missing.
 #[cfg(not(feature = "local-api"))]

@@ -18,13 +18,13 @@ use serde_json::{Value, json};
 
 use crate::common;
 
-fn asset(name: &str) -> PathBuf {
+pub(crate) fn asset(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("assets")
         .join(name)
 }
 
-fn b64_of(path: &Path) -> String {
+pub(crate) fn b64_of(path: &Path) -> String {
     base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
 }
 
