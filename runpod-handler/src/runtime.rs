@@ -10,9 +10,8 @@ use crate::output::IntoJobOutput;
 use crate::service::handler::HandlerService;
 use crate::service::respond::{Respond, Settings};
 use crate::service::{Invocation, JobService};
-use crate::startup::{Gate, Gated, Hook, Limit, StartResult};
-use crate::worker::{Connection, FitnessCheck, StartUp};
-use futures_util::future::BoxFuture;
+use crate::startup::{FitnessCheck, Gate, Gated, Hook, Limit, StartResult};
+use crate::worker::{Connection, StartUp};
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 use std::future::Future;
@@ -164,12 +163,8 @@ impl<L> Runtime<L> {
         Fut: Future<Output = Result<(), E>> + Send + 'static,
         E: Into<BoxError>,
     {
-        let check = move || -> BoxFuture<'static, Result<(), BoxError>> {
-            let fut = check();
-            Box::pin(async move { fut.await.map_err(Into::into) })
-        };
         self.fitness_checks
-            .push((name.into(), Box::new(check) as FitnessCheck));
+            .push((name.into(), crate::startup::fitness_check(check)));
         self
     }
 

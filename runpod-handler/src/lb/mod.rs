@@ -39,19 +39,16 @@ pub use jobs::{JobRoute, NotAJob};
 
 use crate::config::ConfigError;
 use crate::error::{BoxError, Error};
+use crate::startup::{FitnessCheck, fitness_check};
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{Request, Response};
-use futures_util::future::BoxFuture;
 use std::future::Future;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
 /// One start-up step: its name (for the log and the error) and what it runs.
-type Step = (
-    String,
-    Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>,
-);
+type Step = (String, FitnessCheck);
 
 /// Serves an HTTP service as a RunPod load-balancing worker; see the [module docs](self).
 #[must_use = "a LoadBalancer does nothing until `.serve(service)` is awaited"]
@@ -172,9 +169,5 @@ where
     Fut: Future<Output = Result<(), E>> + Send + 'static,
     E: Into<BoxError>,
 {
-    let run = move || -> BoxFuture<'static, Result<(), BoxError>> {
-        let fut = run();
-        Box::pin(async move { fut.await.map_err(Into::into) })
-    };
-    (name.into(), Box::new(run))
+    (name.into(), fitness_check(run))
 }

@@ -58,6 +58,21 @@ impl<E: Into<BoxError> + Send + 'static> StartResult for Result<(), E> {
     }
 }
 
+/// A registered fitness check (docs/protocol.md §14), or a load-balancing worker's start step.
+pub(crate) type FitnessCheck = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), BoxError>> + Send>;
+
+pub(crate) fn fitness_check<F, Fut, E>(check: F) -> FitnessCheck
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: Future<Output = Result<(), E>> + Send + 'static,
+    E: Into<BoxError>,
+{
+    Box::new(move || {
+        let fut = check();
+        Box::pin(async move { fut.await.map_err(Into::into) })
+    })
+}
+
 /// A start hook, boxed.
 pub(crate) type Hook = Box<dyn FnOnce() -> BoxFuture<'static, Result<(), JobError>> + Send>;
 

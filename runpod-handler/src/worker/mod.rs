@@ -15,7 +15,7 @@ use crate::inflight::InFlight;
 use crate::job::{JobContext, Malformed, Origin, RawJob};
 use crate::post::Poster;
 use crate::service::{Invocation, job_span};
-use crate::startup::{Gate, Hook, Limit};
+use crate::startup::{FitnessCheck, Gate, Hook, Limit};
 use crate::urls::Urls;
 use futures_util::{Stream, StreamExt};
 use incoming::{Demand, incoming};
@@ -115,10 +115,6 @@ impl Dispatch {
         });
     }
 }
-
-/// A registered fitness check (docs/protocol.md §14).
-pub(crate) type FitnessCheck =
-    Box<dyn FnOnce() -> futures_util::future::BoxFuture<'static, Result<(), BoxError>> + Send>;
 
 /// RunPod's side of a worker: its URLs and the HTTP client for job traffic.
 pub(crate) struct Connection {
