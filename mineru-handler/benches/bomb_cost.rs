@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use mineru_handler::bounds::{self, Limits};
 use mineru_handler::engine::{
-    Engine, EngineConfig, OcrMode, PageSelection, ParseRequest, Tier, WarmupOutcome,
+    Engine, EngineConfig, OcrMode, PageSelection, ParseOptions, ParseRequest, Tier, WarmupOutcome,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -146,13 +146,11 @@ async fn parse_cost(bomb: &Path, paragraphs: usize) {
     let job = engine.new_job_dir().unwrap();
     let staged = job.path().join("input.docx");
     std::fs::copy(bomb, &staged).unwrap();
+    let options = ParseOptions::new(Tier::Flash, OcrMode::Txt);
     let request = ParseRequest {
-        path: staged,
+        path: &staged,
         pages: PageSelection::from_zero_based(0, -1),
-        tier: Tier::Flash,
-        ocr_mode: OcrMode::Txt,
-        lang: "en".into(),
-        legacy: Default::default(),
+        options: &options,
     };
     let cancel = CancellationToken::new();
     let started = Instant::now();

@@ -17,7 +17,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime};
 
 use mineru_handler::engine::{
-    Engine, EngineConfig, OcrMode, PageSelection, ParseRequest, Tier, WarmupOutcome,
+    Engine, EngineConfig, OcrMode, PageSelection, ParseOptions, ParseRequest, Tier, WarmupOutcome,
 };
 use mineru_handler::package::{self, ArchiveFormat, PackageRequest, Payload};
 use tokio_util::sync::CancellationToken;
@@ -76,13 +76,11 @@ async fn bench() {
         let job = engine.new_job_dir().unwrap();
         let staged = job.path().join("input.pdf");
         std::fs::copy(&pdf, &staged).unwrap();
+        let options = ParseOptions::new(Tier::Flash, OcrMode::Txt);
         let request = ParseRequest {
-            path: staged,
+            path: &staged,
             pages: PageSelection::from_zero_based(0, -1),
-            tier: Tier::Flash,
-            ocr_mode: OcrMode::Txt,
-            lang: "en".into(),
-            legacy: Default::default(),
+            options: &options,
         };
         let output = engine.parse(&request, &cancel).await.unwrap();
         via_engine.push(started.elapsed());

@@ -3,13 +3,14 @@
 //!
 //! About four lines per successful job: RunPod throttles chatty workers.
 
-use crate::engine::{OcrMode, Tier};
 use crate::input::ParseRequest;
 use crate::response::{GpuInfo, PhaseTimings};
 
 /// `starting job`: the validated request and the GPU it runs on; `tier` and OCR mode only on
-/// MinerU 4 (`None` on 3.x, which has neither).
-pub(crate) fn starting(request: &ParseRequest, gpu: &GpuInfo, tier: Option<(Tier, OcrMode)>) {
+/// MinerU 4 (3.x has neither).
+pub(crate) fn starting(request: &ParseRequest, gpu: &GpuInfo, mineru4: bool) {
+    let options = &request.options;
+    let tier = mineru4.then_some((options.tier, options.ocr_mode));
     let (gpu_name, compute_capability) = match gpu {
         GpuInfo::Available {
             name,
@@ -20,8 +21,8 @@ pub(crate) fn starting(request: &ParseRequest, gpu: &GpuInfo, tier: Option<(Tier
     };
     // `None` values leave their key out of the line (tracing has no null).
     tracing::info!(
-        backend = request.backend.as_str(),
-        lang = request.lang.as_str(),
+        backend = options.backend.as_str(),
+        lang = options.lang.as_str(),
         start_page = request.start_page,
         end_page = request.end_page,
         gpu_name,

@@ -15,7 +15,8 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
 use super::error::EngineError;
-use super::tier::{LegacyOptions, OcrMode, PageSelection, Tier};
+use super::options::ParseOptions;
+use super::tier::{PageSelection, Tier};
 
 /// A readiness probe must not hold up the supervisor's loop.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
@@ -176,15 +177,17 @@ pub(crate) enum TaskState {
     Failed(EngineError),
 }
 
-/// One document to parse.
+/// One document to parse: the engine call with the tier and pages it sends.
 #[derive(Clone, Debug)]
 pub(crate) struct Submission<'a> {
     pub path: &'a Path,
+    /// The pages to send: every page of a document that is no PDF.
     pub pages: PageSelection,
+    /// The tier to send: Office and markup formats go as flash on an engine without the tier
+    /// asked for.
     pub tier: Tier,
-    pub ocr_mode: OcrMode,
-    pub lang: &'a str,
-    pub legacy: &'a LegacyOptions,
+    /// Everything else the job asked for, as validation built it.
+    pub options: &'a ParseOptions,
 }
 
 /// One MinerU major version's HTTP API.

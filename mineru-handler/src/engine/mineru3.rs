@@ -222,15 +222,15 @@ impl Adapter for Mineru3 {
 
 /// The form fields for one submission (docs/engine.md §9.2).
 fn fields(submission: &Submission<'_>) -> Vec<(&'static str, String)> {
-    let legacy = submission.legacy;
+    let options = submission.options;
     let flag = |b: bool| if b { "true" } else { "false" }.to_owned();
     let mut fields = vec![
         // 3.4 normalises the legacy names (`vlm-auto-engine` ⇒ `vlm-engine`) itself.
-        ("backend", legacy.backend.as_str().to_owned()),
-        ("lang_list", submission.lang.to_owned()),
+        ("backend", options.backend.as_str().to_owned()),
+        ("lang_list", options.lang.clone()),
         ("parse_method", "auto".to_owned()),
-        ("formula_enable", flag(legacy.formula_enable)),
-        ("table_enable", flag(legacy.table_enable)),
+        ("formula_enable", flag(options.formula_enable)),
+        ("table_enable", flag(options.table_enable)),
         (
             "start_page_id",
             submission
@@ -252,11 +252,11 @@ fn fields(submission: &Submission<'_>) -> Vec<(&'static str, String)> {
         ("return_images", "true".to_owned()),
         ("response_format_zip", "true".to_owned()),
     ];
-    if let Some(effort) = legacy.effort {
+    if let Some(effort) = options.effort {
         fields.push(("effort", effort.as_str().to_owned()));
     }
-    if legacy.backend.is_http_client() {
-        if let Some(url) = &legacy.server_url {
+    if options.backend.is_http_client() {
+        if let Some(url) = &options.server_url {
             fields.push(("server_url", url.clone()));
         }
     }
@@ -347,16 +347,15 @@ fn stem_free_name(name: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::tier::{Backend, Effort, LegacyOptions, OcrMode, PageSelection};
+    use crate::engine::options::ParseOptions;
+    use crate::engine::tier::{Backend, Effort, OcrMode, PageSelection};
 
-    fn submission<'a>(pages: PageSelection, legacy: &'a LegacyOptions) -> Submission<'a> {
+    fn submission<'a>(pages: PageSelection, options: &'a ParseOptions) -> Submission<'a> {
         Submission {
             path: Path::new("/s/doc.pdf"),
             pages,
             tier: Tier::Standard,
-            ocr_mode: OcrMode::Auto,
-            lang: "en",
-            legacy,
+            options,
         }
     }
 
@@ -369,12 +368,13 @@ mod tests {
 
     #[test]
     fn job_inputs_become_form_fields() {
-        let legacy = LegacyOptions {
+        let legacy = ParseOptions {
             backend: Backend::HybridHttpClient,
             effort: Some(Effort::High),
             server_url: Some("http://vlm:30000".into()),
             formula_enable: false,
             table_enable: true,
+            ..ParseOptions::new(Tier::Standard, OcrMode::Auto)
         };
         let f = fields(&submission(PageSelection::from_zero_based(2, 4), &legacy));
         assert_eq!(field(&f, "backend"), Some("hybrid-http-client"));
@@ -390,9 +390,9 @@ mod tests {
 
     #[test]
     fn defaults_send_no_effort_or_server_and_open_ended_pages() {
-        let legacy = LegacyOptions {
+        let legacy = ParseOptions {
             server_url: Some("http://ignored".into()),
-            ..LegacyOptions::default()
+            ..ParseOptions::new(Tier::Standard, OcrMode::Auto)
         };
         let f = fields(&submission(PageSelection::ALL, &legacy));
         assert_eq!(field(&f, "backend"), Some("vlm-auto-engine"));

@@ -167,7 +167,7 @@ impl Adapter for Mineru4 {
             let body = json!({
                 "files": [file],
                 "tier": submission.tier.as_str(),
-                "ocr_mode": submission.ocr_mode.as_str(),
+                "ocr_mode": submission.options.ocr_mode.as_str(),
                 "output_formats": ["zip"],
             });
             let task: TaskBody = send_json(

@@ -25,6 +25,7 @@ mod guard;
 mod lifecycle;
 mod mineru3;
 mod mineru4;
+mod options;
 mod scratch;
 mod supervisor;
 mod task;
@@ -43,10 +44,10 @@ pub use deadline::{Deadline, DeadlineSource};
 pub use error::EngineError;
 pub use guard::run_if_requested as run_guard_if_requested;
 pub use lifecycle::{EngineState, EngineStatus};
-pub use task::{ParseOutput, ParseRequest};
+pub use options::{ParseOptions, ParseRequest};
+pub use task::ParseOutput;
 pub use tier::{
-    Backend, Effort, LegacyOptions, OcrMode, PageSelection, Tier, UnknownName, default_ocr_mode,
-    resolve_tier,
+    Backend, Effort, OcrMode, PageSelection, Tier, UnknownName, default_ocr_mode, resolve_tier,
 };
 pub use version::installed_version;
 pub use warmup::{WarmupOutcome, WarmupReport};
@@ -172,7 +173,7 @@ impl Engine {
     /// engine is killed and re-warmed) and [`EngineError::Cancelled`] is returned.
     pub async fn parse(
         &self,
-        request: &ParseRequest,
+        request: &ParseRequest<'_>,
         cancel: &CancellationToken,
     ) -> Result<ParseOutput, EngineError> {
         let deadline = Deadline::worker(Instant::now(), self.parts.core.config.job_timeout);
@@ -183,7 +184,7 @@ impl Engine {
     /// task is cancelled like a job-stop and [`EngineError::TimedOut`] names the limit.
     pub async fn parse_until(
         &self,
-        request: &ParseRequest,
+        request: &ParseRequest<'_>,
         cancel: &CancellationToken,
         deadline: Option<Deadline>,
     ) -> Result<ParseOutput, EngineError> {

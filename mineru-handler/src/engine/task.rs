@@ -12,25 +12,8 @@ use super::adapter::{Submission, TaskState};
 use super::deadline::Deadline;
 use super::error::EngineError;
 use super::lifecycle::{EngineCore, Live, RestartCause, generation_ended};
-use super::tier::{LegacyOptions, OcrMode, PageSelection, Tier};
-
-/// One document for the engine.
-#[derive(Clone, Debug)]
-pub struct ParseRequest {
-    /// The staged document. Its extension tells MinerU the type (`.pdf`, `.docx`, `.png`, …).
-    pub path: PathBuf,
-    /// The pages to parse (PDF only; other types are always parsed whole).
-    pub pages: PageSelection,
-    /// The tier asked for (see [`resolve_tier`](super::resolve_tier)).
-    pub tier: Tier,
-    /// The OCR mode (see [`default_ocr_mode`](super::default_ocr_mode)).
-    pub ocr_mode: OcrMode,
-    /// The job's `lang`; only MinerU 3.4 uses it.
-    pub lang: String,
-    /// The job's `backend`, `effort`, `server_url`, `formula_enable`, `table_enable`; only
-    /// MinerU 3.4 uses them.
-    pub legacy: LegacyOptions,
-}
+use super::options::ParseRequest;
+use super::tier::{OcrMode, PageSelection, Tier};
 
 /// A finished parse: MinerU's result zip inside a private job directory that is removed when
 /// this value is dropped.
@@ -87,7 +70,7 @@ impl DocumentKind {
 /// done, cancelled, past `deadline`, or the engine generation it runs on ends.
 pub(crate) async fn parse(
     core: &EngineCore,
-    request: &ParseRequest,
+    request: &ParseRequest<'_>,
     cancel: &CancellationToken,
     deadline: Option<Deadline>,
 ) -> Result<ParseOutput, EngineError> {
@@ -99,16 +82,17 @@ pub(crate) async fn parse(
             return Err(deadline.map_or(EngineError::Cancelled, EngineError::TimedOut));
         }
     };
-    let kind = DocumentKind::of(&request.path);
-    let tier = if live.tiers.contains(&request.tier) {
-        request.tier
+    let kind = DocumentKind::of(request.path);
+    let asked = request.options.tier;
+    let tier = if live.tiers.contains(&asked) {
+        asked
     } else if kind == DocumentKind::Other {
         // MinerU parses Office and markup formats as flash whatever the tier; asking for
         // an unoffered tier would only get the request refused.
         Tier::Flash
     } else {
         return Err(EngineError::TierUnavailable {
-            tier: request.tier,
+            tier: asked,
             available: live.tiers.clone(),
         });
     };
@@ -120,21 +104,19 @@ pub(crate) async fn parse(
     let dir = core.scratch.job_dir("result-")?;
     let result_zip = dir.path().join("result.zip");
     let submission = Submission {
-        path: &request.path,
+        path: request.path,
         pages,
         tier,
-        ocr_mode: request.ocr_mode,
-        lang: &request.lang,
-        legacy: &request.legacy,
+        options: request.options,
     };
     let started = Instant::now();
     run(core, &live, submission, &result_zip, cancel, deadline)
         .await
-        .map_err(|e| e.without_path(&request.path))?;
+        .map_err(|e| e.without_path(request.path))?;
     Ok(ParseOutput {
         result_zip,
         tier,
-        ocr_mode: request.ocr_mode,
+        ocr_mode: request.options.ocr_mode,
         page_range: pages.page_range(),
         duration: started.elapsed(),
         dir,

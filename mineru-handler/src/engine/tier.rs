@@ -1,6 +1,5 @@
 //! MinerU 4 tiers and OCR modes, and how the legacy `backend`/`effort` inputs and the contract's
-//! 0-based page numbers map onto them (docs/job-contract.md §16.2–§16.4); the legacy inputs as the
-//! MinerU 3.4 adapter sends them (docs/job-contract.md §16.7).
+//! 0-based page numbers map onto them (docs/job-contract.md §16.2–§16.4).
 
 use std::fmt;
 use std::str::FromStr;
@@ -129,41 +128,6 @@ impl Backend {
     /// `hybrid-*`: the backends that accept `effort`.
     pub fn is_hybrid(self) -> bool {
         matches!(self, Backend::HybridAutoEngine | Backend::HybridHttpClient)
-    }
-}
-
-/// The job's MinerU 3.4 inputs, sent as they are by the `v3` adapter (docs/job-contract.md §16.7);
-/// the 4.x adapter ignores them (they only fed the tier mapping).
-///
-/// ```
-/// use mineru_handler::engine::{Backend, LegacyOptions};
-/// let options = LegacyOptions::default();
-/// assert_eq!(options.backend, Backend::VlmAutoEngine);
-/// assert!(options.formula_enable && options.table_enable);
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LegacyOptions {
-    /// `backend` (the contract's default `vlm-auto-engine` when not sent).
-    pub backend: Backend,
-    /// `effort` (hybrid backends only).
-    pub effort: Option<Effort>,
-    /// `server_url` of the OpenAI-compatible VLM server (`*-http-client` backends).
-    pub server_url: Option<String>,
-    /// `formula_enable`.
-    pub formula_enable: bool,
-    /// `table_enable`.
-    pub table_enable: bool,
-}
-
-impl Default for LegacyOptions {
-    fn default() -> Self {
-        LegacyOptions {
-            backend: Backend::VlmAutoEngine,
-            effort: None,
-            server_url: None,
-            formula_enable: true,
-            table_enable: true,
-        }
     }
 }
 

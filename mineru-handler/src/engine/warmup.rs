@@ -12,8 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::config::WarmupFixture;
 use super::error::EngineError;
 use super::lifecycle::EngineCore;
-use super::task::{self, ParseRequest};
-use super::tier::{LegacyOptions, PageSelection, Tier, default_ocr_mode};
+use super::options::{ParseOptions, ParseRequest};
+use super::task;
+use super::tier::{PageSelection, Tier, default_ocr_mode};
 
 /// The one-page born-digital PDF parsed at warm-up (see `assets/README.md`).
 const WARMUP_PDF: &[u8] = include_bytes!("../../assets/warmup.pdf");
@@ -151,20 +152,19 @@ impl Warmup {
             fixture.display()
         );
         let highest = live.tiers.iter().copied().max().unwrap_or(Tier::Flash);
+        let mut options = ParseOptions::new(
+            self.tier().min(highest),
+            default_ocr_mode(config.default_ocr_mode, highest),
+        );
+        options.backend = backend;
+        options.server_url.clone_from(&config.vlm_server_url);
         let request = ParseRequest {
-            path: fixture,
+            path: &fixture,
             pages: PageSelection {
                 first: None,
                 last: Some(1),
             },
-            tier: self.tier().min(highest),
-            ocr_mode: default_ocr_mode(config.default_ocr_mode, highest),
-            lang: "en".into(),
-            legacy: LegacyOptions {
-                backend,
-                server_url: config.vlm_server_url.clone(),
-                ..LegacyOptions::default()
-            },
+            options: &options,
         };
         // Not a job: the job timeout does not apply (lazy initialisation may take long).
         match task::parse(&self.core, &request, &CancellationToken::new(), None).await {

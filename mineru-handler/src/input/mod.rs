@@ -13,7 +13,7 @@ mod validate;
 
 use serde_json::Value;
 
-pub use crate::engine::{Backend, Effort, OcrMode, Tier};
+pub use crate::engine::{Backend, Effort, OcrMode, ParseOptions, Tier};
 pub use crate::package::{ArchiveFormat, Format as OutputFormat};
 pub use crate::python::PyInt;
 pub use error::{InputError, SchemaIssue};

@@ -1,6 +1,6 @@
 //! A validated job input and what validation needs to know about the worker.
 
-use crate::engine::{Backend, Effort, LegacyOptions, OcrMode, PageSelection, Tier, resolve_tier};
+use crate::engine::{OcrMode, PageSelection, ParseOptions, Tier};
 use crate::package::{ArchiveFormat, Format as OutputFormat};
 
 /// The MinerU major version the engine adapter drives; several rules depend on it.
@@ -35,14 +35,19 @@ pub enum S3Readiness {
     Missing(Vec<String>),
 }
 
-/// What validation needs to know about the worker. Built once at start-up (except
-/// `max_pages_per_job`, which the contract re-reads per job).
+/// What validation needs to know about the worker, as the job starts (the engine's version
+/// and default tier may only be known once it has started).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValidationContext {
     /// The adapter's MinerU major version.
     pub mineru_major: MineruMajor,
     /// The engine's MinerU version, for step 19's message.
     pub mineru_version: String,
+    /// The tier of a job that sends neither `tier` nor `backend`/`effort`
+    /// (docs/job-contract.md §16.2).
+    pub default_tier: Tier,
+    /// The OCR mode of a job that sends none (docs/job-contract.md §16.3).
+    pub default_ocr_mode: OcrMode,
     /// `MINERU_MAX_PAGES_PER_JOB` (0 = off).
     pub max_pages_per_job: u64,
     /// `MINERU_MODEL_VLM_SERVER_URL`: the VLM server a 4.x engine was started with.
@@ -95,6 +100,7 @@ string_enum!(
 
 /// A validated job input.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ParseRequest {
     /// The document source.
     pub source: InputSource,
@@ -102,20 +108,6 @@ pub struct ParseRequest {
     pub start_page: i64,
     /// Last page, 0-based inclusive; `None` = to the end.
     pub end_page: Option<i64>,
-    /// `lang` (3.4 only).
-    pub lang: String,
-    /// `backend` (the default when not sent or empty).
-    pub backend: Backend,
-    /// Whether the caller sent a non-empty `backend`.
-    pub backend_explicit: bool,
-    /// `effort`.
-    pub effort: Option<Effort>,
-    /// `server_url` when truthy.
-    pub server_url: Option<String>,
-    /// `formula_enable` (3.4 only).
-    pub formula_enable: bool,
-    /// `table_enable` (3.4 only).
-    pub table_enable: bool,
     /// `transport`.
     pub transport: Transport,
     /// `formats`, de-duplicated keeping the first occurrence.
@@ -124,10 +116,9 @@ pub struct ParseRequest {
     pub basename: String,
     /// `archive_format`.
     pub archive_format: ArchiveFormat,
-    /// `tier`.
-    pub tier: Option<Tier>,
-    /// `ocr_mode`.
-    pub ocr_mode: Option<OcrMode>,
+    /// What the engine is asked for: `tier`, `ocr_mode` and MinerU 3.4's inputs, with the
+    /// worker's defaults applied.
+    pub options: ParseOptions,
 }
 
 impl ParseRequest {
@@ -143,6 +134,7 @@ impl ParseRequest {
     /// ```
     /// # use mineru_handler::input::*;
     /// # let ctx = ValidationContext { mineru_major: MineruMajor::V4, mineru_version: "4.0.12".into(),
+    /// #     default_tier: Tier::Flash, default_ocr_mode: OcrMode::Txt,
     /// #     max_pages_per_job: 0, vlm_server_url: None, s3: S3Readiness::Configured };
     /// let req = parse_request(&serde_json::json!({"file_b64": "JVBERg==", "start_page": 2}), &ctx).unwrap();
     /// assert_eq!(req.pages().page_range().as_deref(), Some("3-r1"));
@@ -151,28 +143,6 @@ impl ParseRequest {
         PageSelection::from_zero_based(
             u64::try_from(self.start_page).unwrap_or(0),
             self.end_page.unwrap_or(-1),
-        )
-    }
-
-    /// The MinerU 3.4 inputs, as the `v3` engine adapter sends them (docs/job-contract.md §16.7).
-    pub fn legacy_options(&self) -> LegacyOptions {
-        LegacyOptions {
-            backend: self.backend,
-            effort: self.effort,
-            server_url: self.server_url.clone(),
-            formula_enable: self.formula_enable,
-            table_enable: self.table_enable,
-        }
-    }
-
-    /// The tier to send (docs/job-contract.md §16.2): `tier`, else the explicitly sent
-    /// `backend`/`effort` mapped, else `default_tier` (the worker's).
-    pub fn tier_or(&self, default_tier: Tier) -> Tier {
-        resolve_tier(
-            self.tier,
-            self.backend_explicit.then_some(self.backend),
-            self.effort,
-            default_tier,
         )
     }
 }

@@ -7,20 +7,23 @@ use super::request::{
     InputSource, MineruMajor, ParseRequest, S3Readiness, Transport, ValidationContext,
 };
 use super::schema::{bool_field, int_field, schema_check, str_field, str_or_default};
-use crate::engine::{Backend, Effort, OcrMode, Tier};
+use crate::engine::{Backend, Effort, OcrMode, ParseOptions, Tier, resolve_tier};
 use crate::json_int::JsonInt;
 use crate::package::{ArchiveFormat, Format as OutputFormat};
 use crate::python::{is_alnum, py_type_name};
 use crate::url_shape::check_url_shape;
 
 /// Validate a job's raw `input` (`null` or absent behaves like `{}`) against the contract,
-/// in the contract's step order; the first failing step wins.
+/// in the contract's step order; the first failing step wins. The request carries the
+/// engine's options, built here once with the worker's defaults applied.
 ///
 /// ```
 /// use mineru_handler::input::*;
 /// let ctx = ValidationContext {
 ///     mineru_major: MineruMajor::V4,
 ///     mineru_version: "4.0.12".into(),
+///     default_tier: Tier::Flash,
+///     default_ocr_mode: OcrMode::Txt,
 ///     max_pages_per_job: 0,
 ///     vlm_server_url: None,
 ///     s3: S3Readiness::Configured,
@@ -28,6 +31,7 @@ use crate::url_shape::check_url_shape;
 /// let req = parse_request(&serde_json::json!({"file_url": "https://example.com/a.pdf"}), &ctx).unwrap();
 /// assert_eq!(req.basename, "doc");
 /// assert_eq!(req.transport, Transport::TarballB64);
+/// assert_eq!(req.options.tier, Tier::Flash);
 ///
 /// let err = parse_request(&serde_json::json!({"return": "x"}), &ctx).unwrap_err();
 /// assert_eq!(
@@ -42,10 +46,39 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
         Value::Object(map) => map,
         other => return Err(InputError::NotAnObject(py_type_name(other))),
     };
-    // Step 1.
-    schema_check(input)?;
+    schema_check(input)?; // Step 1.
+    let basename = basename(input, ctx.mineru_major)?; // Steps 2–4.
+    let lang = lang(input)?; // Step 5.
+    let (transport, archive_format) = transport(input)?; // Steps 6–7.
+    let formats = parse_formats(input.get("formats"))?; // Step 8.
+    let (backend, effort) = backend(input)?; // Steps 9–10.
+    let (start_page, end_page) = pages(input, ctx)?; // Steps 11–12.
+    let source = source(input)?; // Step 13.
+    let server_url = server_url(input, backend, &source)?; // Steps 14–16.
+    let (tier, ocr_mode) = tier(input, ctx, backend, effort, server_url)?; // Steps 17–21.
+    s3_ready(transport, &ctx.s3)?; // Step 22.
+    let mut options = ParseOptions::new(tier, ocr_mode);
+    options.lang = lang.to_owned();
+    options.backend = backend;
+    options.effort = effort;
+    options.server_url = server_url.map(str::to_owned);
+    options.formula_enable = bool_field(input, "formula_enable");
+    options.table_enable = bool_field(input, "table_enable");
+    Ok(ParseRequest {
+        source,
+        start_page,
+        end_page,
+        transport,
+        formats,
+        basename: basename.to_owned(),
+        archive_format,
+        options,
+    })
+}
 
-    // Steps 2–4.
+/// Steps 2–4: `basename`'s characters, its length, and its bytes with the adapter's longest
+/// suffix.
+fn basename(input: &Map<String, Value>, major: MineruMajor) -> Result<&str, InputError> {
     let basename = str_or_default(input, "basename", "doc");
     if !basename
         .chars()
@@ -57,13 +90,16 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     if chars > 128 {
         return Err(InputError::BasenameTooLong(chars));
     }
-    let suffix = ctx.mineru_major.longest_suffix();
+    let suffix = major.longest_suffix();
     let bytes = basename.len() + suffix.len();
     if bytes > 255 {
         return Err(InputError::BasenameTooManyBytes { suffix, bytes });
     }
+    Ok(basename)
+}
 
-    // Step 5.
+/// Step 5: `lang`.
+fn lang(input: &Map<String, Value>) -> Result<&str, InputError> {
     let lang = str_or_default(input, "lang", "en");
     let lang_ok = lang.len() <= 32
         && lang
@@ -72,8 +108,11 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     if !lang_ok {
         return Err(InputError::Lang(lang.to_owned()));
     }
+    Ok(lang)
+}
 
-    // Steps 6–7.
+/// Steps 6–7: `transport` and `archive_format`.
+fn transport(input: &Map<String, Value>) -> Result<(Transport, ArchiveFormat), InputError> {
     let transport_text = str_or_default(input, "transport", "tarball_b64");
     let transport = Transport::parse(transport_text)
         .ok_or_else(|| InputError::Transport(transport_text.to_owned()))?;
@@ -83,31 +122,34 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
         .copied()
         .find(|f| f.as_str() == archive_text)
         .ok_or_else(|| InputError::ArchiveFormat(archive_text.to_owned()))?;
+    Ok((transport, archive_format))
+}
 
-    // Step 8.
-    let formats = parse_formats(input.get("formats"))?;
-
-    // Steps 9–10.
+/// Steps 9–10: `backend`, and `effort` (hybrid backends only).
+fn backend(input: &Map<String, Value>) -> Result<(Backend, Option<Effort>), InputError> {
     let backend_text = str_or_default(input, "backend", "vlm-auto-engine");
     let backend = backend_text
         .parse::<Backend>()
         .ok()
         .ok_or_else(|| InputError::Backend(backend_text.to_owned()))?;
-    let effort = match str_field(input, "effort") {
-        None => None,
-        Some(text) => {
-            let effort = text
-                .parse::<Effort>()
-                .ok()
-                .ok_or_else(|| InputError::Effort(text.to_owned()))?;
-            if !backend.is_hybrid() {
-                return Err(InputError::EffortWithoutHybrid(backend));
-            }
-            Some(effort)
-        }
+    let Some(text) = str_field(input, "effort") else {
+        return Ok((backend, None));
     };
+    let effort = text
+        .parse::<Effort>()
+        .ok()
+        .ok_or_else(|| InputError::Effort(text.to_owned()))?;
+    if !backend.is_hybrid() {
+        return Err(InputError::EffortWithoutHybrid(backend));
+    }
+    Ok((backend, Some(effort)))
+}
 
-    // Steps 11–12.
+/// Steps 11–12: `start_page` and `end_page`, and `MINERU_MAX_PAGES_PER_JOB`.
+fn pages(
+    input: &Map<String, Value>,
+    ctx: &ValidationContext,
+) -> Result<(i64, Option<i64>), InputError> {
     let start = int_field(input, "start_page", 0);
     let end = int_field(input, "end_page", -1);
     if start.value() < 0 {
@@ -129,8 +171,11 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     }
     // Pages beyond i64 are past every document; the request carries them clamped.
     let clamp = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
+    Ok((clamp(start.value()), end_page.map(|e| clamp(e.value()))))
+}
 
-    // Step 13.
+/// Step 13: exactly one of the three sources.
+fn source(input: &Map<String, Value>) -> Result<InputSource, InputError> {
     let given: Vec<(&'static str, &str)> = ["file_url", "file_b64", "volume_path"]
         .into_iter()
         .filter_map(|k| {
@@ -139,14 +184,20 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
                 .map(|v| (k, v))
         })
         .collect();
-    let source = match given.as_slice() {
-        [("file_url", v)] => InputSource::Url((*v).to_owned()),
-        [("file_b64", v)] => InputSource::Base64((*v).to_owned()),
-        [(_, v)] => InputSource::Volume((*v).to_owned()),
-        _ => return Err(InputError::Sources(given.iter().map(|(k, _)| *k).collect())),
-    };
+    match given.as_slice() {
+        [("file_url", v)] => Ok(InputSource::Url((*v).to_owned())),
+        [("file_b64", v)] => Ok(InputSource::Base64((*v).to_owned())),
+        [(_, v)] => Ok(InputSource::Volume((*v).to_owned())),
+        _ => Err(InputError::Sources(given.iter().map(|(k, _)| *k).collect())),
+    }
+}
 
-    // Steps 14–16.
+/// Steps 14–16: `server_url` (required by the http-client backends) and the URLs' shapes.
+fn server_url<'a>(
+    input: &'a Map<String, Value>,
+    backend: Backend,
+    source: &InputSource,
+) -> Result<Option<&'a str>, InputError> {
     let server_url = str_field(input, "server_url").filter(|s| !s.is_empty());
     if backend.is_http_client() && server_url.is_none() {
         return Err(InputError::ServerUrlRequired(backend));
@@ -154,27 +205,34 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     if let Some(url) = server_url {
         check_url_shape("server_url", url).map_err(InputError::UrlShape)?;
     }
-    if let InputSource::Url(url) = &source {
+    if let InputSource::Url(url) = source {
         check_url_shape("file_url", url).map_err(InputError::UrlShape)?;
     }
+    Ok(server_url)
+}
 
-    // Steps 17–21.
-    let tier = match str_field(input, "tier") {
-        None => None,
-        Some(t) => Some(
+/// Steps 17–21: `tier` and `ocr_mode` (MinerU 4 only, `tier` never with `backend`/`effort`),
+/// the remote VLM server, and the tier and OCR mode to send (docs/job-contract.md §16.2,
+/// §16.3).
+fn tier(
+    input: &Map<String, Value>,
+    ctx: &ValidationContext,
+    backend: Backend,
+    effort: Option<Effort>,
+    server_url: Option<&str>,
+) -> Result<(Tier, OcrMode), InputError> {
+    let tier = str_field(input, "tier")
+        .map(|t| {
             t.parse::<Tier>()
-                .ok()
-                .ok_or_else(|| InputError::Tier(t.to_owned()))?,
-        ),
-    };
-    let ocr_mode = match str_field(input, "ocr_mode") {
-        None => None,
-        Some(m) => Some(
+                .map_err(|_| InputError::Tier(t.to_owned()))
+        })
+        .transpose()?;
+    let ocr_mode = str_field(input, "ocr_mode")
+        .map(|m| {
             m.parse::<OcrMode>()
-                .ok()
-                .ok_or_else(|| InputError::OcrMode(m.to_owned()))?,
-        ),
-    };
+                .map_err(|_| InputError::OcrMode(m.to_owned()))
+        })
+        .transpose()?;
     if ctx.mineru_major == MineruMajor::V3 && (tier.is_some() || ocr_mode.is_some()) {
         return Err(InputError::TierNeedsV4(ctx.mineru_version.clone()));
     }
@@ -192,32 +250,23 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
             }
         }
     }
-
-    // Step 22.
-    if transport == Transport::S3 {
-        if let S3Readiness::Missing(names) = &ctx.s3 {
-            return Err(InputError::S3NotConfigured(names.clone()));
-        }
-    }
-
-    Ok(ParseRequest {
-        source,
-        start_page: clamp(start.value()),
-        end_page: end_page.map(|e| clamp(e.value())),
-        lang: lang.to_owned(),
-        backend,
-        backend_explicit,
-        effort,
-        server_url: server_url.map(str::to_owned),
-        formula_enable: bool_field(input, "formula_enable"),
-        table_enable: bool_field(input, "table_enable"),
-        transport,
-        formats,
-        basename: basename.to_owned(),
-        archive_format,
+    let tier = resolve_tier(
         tier,
-        ocr_mode,
-    })
+        backend_explicit.then_some(backend),
+        effort,
+        ctx.default_tier,
+    );
+    Ok((tier, ocr_mode.unwrap_or(ctx.default_ocr_mode)))
+}
+
+/// Step 22: the `s3` transport needs the bucket configured.
+fn s3_ready(transport: Transport, s3: &S3Readiness) -> Result<(), InputError> {
+    match (transport, s3) {
+        (Transport::S3, S3Readiness::Missing(names)) => {
+            Err(InputError::S3NotConfigured(names.clone()))
+        }
+        _ => Ok(()),
+    }
 }
 
 fn parse_formats(value: Option<&Value>) -> Result<Vec<OutputFormat>, InputError> {

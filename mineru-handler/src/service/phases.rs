@@ -1,75 +1,163 @@
-//! One job's route (docs/job-contract.md §1): the probe gate, validation, `fetch_input`,
-//! format detection, `parse`, `package` with the response size check, each phase through the
-//! phase helper; any failure becomes the contract's failure response
-//! (docs/job-contract.md §9.4).
+//! One job's route (docs/job-contract.md §1), as [`JobRun`]'s phases in order: `validate`,
+//! `fetch_input`, `inspect` (format detection and the bounds), `parse`, `package` (with the
+//! response size check and the oversize fallback) and `finish`. Each phase that has a span
+//! (docs/telemetry.md §5.2) declares it, and runs through the phase helper; any failure
+//! becomes the contract's failure response (docs/job-contract.md §9.4).
 
 use std::convert::Infallible;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use runpod_handler::Job;
 use serde_json::{Map, Value, json};
+use tempfile::TempDir;
 use tracing::field::Empty;
 
 use super::failure::JobFailure;
 use super::phase::{JobState, PhaseRun};
 use super::pipeline::{Pipeline, to_value};
 use crate::bounds::{self, Limits};
-use crate::engine::{self, ParseOutput};
+use crate::engine::{self, Deadline, PageSelection, ParseOutput};
+use crate::fetch::FetchedInput;
 use crate::format::{InputType, detect_file};
-use crate::input::{InputSource, MineruMajor, ParseRequest, Transport, is_probe, parse_request};
+use crate::input::{InputSource, MineruMajor, ParseRequest, Transport, parse_request};
 use crate::job_log;
 use crate::metrics::{JobPhase, JobSuccess};
 use crate::package::{
     self, ArchiveFormat, PackageError, PackageRequest, Packaged, Payload, check_response_size,
 };
 use crate::polyglot;
+use crate::response::SuccessResponse;
 use crate::s3::S3Error;
 
-impl Pipeline {
-    /// Answers one job: the probe, a success or a failure response.
-    pub async fn handle(self: Arc<Self>, job: Job<Value>) -> Value {
-        let mut state = JobState::new(self.base_debug());
-        if is_probe(&job.input) {
-            return self.probe(&state);
-        }
-        match self.run(&job, &mut state).await {
-            Ok(value) => value,
-            Err(failure) => self.failure_response(&state, failure),
+/// One job on its way through the phases: the service's parts, the job, and what it has
+/// produced so far (for the failure response, whatever phase fails).
+pub(super) struct JobRun<'a> {
+    pipeline: &'a Pipeline,
+    job: &'a Job<Value>,
+    pub(super) state: JobState,
+    /// The archive members' modification time: the job's start.
+    mtime: SystemTime,
+    /// The engine's deadline, counted from the job's start as RunPod's execution timeout is.
+    deadline: Option<Deadline>,
+}
+
+/// The fetched document in the job's private directory.
+struct Fetched {
+    /// The job directory (staged input, archives); removed when dropped.
+    dir: TempDir,
+    /// Where the fetched bytes are, until they are staged.
+    path: PathBuf,
+    input: FetchedInput,
+}
+
+/// The document as the engine will read it: named for its detected type.
+struct Staged {
+    path: PathBuf,
+    input_type: InputType,
+}
+
+/// A page range in the contract's numbering: 0-based, inclusive, `end: None` = to the end.
+#[derive(Clone, Copy, Debug)]
+struct Pages {
+    start: i64,
+    end: Option<i64>,
+}
+
+impl Pages {
+    fn requested(request: &ParseRequest) -> Self {
+        Pages {
+            start: request.start_page,
+            end: request.end_page,
         }
     }
 
-    async fn run(&self, job: &Job<Value>, state: &mut JobState) -> Result<Value, JobFailure> {
-        let mtime = SystemTime::now();
-        // The deadline counts from the job's start, as RunPod's execution timeout does.
-        let deadline =
-            engine::Deadline::for_job(Instant::now(), self.engine.job_timeout(), job.context.raw());
-        let ctx = self.validation_context();
-        let request = parse_request(&job.input, &ctx)?;
-        state.backend = Some(request.backend.as_str());
-        let default_tier = self.engine.default_tier().unwrap_or(self.server_tier);
-        let tier = request.tier_or(default_tier);
-        let ocr_mode = request
-            .ocr_mode
-            .unwrap_or_else(|| self.engine.default_ocr_mode());
+    fn selection(self) -> PageSelection {
+        PageSelection::from_zero_based(
+            u64::try_from(self.start).unwrap_or(0),
+            self.end.unwrap_or(-1),
+        )
+    }
+}
+
+/// A packaged success: the response, the transport that carried it (`s3` after the oversize
+/// fallback), and its payload bytes.
+struct Delivered {
+    response: SuccessResponse,
+    transport: &'static str,
+    bytes_out: u64,
+}
+
+/// Where the result goes.
+#[derive(Debug)]
+enum Delivery {
+    /// Into the response, under the transport's keys (`tarball_b64`, `inline`).
+    Response(Payload),
+    /// To the bucket, as one archive written to the job directory and uploaded (`s3`).
+    Bucket(ArchiveFormat),
+}
+
+impl Delivery {
+    fn of(request: &ParseRequest) -> Self {
+        match request.transport {
+            Transport::TarballB64 => {
+                Delivery::Response(Payload::TarballB64(request.archive_format))
+            }
+            Transport::Inline => Delivery::Response(Payload::Inline(request.formats.clone())),
+            Transport::S3 => Delivery::Bucket(request.archive_format),
+        }
+    }
+}
+
+impl<'a> JobRun<'a> {
+    pub(super) fn new(pipeline: &'a Pipeline, job: &'a Job<Value>) -> Self {
+        JobRun {
+            pipeline,
+            job,
+            state: JobState::new(pipeline.base_debug()),
+            mtime: SystemTime::now(),
+            deadline: Deadline::for_job(
+                Instant::now(),
+                pipeline.engine.job_timeout(),
+                job.context.raw(),
+            ),
+        }
+    }
+
+    /// The phases in order; the response on success.
+    pub(super) async fn run(&mut self) -> Result<Value, JobFailure> {
+        let (request, major) = self.validate()?;
+        let fetched = self.fetch_input(&request).await?;
+        let staged = self.inspect(&request, &fetched, major).await?;
+        self.announce_parse(&request, &fetched, &staged);
+        let output = self
+            .parse(&request, &staged, Pages::requested(&request))
+            .await?;
+        let delivered = self.package(&request, &fetched, output).await?;
+        Ok(self.finish(&request, delivered))
+    }
+
+    /// Validation (docs/job-contract.md §4): the request, carrying the engine's options, and
+    /// the MinerU major version it was validated for.
+    fn validate(&mut self) -> Result<(Arc<ParseRequest>, MineruMajor), JobFailure> {
+        let ctx = self.pipeline.validation_context();
+        let request = parse_request(&self.job.input, &ctx)?;
+        self.state.backend = Some(request.options.backend.as_str());
         job_log::starting(
             &request,
-            &self.host.gpu,
-            (ctx.mineru_major == MineruMajor::V4).then_some((tier, ocr_mode)),
+            &self.pipeline.host.gpu,
+            ctx.mineru_major == MineruMajor::V4,
         );
-        // `None`: the `s3` transport, whose archive is written to the job directory and
-        // uploaded after packaging.
-        let payload = match request.transport {
-            Transport::TarballB64 => Some(Payload::TarballB64(request.archive_format)),
-            Transport::Inline => Some(Payload::Inline(request.formats.clone())),
-            Transport::S3 => None,
-        };
+        Ok((Arc::new(request), ctx.mineru_major))
+    }
 
-        // fetch_input
-        Self::progress(job, json!({"phase": "fetching_input"}));
-        let job_dir = self.engine.new_job_dir()?;
-        let fetched_path = job_dir.path().join("input");
+    /// `fetch_input`: the document into a new private job directory.
+    async fn fetch_input(&mut self, request: &ParseRequest) -> Result<Fetched, JobFailure> {
+        let pipeline = self.pipeline;
+        self.progress(json!({"phase": "fetching_input"}));
+        let dir = pipeline.engine.new_job_dir()?;
+        let path = dir.path().join("input");
         let span = tracing::info_span!(
             "mineru.fetch_input",
             phase = "fetch_input",
@@ -78,95 +166,122 @@ impl Pipeline {
             otel.status_code = Empty,
             otel.status_message = Empty,
         );
-        let phase = state.begin(JobPhase::FetchInput, span, &self.config);
-        let fetched = phase
-            .run(self.fetcher.fetch(&request.source, &fetched_path))
+        let phase = self
+            .state
+            .begin(JobPhase::FetchInput, span, &pipeline.config);
+        let input = phase
+            .run(pipeline.fetcher.fetch(&request.source, &path))
             .await?;
-        phase.record("mineru.source", fetched.kind.as_str());
-        phase.record("mineru.bytes_in", fetched.bytes);
-        self.metrics.fetched(fetched.kind.as_str(), fetched.bytes);
-        phase.stamp(state);
-        phase.finish(&self.metrics);
-        state.phase = JobPhase::Handler;
+        phase.record("mineru.source", input.kind.as_str());
+        phase.record("mineru.bytes_in", input.bytes);
+        pipeline.metrics.fetched(input.kind.as_str(), input.bytes);
+        phase.stamp(&mut self.state);
+        phase.finish(&pipeline.metrics);
+        self.state.phase = JobPhase::Handler;
+        Ok(Fetched { dir, path, input })
+    }
 
-        // Format detection (inside the job span, no span of its own).
-        let input_type = inspect(
-            &fetched_path,
-            ctx.mineru_major,
-            &request,
-            &self.config.limits,
-        )
-        .await?;
-        let staged =
-            job_dir
+    /// Format detection and the bounds (inside the job span, no span of its own), then the
+    /// document staged under its type's extension.
+    async fn inspect(
+        &mut self,
+        request: &ParseRequest,
+        fetched: &Fetched,
+        major: MineruMajor,
+    ) -> Result<Staged, JobFailure> {
+        let limits = &self.pipeline.config.limits;
+        let input_type = inspect_file(&fetched.path, major, request, limits).await?;
+        let path =
+            fetched
+                .dir
                 .path()
                 .join(format!("{}.{}", request.basename, input_type.extension()));
-        tokio::fs::rename(&fetched_path, &staged).await?;
-
-        // parse
-        Self::drain_notice(job, "parse");
+        tokio::fs::rename(&fetched.path, &path).await?;
         let input_format = input_type.format().as_str();
-        state.input_format = Some(input_format);
-        state.debug.backend = Some(request.backend.as_str().to_owned());
-        state.debug.input_format = Some(input_format.to_owned());
-        state.debug.input_type = Some(input_type.as_str().to_owned());
-        state.debug.ignored_inputs = ignored_inputs(&request, input_type);
-        Self::progress(
-            job,
-            json!({
-                "phase": "parsing",
-                "input_bytes": fetched.bytes,
-                "input_format": input_format,
-                "start_page": request.start_page,
-                "end_page": request.end_page,
-            }),
-        );
+        self.state.input_format = Some(input_format);
+        let debug = &mut self.state.debug;
+        debug.backend = Some(request.options.backend.as_str().to_owned());
+        debug.input_format = Some(input_format.to_owned());
+        debug.input_type = Some(input_type.as_str().to_owned());
+        debug.ignored_inputs = ignored_inputs(request, input_type);
+        Ok(Staged { path, input_type })
+    }
+
+    /// The `parsing` progress update, once per job before its parse.
+    fn announce_parse(&self, request: &ParseRequest, fetched: &Fetched, staged: &Staged) {
+        self.drain_notice("parse");
+        self.progress(json!({
+            "phase": "parsing",
+            "input_bytes": fetched.input.bytes,
+            "input_format": staged.input_type.format().as_str(),
+            "start_page": request.start_page,
+            "end_page": request.end_page,
+        }));
+    }
+
+    /// `parse`: one engine call for `pages` of the staged document.
+    async fn parse(
+        &mut self,
+        request: &Arc<ParseRequest>,
+        staged: &Staged,
+        pages: Pages,
+    ) -> Result<ParseOutput, JobFailure> {
+        let pipeline = self.pipeline;
+        let options = &request.options;
         let span = tracing::info_span!(
             "mineru.parse",
             phase = "parse",
-            mineru.backend = request.backend.as_str(),
-            mineru.input_format = input_format,
-            mineru.start_page = request.start_page,
-            mineru.end_page = request.end_page.unwrap_or(-1),
+            mineru.backend = options.backend.as_str(),
+            mineru.input_format = staged.input_type.format().as_str(),
+            mineru.start_page = pages.start,
+            mineru.end_page = pages.end.unwrap_or(-1),
             mineru.tier = Empty,
-            mineru.ocr_mode = ocr_mode.as_str(),
-            mineru.input_type = input_type.as_str(),
+            mineru.ocr_mode = options.ocr_mode.as_str(),
+            mineru.input_type = staged.input_type.as_str(),
             otel.status_code = Empty,
             otel.status_message = Empty,
         );
-        let engine_request = engine::ParseRequest {
-            path: staged,
-            pages: request.pages(),
-            tier,
-            ocr_mode,
-            lang: request.lang.clone(),
-            legacy: request.legacy_options(),
-        };
-        let phase = state.begin(JobPhase::Parse, span, &self.config);
+        let phase = self.state.begin(JobPhase::Parse, span, &pipeline.config);
         // The runtime drops this future right after a job-stop fires the cancellation token,
         // so the parse runs in its own task: it still sees the token, cancels MinerU's task
         // and, for a running parse, kills and re-warms the engine.
         // A slot is held until the parse, including a cancellation's engine restart, is over:
         // the next job then waits for the replacement engine instead of starting on the one
         // being killed.
-        let engine = self.engine.clone();
-        let cancel = job.context.cancellation().clone();
-        let slots = Arc::clone(&self.parse_slots);
+        let engine = pipeline.engine.clone();
+        let cancel = self.job.context.cancellation().clone();
+        let slots = Arc::clone(&pipeline.parse_slots);
+        let (carried, path, deadline) = (Arc::clone(request), staged.path.clone(), self.deadline);
         let output = phase
             .spawn(async move {
                 // The semaphore is never closed.
                 let _slot = slots.acquire_owned().await.ok();
-                engine.parse_until(&engine_request, &cancel, deadline).await
+                let call = engine::ParseRequest {
+                    path: &path,
+                    pages: pages.selection(),
+                    options: &carried.options,
+                };
+                engine.parse_until(&call, &cancel, deadline).await
             })
             .await?;
         phase.record("mineru.tier", output.tier.as_str());
-        phase.stamp(state);
-        phase.finish(&self.metrics);
-        state.debug.tier = Some(output.tier);
-        state.debug.ocr_mode = Some(output.ocr_mode);
+        phase.stamp(&mut self.state);
+        phase.finish(&pipeline.metrics);
+        self.state.debug.tier = Some(output.tier);
+        self.state.debug.ocr_mode = Some(output.ocr_mode);
+        Ok(output)
+    }
 
-        // package (blocking file I/O off the async threads)
-        Self::drain_notice(job, "package");
+    /// `package`: the engine's output as the transport's result (blocking file I/O off the
+    /// async threads), uploaded for `s3`, and within the response cap.
+    async fn package(
+        &mut self,
+        request: &ParseRequest,
+        fetched: &Fetched,
+        output: ParseOutput,
+    ) -> Result<Delivered, JobFailure> {
+        let pipeline = self.pipeline;
+        self.drain_notice("package");
         let span = tracing::info_span!(
             "mineru.package",
             phase = "package",
@@ -177,85 +292,33 @@ impl Pipeline {
             otel.status_code = Empty,
             otel.status_message = Empty,
         );
-        let phase = state.begin(JobPhase::Package, span, &self.config);
-        if matches!(request.transport, Transport::TarballB64 | Transport::S3) {
+        let phase = self.state.begin(JobPhase::Package, span, &pipeline.config);
+        if request.transport != Transport::Inline {
             phase.record("mineru.archive_format", request.archive_format.as_str());
         }
-        let archive = job_dir.path().join(format!(
-            "{}.{}",
-            request.basename,
-            request.archive_format.as_str()
-        ));
-        // MinerU's output outlives packaging only while an oversized result may still go to
-        // the bucket (`MINERU_OVERSIZE_FALLBACK=s3`).
-        let may_fall_back =
-            payload.is_some() && self.config.oversize_fallback_s3 && self.s3.is_some();
-        let (mut packaged, kept) = {
-            let max_response_bytes = self.config.max_response_bytes;
-            let basename = request.basename.clone();
-            let archive = archive.clone();
-            let archive_format = request.archive_format;
-            phase
-                .blocking(move || {
-                    let result = match payload {
-                        Some(payload) => package::package(&PackageRequest {
-                            result_zip: &output.result_zip,
-                            work_dir: output.dir(),
-                            basename: &basename,
-                            payload,
-                            mtime,
-                            max_response_bytes,
-                        }),
-                        None => archive_only(&output, &basename, archive_format, mtime, &archive),
-                    };
-                    // Otherwise the job directory (and MinerU's result zip) goes away here,
-                    // off the async threads too.
-                    Ok::<_, Infallible>((result, may_fall_back.then_some(output)))
-                })
-                .await?
-        };
-        if request.transport == Transport::S3 {
-            if let Ok(packaged) = &mut packaged {
-                packaged.fields = self.upload(&archive, &request, &phase).await?;
-            }
-        }
-        phase.stamp(state);
-        let transport_name = request.transport.as_str();
+        let archive = archive_path(fetched, request);
+        let (packaged, kept) = self
+            .package_output(request, output, &archive, &phase)
+            .await?;
+        phase.stamp(&mut self.state);
+        let transport = request.transport.as_str();
         let sized = packaged.and_then(|packaged| {
-            let response = self.success_response(state, &request, &fetched, packaged);
-            check_response_size(&response, self.config.max_response_bytes, transport_name)
+            let response =
+                pipeline.success_response(&self.state, request, &fetched.input, packaged);
+            check_response_size(&response, pipeline.config.max_response_bytes, transport)
                 .map(|_| response)
         });
-        let (mut response, transport_name) = match (sized, kept) {
+        let (response, transport) = match (sized, kept) {
             (Ok(response), kept) => {
                 if let Some(output) = kept {
                     tokio::task::spawn_blocking(move || drop(output));
                 }
-                (response, transport_name)
+                (response, transport)
             }
             (Err(PackageError::TooLarge { .. }), Some(output)) => {
-                tracing::warn!(
-                    transport = transport_name,
-                    "response too large; uploading the result to the bucket (MINERU_OVERSIZE_FALLBACK=s3)"
-                );
-                phase.record("mineru.transport_fallback", "s3");
-                phase.record("mineru.archive_format", request.archive_format.as_str());
-                let mut packaged = {
-                    let basename = request.basename.clone();
-                    let archive = archive.clone();
-                    let archive_format = request.archive_format;
-                    phase
-                        .blocking(move || {
-                            archive_only(&output, &basename, archive_format, mtime, &archive)
-                        })
-                        .await?
-                };
-                packaged.fields = self.upload(&archive, &request, &phase).await?;
-                packaged
-                    .fields
-                    .insert("transport_fallback".into(), "s3".into());
-                phase.stamp(state);
-                let response = self.success_response(state, &request, &fetched, packaged);
+                let response = self
+                    .oversize_fallback(request, fetched, output, &archive, &phase)
+                    .await?;
                 (response, Transport::S3.as_str())
             }
             (Err(e), _) => return Err(phase.fail(e.into())),
@@ -263,29 +326,72 @@ impl Pipeline {
         let [entry] = &response.results;
         let bytes_out = entry.payload_bytes();
         phase.record("mineru.bytes_out", bytes_out);
-        phase.finish(&self.metrics);
-        // Open ranges count no pages (docs/job-contract.md §13).
-        let pages = u64::try_from(request.pages_requested()).ok();
-        self.metrics.succeeded(&JobSuccess {
-            backend: request.backend.as_str(),
-            input_format,
-            pages,
-            elapsed: state.started.elapsed(),
-            transport: transport_name,
+        phase.finish(&pipeline.metrics);
+        Ok(Delivered {
+            response,
+            transport,
             bytes_out,
-            degraded: &entry.degraded,
-        });
-        if let Some(reason) = self.recycler.record_success(pages.unwrap_or(0)) {
-            self.metrics.count_refresh(reason);
-            response.refresh_worker = true;
+        })
+    }
+
+    /// Packages MinerU's output off the async threads, and uploads it for `s3`. MinerU's output
+    /// comes back only while an oversized result may still go to the bucket
+    /// (`MINERU_OVERSIZE_FALLBACK=s3`); otherwise it is removed on the blocking pool too.
+    async fn package_output(
+        &self,
+        request: &ParseRequest,
+        output: ParseOutput,
+        archive: &Path,
+        phase: &PhaseRun<'_>,
+    ) -> Result<(Result<Packaged, PackageError>, Option<ParseOutput>), JobFailure> {
+        let delivery = Delivery::of(request);
+        let may_fall_back = matches!(delivery, Delivery::Response(_))
+            && self.pipeline.config.oversize_fallback_s3
+            && self.pipeline.s3.is_some();
+        let (work, basename) = (self.work(archive), request.basename.clone());
+        let (mut packaged, kept) = phase
+            .blocking(move || {
+                let packaged = work.run(&output, &basename, delivery);
+                Ok::<_, Infallible>((packaged, may_fall_back.then_some(output)))
+            })
+            .await?;
+        if request.transport == Transport::S3 {
+            if let Ok(packaged) = &mut packaged {
+                packaged.fields = self.upload(archive, request, phase).await?;
+            }
         }
-        job_log::done(
-            response.elapsed_seconds,
-            &response.debug.phase_ms,
-            response.debug.model_dir.as_deref(),
-            response.refresh_worker,
+        Ok((packaged, kept))
+    }
+
+    /// `MINERU_OVERSIZE_FALLBACK=s3` (docs/job-contract.md §12): a result over the response
+    /// cap goes to the bucket as an archive, and the response says so.
+    async fn oversize_fallback(
+        &mut self,
+        request: &ParseRequest,
+        fetched: &Fetched,
+        output: ParseOutput,
+        archive: &Path,
+        phase: &PhaseRun<'_>,
+    ) -> Result<SuccessResponse, JobFailure> {
+        tracing::warn!(
+            transport = request.transport.as_str(),
+            "response too large; uploading the result to the bucket (MINERU_OVERSIZE_FALLBACK=s3)"
         );
-        Ok(to_value(&response))
+        phase.record("mineru.transport_fallback", "s3");
+        phase.record("mineru.archive_format", request.archive_format.as_str());
+        let (work, basename) = (self.work(archive), request.basename.clone());
+        let delivery = Delivery::Bucket(request.archive_format);
+        let mut packaged = phase
+            .blocking(move || work.run(&output, &basename, delivery))
+            .await?;
+        packaged.fields = self.upload(archive, request, phase).await?;
+        packaged
+            .fields
+            .insert("transport_fallback".into(), "s3".into());
+        phase.stamp(&mut self.state);
+        Ok(self
+            .pipeline
+            .success_response(&self.state, request, &fetched.input, packaged))
     }
 
     /// Uploads a written archive to the bucket: the `s3` keys of the results entry.
@@ -296,7 +402,7 @@ impl Pipeline {
         phase: &PhaseRun<'_>,
     ) -> Result<Map<String, Value>, JobFailure> {
         // Validation only accepts `s3`, and the fallback only runs, with a bucket configured.
-        let Some(s3) = &self.s3 else {
+        let Some(s3) = &self.pipeline.s3 else {
             let unconfigured = S3Error::Setup("the S3 bucket is not configured".into());
             return Err(phase.fail(unconfigured.into()));
         };
@@ -305,30 +411,120 @@ impl Pipeline {
             .await?;
         Ok(uploaded.fields())
     }
+
+    /// The end of a successful job: its metrics, the recycling check, the `done` line.
+    fn finish(&mut self, request: &ParseRequest, delivered: Delivered) -> Value {
+        let pipeline = self.pipeline;
+        let Delivered {
+            mut response,
+            transport,
+            bytes_out,
+        } = delivered;
+        let [entry] = &response.results;
+        // Open ranges count no pages (docs/job-contract.md §13).
+        let pages = u64::try_from(request.pages_requested()).ok();
+        pipeline.metrics.succeeded(&JobSuccess {
+            backend: request.options.backend.as_str(),
+            input_format: self.state.input_format.unwrap_or_default(),
+            pages,
+            elapsed: self.state.started.elapsed(),
+            transport,
+            bytes_out,
+            degraded: &entry.degraded,
+        });
+        if let Some(reason) = pipeline.recycler.record_success(pages.unwrap_or(0)) {
+            pipeline.metrics.count_refresh(reason);
+            response.refresh_worker = true;
+        }
+        job_log::done(
+            response.elapsed_seconds,
+            &response.debug.phase_ms,
+            response.debug.model_dir.as_deref(),
+            response.refresh_worker,
+        );
+        to_value(&response)
+    }
+
+    /// The packaging settings of this job.
+    fn work(&self, archive: &Path) -> PackageWork {
+        PackageWork {
+            archive: archive.to_path_buf(),
+            mtime: self.mtime,
+            max_response_bytes: self.pipeline.config.max_response_bytes,
+        }
+    }
+
+    /// Sends a progress update; best effort (docs/job-contract.md §8).
+    fn progress(&self, update: Value) {
+        if let Err(e) = self.job.context.progress(update) {
+            job_log::progress_update_failed(&e);
+        }
+    }
+
+    /// Between phases: a SIGTERM does not stop the job (docs/job-contract.md §13), but says so.
+    fn drain_notice(&self, next_phase: &str) {
+        if self.job.context.is_shutting_down() {
+            job_log::sigterm_mid_job(next_phase);
+        }
+    }
 }
 
-/// Writes MinerU's result as one archive file (the `s3` transport's packaging): no payload
-/// keys yet, the upload adds them.
-fn archive_only(
-    output: &ParseOutput,
-    basename: &str,
-    format: ArchiveFormat,
+/// Packaging's blocking file work, moved onto the blocking pool.
+struct PackageWork {
+    /// Where the `s3` archive is written (the job directory: it outlives MinerU's output).
+    archive: PathBuf,
     mtime: SystemTime,
-    archive: &Path,
-) -> Result<Packaged, PackageError> {
-    let (_, degraded) =
-        package::write_archive(&output.result_zip, basename, format, mtime, archive)?;
-    Ok(Packaged {
-        fields: Map::new(),
-        degraded,
-    })
+    max_response_bytes: u64,
+}
+
+impl PackageWork {
+    /// The transport's keys (none yet for the bucket: the upload adds them).
+    fn run(
+        &self,
+        output: &ParseOutput,
+        basename: &str,
+        delivery: Delivery,
+    ) -> Result<Packaged, PackageError> {
+        match delivery {
+            Delivery::Response(payload) => package::package(&PackageRequest {
+                result_zip: &output.result_zip,
+                work_dir: output.dir(),
+                basename,
+                payload,
+                mtime: self.mtime,
+                max_response_bytes: self.max_response_bytes,
+            }),
+            Delivery::Bucket(format) => {
+                let (_, degraded) = package::write_archive(
+                    &output.result_zip,
+                    basename,
+                    format,
+                    self.mtime,
+                    &self.archive,
+                )?;
+                Ok(Packaged {
+                    fields: Map::new(),
+                    degraded,
+                })
+            }
+        }
+    }
+}
+
+/// The `s3` archive's place in the job directory.
+fn archive_path(fetched: &Fetched, request: &ParseRequest) -> PathBuf {
+    fetched.dir.path().join(format!(
+        "{}.{}",
+        request.basename,
+        request.archive_format.as_str()
+    ))
 }
 
 /// Detects the fetched document's type and checks it before the engine sees it, in the order
 /// MinerU's own reading would pay for it: the ZIP bounds first (detection reads the central
 /// directory), then detection, agreement with MinerU's content detection, and the PDF page
 /// bound. The source's name helps only for CSV.
-async fn inspect(
+async fn inspect_file(
     path: &Path,
     major: MineruMajor,
     request: &ParseRequest,
@@ -356,17 +552,18 @@ async fn inspect(
 
 /// Inputs with non-default values that MinerU 4 ignores (docs/job-contract.md §16.4, §16.6).
 fn ignored_inputs(request: &ParseRequest, input_type: InputType) -> Vec<String> {
+    let options = &request.options;
     let mut ignored = Vec::new();
     let mut note = |field: &str, ignored_here: bool| {
         if ignored_here {
             ignored.push(field.to_owned());
         }
     };
-    note("lang", request.lang != "en");
-    note("effort", request.effort.is_some());
-    note("server_url", request.server_url.is_some());
-    note("formula_enable", !request.formula_enable);
-    note("table_enable", !request.table_enable);
+    note("lang", options.lang != "en");
+    note("effort", options.effort.is_some());
+    note("server_url", options.server_url.is_some());
+    note("formula_enable", !options.formula_enable);
+    note("table_enable", !options.table_enable);
     let not_pdf = input_type != InputType::Pdf;
     note("start_page", not_pdf && request.start_page != 0);
     note("end_page", not_pdf && request.end_page.is_some());

@@ -1,5 +1,7 @@
 //! What every job of the service shares, and the responses built from it: the probe answer,
 //! the success response and the failure response (docs/job-contract.md §5, §9).
+//! [`Pipeline::handle`] answers one job: the probe, or the job's phases
+//! ([`JobRun`](super::phases::JobRun)).
 
 use std::sync::Arc;
 
@@ -9,11 +11,12 @@ use serde_json::{Value, json};
 
 use super::failure::JobFailure;
 use super::phase::JobState;
+use super::phases::JobRun;
 use crate::config::ServiceConfig;
 use crate::engine::{Engine, Tier};
 use crate::fetch::{FetchedInput, Fetcher};
 use crate::host::HostInfo;
-use crate::input::{MineruMajor, ParseRequest, ValidationContext};
+use crate::input::{MineruMajor, ParseRequest, ValidationContext, is_probe};
 use crate::job_log;
 use crate::metrics::{JobFailed, MineruMetrics};
 use crate::package::Packaged;
@@ -43,6 +46,18 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
+    /// Answers one job: the probe, a success or a failure response.
+    pub async fn handle(self: Arc<Self>, job: Job<Value>) -> Value {
+        if is_probe(&job.input) {
+            return self.probe(&JobState::new(self.base_debug()));
+        }
+        let mut run = JobRun::new(&self, &job);
+        match run.run().await {
+            Ok(response) => response,
+            Err(failure) => self.failure_response(&run.state, failure),
+        }
+    }
+
     pub fn mineru_version(&self) -> String {
         match self.engine.version() {
             Some(v) => v,
@@ -73,6 +88,8 @@ impl Pipeline {
                 MineruMajor::V4
             },
             mineru_version: version,
+            default_tier: self.engine.default_tier().unwrap_or(self.server_tier),
+            default_ocr_mode: self.engine.default_ocr_mode(),
             max_pages_per_job: self.config.max_pages_per_job,
             vlm_server_url: self.vlm_server_url.clone(),
             s3: self.config.s3.clone(),
@@ -157,20 +174,6 @@ impl Pipeline {
             }],
             debug: state.debug.clone(),
             refresh_worker: false,
-        }
-    }
-
-    /// Sends a progress update; best effort (docs/job-contract.md §8).
-    pub fn progress(job: &Job<Value>, update: Value) {
-        if let Err(e) = job.context.progress(update) {
-            job_log::progress_update_failed(&e);
-        }
-    }
-
-    /// Between phases: a SIGTERM does not stop the job (docs/job-contract.md §13), but says so.
-    pub fn drain_notice(job: &Job<Value>, next_phase: &str) {
-        if job.context.is_shutting_down() {
-            job_log::sigterm_mid_job(next_phase);
         }
     }
 }

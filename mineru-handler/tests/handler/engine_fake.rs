@@ -6,12 +6,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mineru_handler::engine::{
-    Backend, Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest,
-    Tier, WarmupOutcome, resolve_tier,
+    Backend, Engine, EngineError, EngineState, OcrMode, PageSelection, ParseOptions, Tier,
+    WarmupOutcome, resolve_tier,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{fake_engine_config, process_gone, wait_for_state, zip_member};
+use crate::common::{Call, fake_engine_config, process_gone, wait_for_state, zip_member};
 
 fn doc(dir: &Path, name: &str) -> PathBuf {
     let path = dir.join(name);
@@ -19,14 +19,11 @@ fn doc(dir: &Path, name: &str) -> PathBuf {
     path
 }
 
-fn request(path: PathBuf, tier: Tier) -> ParseRequest {
-    ParseRequest {
+fn call(path: PathBuf, tier: Tier) -> Call {
+    Call {
         path,
         pages: PageSelection::ALL,
-        tier,
-        ocr_mode: OcrMode::Txt,
-        lang: "en".into(),
-        legacy: LegacyOptions::default(),
+        options: ParseOptions::new(tier, OcrMode::Txt),
     }
 }
 
@@ -67,7 +64,7 @@ async fn a_crash_mid_parse_fails_the_job_clearly_and_the_engine_restarts() {
 
     let err = engine
         .parse(
-            &request(doc(dir.path(), "crash.pdf"), Tier::Flash),
+            &call(doc(dir.path(), "crash.pdf"), Tier::Flash).request(),
             &CancellationToken::new(),
         )
         .await
@@ -86,7 +83,7 @@ async fn a_crash_mid_parse_fails_the_job_clearly_and_the_engine_restarts() {
     // The next job waits for the restarted engine and succeeds.
     let output = engine
         .parse(
-            &request(doc(dir.path(), "after.pdf"), Tier::Flash),
+            &call(doc(dir.path(), "after.pdf"), Tier::Flash).request(),
             &CancellationToken::new(),
         )
         .await
@@ -119,8 +116,8 @@ async fn cancelling_a_running_parse_kills_the_engine_and_warms_it_again() {
     let parse = {
         let engine = engine.clone();
         let cancel = cancel.clone();
-        let request = request(doc(dir.path(), "hang.pdf"), Tier::Flash);
-        tokio::spawn(async move { engine.parse(&request, &cancel).await })
+        let call = call(doc(dir.path(), "hang.pdf"), Tier::Flash);
+        tokio::spawn(async move { engine.parse(&call.request(), &cancel).await })
     };
     wait_for_submission(&log, "hang.pdf").await;
     cancel.cancel();
@@ -148,7 +145,7 @@ async fn cancelling_a_running_parse_kills_the_engine_and_warms_it_again() {
     }
     engine
         .parse(
-            &request(doc(dir.path(), "next.pdf"), Tier::Flash),
+            &call(doc(dir.path(), "next.pdf"), Tier::Flash).request(),
             &CancellationToken::new(),
         )
         .await
@@ -168,7 +165,7 @@ async fn the_job_timeout_cancels_a_hanging_parse_with_a_timeout_error() {
     ));
     let err = engine
         .parse(
-            &request(doc(dir.path(), "hang.pdf"), Tier::Flash),
+            &call(doc(dir.path(), "hang.pdf"), Tier::Flash).request(),
             &CancellationToken::new(),
         )
         .await
@@ -227,7 +224,7 @@ async fn a_model_preload_failure_restarts_the_engine_flash_only() {
     // A PDF that needs the missing tier is refused before it reaches MinerU.
     let err = engine
         .parse(
-            &request(doc(dir.path(), "scan.pdf"), Tier::Basic),
+            &call(doc(dir.path(), "scan.pdf"), Tier::Basic).request(),
             &CancellationToken::new(),
         )
         .await
@@ -310,14 +307,12 @@ async fn tiers_ocr_modes_and_pages_reach_the_server_as_mapped() {
     for (name, tier, ocr_mode, (start, end), want_tier, want_range) in cases {
         let output = engine
             .parse(
-                &ParseRequest {
+                &Call {
                     path: doc(dir.path(), name),
                     pages: PageSelection::from_zero_based(start, end),
-                    tier,
-                    ocr_mode,
-                    lang: "en".into(),
-                    legacy: LegacyOptions::default(),
-                },
+                    options: ParseOptions::new(tier, ocr_mode),
+                }
+                .request(),
                 &CancellationToken::new(),
             )
             .await
@@ -364,7 +359,7 @@ async fn an_engine_that_cannot_start_fails_jobs_clearly_then_gives_up() {
     assert!(status.reason.unwrap().contains("exit code 3"));
     let err = engine
         .parse(
-            &request("/nonexistent/x.pdf".into(), Tier::Flash),
+            &call("/nonexistent/x.pdf".into(), Tier::Flash).request(),
             &CancellationToken::new(),
         )
         .await

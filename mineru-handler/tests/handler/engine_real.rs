@@ -6,25 +6,21 @@
 use std::time::Duration;
 
 use mineru_handler::engine::{
-    Engine, EngineError, EngineState, LegacyOptions, OcrMode, PageSelection, ParseRequest, Tier,
-    WarmupOutcome,
+    Engine, EngineError, EngineState, OcrMode, PageSelection, ParseOptions, Tier, WarmupOutcome,
 };
 use mineru_handler::package::{ArchiveFormat, Payload};
 use tokio_util::sync::CancellationToken;
 
 use crate::common;
 use crate::common::{
-    make_fixtures, real_engine_config, tar_gz_names, wait_for_state, zip_member, zip_names,
+    Call, make_fixtures, real_engine_config, tar_gz_names, wait_for_state, zip_member, zip_names,
 };
 
-fn request(path: std::path::PathBuf, pages: PageSelection) -> ParseRequest {
-    ParseRequest {
+fn call(path: std::path::PathBuf, pages: PageSelection) -> Call {
+    Call {
         path,
         pages,
-        tier: Tier::Flash,
-        ocr_mode: OcrMode::Txt,
-        lang: "en".into(),
-        legacy: LegacyOptions::default(),
+        options: ParseOptions::new(Tier::Flash, OcrMode::Txt),
     }
 }
 
@@ -49,10 +45,11 @@ async fn real_mineru_parses_pdf_page_ranges_docx_and_html() {
     // Born-digital PDF, 0-based pages 1..=2 ⇒ MinerU pages 2-3.
     let pdf = engine
         .parse(
-            &request(
+            &call(
                 fixtures.path().join("three.pdf"),
                 PageSelection::from_zero_based(1, 2),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await
@@ -80,10 +77,11 @@ async fn real_mineru_parses_pdf_page_ranges_docx_and_html() {
     // DOCX with a picture and a table; a page range is not sent for non-PDF inputs.
     let docx = engine
         .parse(
-            &request(
+            &call(
                 fixtures.path().join("report.docx"),
                 PageSelection::from_zero_based(0, 0),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await
@@ -108,7 +106,7 @@ async fn real_mineru_parses_pdf_page_ranges_docx_and_html() {
     // HTML.
     let html = engine
         .parse(
-            &request(fixtures.path().join("page.html"), PageSelection::ALL),
+            &call(fixtures.path().join("page.html"), PageSelection::ALL).request(),
             &cancel,
         )
         .await
@@ -144,10 +142,11 @@ async fn real_mineru_errors_map_to_the_contract() {
 
     let err = engine
         .parse(
-            &request(
+            &call(
                 fixtures.path().join("three.pdf"),
                 PageSelection::from_zero_based(9, 11),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await
@@ -159,9 +158,9 @@ async fn real_mineru_errors_map_to_the_contract() {
     );
 
     // A PDF asking for a tier this model-free engine lacks is refused before MinerU sees it.
-    let mut basic = request(fixtures.path().join("three.pdf"), PageSelection::ALL);
-    basic.tier = Tier::Basic;
-    let err = engine.parse(&basic, &cancel).await.unwrap_err();
+    let mut basic = call(fixtures.path().join("three.pdf"), PageSelection::ALL);
+    basic.options.tier = Tier::Basic;
+    let err = engine.parse(&basic.request(), &cancel).await.unwrap_err();
     assert!(
         matches!(err, EngineError::TierUnavailable { .. }),
         "{err:?}"
@@ -171,7 +170,7 @@ async fn real_mineru_errors_map_to_the_contract() {
     let junk = fixtures.path().join("junk.docx");
     std::fs::write(&junk, b"garbage").unwrap();
     let err = engine
-        .parse(&request(junk, PageSelection::ALL), &cancel)
+        .parse(&call(junk, PageSelection::ALL).request(), &cancel)
         .await
         .unwrap_err();
     assert!(
@@ -196,7 +195,7 @@ async fn a_timed_out_real_parse_kills_and_rewarms_the_server() {
 
     let err = engine
         .parse(
-            &request(fixtures.path().join("big.pdf"), PageSelection::ALL),
+            &call(fixtures.path().join("big.pdf"), PageSelection::ALL).request(),
             &CancellationToken::new(),
         )
         .await
@@ -208,7 +207,7 @@ async fn a_timed_out_real_parse_kills_and_rewarms_the_server() {
     assert!(common::process_gone(first_pid));
     let docx = engine
         .parse(
-            &request(fixtures.path().join("report.docx"), PageSelection::ALL),
+            &call(fixtures.path().join("report.docx"), PageSelection::ALL).request(),
             &CancellationToken::new(),
         )
         .await

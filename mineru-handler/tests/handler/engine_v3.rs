@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mineru_handler::engine::{
-    AdapterKind, Backend, Engine, EngineConfig, EngineError, EngineState, LegacyOptions, OcrMode,
-    PageSelection, ParseRequest, Tier, WarmupOutcome,
+    AdapterKind, Backend, Engine, EngineConfig, EngineError, EngineState, OcrMode, PageSelection,
+    ParseOptions, Tier, WarmupOutcome,
 };
 use mineru_handler::package::{ArchiveFormat, Format, Payload};
 use tokio_util::sync::CancellationToken;
 
 use crate::common;
-use crate::common::{FakeVlm, mineru3_venv, tar_gz_names, zip_member, zip_names};
+use crate::common::{Call, FakeVlm, mineru3_venv, tar_gz_names, zip_member, zip_names};
 
 /// A real 3.4 engine whose warm-up runs the PDF path against the fake VLM.
 fn engine_config(vlm_url: &str) -> EngineConfig {
@@ -32,23 +32,19 @@ fn engine_config(vlm_url: &str) -> EngineConfig {
     config
 }
 
-fn request(path: PathBuf, pages: PageSelection, legacy: LegacyOptions) -> ParseRequest {
-    ParseRequest {
+fn call(path: PathBuf, pages: PageSelection, options: ParseOptions) -> Call {
+    Call {
         path,
         pages,
-        tier: Tier::Standard,
-        ocr_mode: OcrMode::Auto,
-        lang: "en".into(),
-        legacy,
+        options,
     }
 }
 
-fn backend(backend: Backend, server_url: Option<&str>) -> LegacyOptions {
-    LegacyOptions {
-        backend,
-        server_url: server_url.map(str::to_owned),
-        ..LegacyOptions::default()
-    }
+fn backend(backend: Backend, server_url: Option<&str>) -> ParseOptions {
+    let mut options = ParseOptions::new(Tier::Standard, OcrMode::Auto);
+    options.backend = backend;
+    options.server_url = server_url.map(str::to_owned);
+    options
 }
 
 /// Copies a bundled sample into `dir` under `name` (the upload's name gives 3.4 the type).
@@ -83,11 +79,12 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     // DOCX, pipeline: model-free; members under stem-free names, the stem and `office/` gone.
     let docx = engine
         .parse(
-            &request(
+            &call(
                 stage(dir.path(), "sample.docx", "report.docx"),
                 PageSelection::ALL,
                 backend(Backend::Pipeline, None),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await
@@ -147,11 +144,12 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     // (0-based page 1), each page answered with one title and one text block.
     let pdf = engine
         .parse(
-            &request(
+            &call(
                 stage(dir.path(), "sample.pdf", "paper.pdf"),
                 PageSelection::from_zero_based(1, 1),
                 backend(Backend::VlmHttpClient, Some(&vlm.url)),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await
@@ -174,11 +172,12 @@ async fn real_mineru3_parses_docx_with_pipeline_and_pdf_through_a_fake_vlm() {
     // The whole PDF: all three pages.
     let pdf = engine
         .parse(
-            &request(
+            &call(
                 stage(dir.path(), "sample.pdf", "whole.pdf"),
                 PageSelection::ALL,
                 backend(Backend::VlmHttpClient, Some(&vlm.url)),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await
@@ -200,11 +199,12 @@ async fn real_mineru3_errors_are_clear_and_the_engine_keeps_serving() {
     // The pipeline backend needs torch for PDFs; this environment has none.
     let err = engine
         .parse(
-            &request(
+            &call(
                 stage(dir.path(), "sample.pdf", "doc.pdf"),
                 PageSelection::ALL,
                 backend(Backend::Pipeline, None),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await
@@ -217,11 +217,12 @@ async fn real_mineru3_errors_are_clear_and_the_engine_keeps_serving() {
     // A type 3.4 does not take is refused at upload.
     let err = engine
         .parse(
-            &request(
+            &call(
                 stage(dir.path(), "sample.html", "page.txt"),
                 PageSelection::ALL,
                 backend(Backend::Pipeline, None),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await
@@ -232,13 +233,16 @@ async fn real_mineru3_errors_are_clear_and_the_engine_keeps_serving() {
     );
 
     // A language 3.4 does not know.
-    let mut bad_lang = request(
+    let mut bad_lang = call(
         stage(dir.path(), "sample.docx", "lang.docx"),
         PageSelection::ALL,
         backend(Backend::Pipeline, None),
     );
-    bad_lang.lang = "klingon".into();
-    let err = engine.parse(&bad_lang, &cancel).await.unwrap_err();
+    bad_lang.options.lang = "klingon".into();
+    let err = engine
+        .parse(&bad_lang.request(), &cancel)
+        .await
+        .unwrap_err();
     assert!(
         err.to_string().contains("Language klingon not supported"),
         "{err}"
@@ -247,11 +251,12 @@ async fn real_mineru3_errors_are_clear_and_the_engine_keeps_serving() {
     // Still serving.
     let docx = engine
         .parse(
-            &request(
+            &call(
                 stage(dir.path(), "sample.docx", "after.docx"),
                 PageSelection::ALL,
                 backend(Backend::Pipeline, None),
-            ),
+            )
+            .request(),
             &cancel,
         )
         .await

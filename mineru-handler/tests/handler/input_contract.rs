@@ -8,6 +8,8 @@ pub(crate) fn ctx() -> ValidationContext {
     ValidationContext {
         mineru_major: MineruMajor::V4,
         mineru_version: "4.0.12".into(),
+        default_tier: Tier::Flash,
+        default_ocr_mode: OcrMode::Txt,
         max_pages_per_job: 0,
         vlm_server_url: None,
         s3: S3Readiness::Configured,
@@ -43,12 +45,11 @@ fn defaults_fill_every_field() {
         InputSource::Url("https://example.com/a.pdf".into())
     );
     assert_eq!((req.start_page, req.end_page), (0, None));
-    assert_eq!(req.lang, "en");
-    assert_eq!(req.backend, Backend::VlmAutoEngine);
-    assert!(!req.backend_explicit);
-    assert_eq!(req.effort, None);
-    assert_eq!(req.server_url, None);
-    assert!(req.formula_enable && req.table_enable);
+    assert_eq!(req.options.lang, "en");
+    assert_eq!(req.options.backend, Backend::VlmAutoEngine);
+    assert_eq!(req.options.effort, None);
+    assert_eq!(req.options.server_url, None);
+    assert!(req.options.formula_enable && req.options.table_enable);
     assert_eq!(req.transport, Transport::TarballB64);
     assert_eq!(
         req.formats,
@@ -61,12 +62,21 @@ fn defaults_fill_every_field() {
     );
     assert_eq!(req.basename, "doc");
     assert_eq!(req.archive_format, ArchiveFormat::TarGz);
-    assert_eq!((req.tier, req.ocr_mode), (None, None));
     assert_eq!(req.pages_requested(), -1);
-    // The caller relied on the default backend: the worker's default tier applies.
+    // The caller relied on the default backend: the worker's default tier and OCR mode apply.
     assert_eq!(
-        (req.tier_or(Tier::Flash), req.tier_or(Tier::Basic)),
-        (Tier::Flash, Tier::Basic)
+        (req.options.tier, req.options.ocr_mode),
+        (Tier::Flash, OcrMode::Txt)
+    );
+    let gpu = ValidationContext {
+        default_tier: Tier::Basic,
+        default_ocr_mode: OcrMode::Auto,
+        ..ctx()
+    };
+    let req = parse_request(&json!({"file_url": "https://example.com/a.pdf"}), &gpu).unwrap();
+    assert_eq!(
+        (req.options.tier, req.options.ocr_mode),
+        (Tier::Basic, OcrMode::Auto)
     );
     assert_eq!(req.pages().page_range(), None);
 }
@@ -81,9 +91,13 @@ fn empty_strings_mean_defaults() {
         &ctx(),
     )
     .unwrap();
-    assert_eq!((req.lang.as_str(), req.basename.as_str()), ("en", "doc"));
-    assert_eq!(req.backend, Backend::VlmAutoEngine);
-    assert!(!req.backend_explicit);
+    assert_eq!(
+        (req.options.lang.as_str(), req.basename.as_str()),
+        ("en", "doc")
+    );
+    assert_eq!(req.options.backend, Backend::VlmAutoEngine);
+    // An empty backend was not sent: the default tier, not the backend's (standard).
+    assert_eq!(req.options.tier, Tier::Flash);
     assert_eq!(
         (req.transport, req.archive_format),
         (Transport::TarballB64, ArchiveFormat::TarGz)
@@ -294,11 +308,11 @@ fn steps9_and_10_backend_and_effort() {
         &ctx(),
     )
     .unwrap();
-    assert_eq!(req.tier_or(Tier::Flash), Tier::Advanced);
+    assert_eq!(req.options.tier, Tier::Advanced);
     let req = parse_request(&with(json!({"backend": "pipeline"})), &ctx()).unwrap();
-    assert_eq!(req.tier_or(Tier::Flash), Tier::Basic);
+    assert_eq!(req.options.tier, Tier::Basic);
     let req = parse_request(&with(json!({"backend": "vlm-auto-engine"})), &ctx()).unwrap();
-    assert_eq!(req.tier_or(Tier::Flash), Tier::Standard);
+    assert_eq!(req.options.tier, Tier::Standard);
 }
 
 #[test]
@@ -443,14 +457,19 @@ fn steps17_to_21_tiers_and_remote_vlm() {
         )),
         both
     );
+    let gpu = ValidationContext {
+        default_tier: Tier::Standard,
+        default_ocr_mode: OcrMode::Auto,
+        ..ctx()
+    };
     let req = parse_request(
         &with(json!({"tier": "flash", "ocr_mode": "txt", "backend": ""})),
-        &ctx(),
+        &gpu,
     )
     .unwrap();
     assert_eq!(
-        (req.tier_or(Tier::Standard), req.ocr_mode),
-        (Tier::Flash, Some(OcrMode::Txt))
+        (req.options.tier, req.options.ocr_mode),
+        (Tier::Flash, OcrMode::Txt)
     );
 
     let remote = ValidationContext {

@@ -7,7 +7,7 @@ use std::io::Write as _;
 use std::sync::{Arc, Mutex};
 
 use mineru_handler::config::WorkerConfig;
-use mineru_handler::input::{MineruMajor, ValidationContext, parse_request};
+use mineru_handler::input::{MineruMajor, OcrMode, Tier, ValidationContext, parse_request};
 use mineru_handler::package::ArchiveFormat;
 use mineru_handler::s3::{MIN_PART_SIZE, S3Uploader, Uploaded};
 use serde_json::json;
@@ -259,6 +259,8 @@ fn missing_bucket_variables_fail_validation_with_the_contract_message() {
     let ctx = ValidationContext {
         mineru_major: MineruMajor::V4,
         mineru_version: "4.0.12".into(),
+        default_tier: Tier::Standard,
+        default_ocr_mode: OcrMode::Auto,
         max_pages_per_job: 0,
         vlm_server_url: None,
         s3: config.service.s3.clone(),

@@ -7,11 +7,31 @@ use std::io::BufRead as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mineru_handler::engine::{Engine, EngineConfig, EngineState, EngineStatus, ParseOutput, Tier};
+use mineru_handler::engine::{
+    Engine, EngineConfig, EngineState, EngineStatus, PageSelection, ParseOptions, ParseOutput,
+    ParseRequest, Tier,
+};
 use mineru_handler::package::{self, PackageRequest, Packaged, Payload};
 
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// One engine call's parts, owned: [`Call::request`] borrows them as the engine takes them.
+pub struct Call {
+    pub path: PathBuf,
+    pub pages: PageSelection,
+    pub options: ParseOptions,
+}
+
+impl Call {
+    pub fn request(&self) -> ParseRequest<'_> {
+        ParseRequest {
+            path: &self.path,
+            pages: self.pages,
+            options: &self.options,
+        }
+    }
 }
 
 /// The FAKE mineru-api (tests/fakes/fake_mineru_api.py): for GPU tiers, crashes, hangs and
