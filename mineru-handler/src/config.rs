@@ -1,13 +1,18 @@
 //! The worker's configuration, read once at boot from the environment (docs/job-contract.md §15):
-//! the engine's and the fetcher's settings plus the service's own.
+//! the engine's and the fetcher's settings plus the service's own, all through the crate's one
+//! reader of variables (`vars`).
+
+use std::path::PathBuf;
 
 use crate::bounds::{Limits, LimitsError};
 use crate::engine::{self, EngineConfig};
 use crate::fetch::FetchConfig;
 use crate::input::S3Readiness;
 use crate::package::DEFAULT_MAX_RESPONSE_BYTES;
+use crate::probe::ProbeEnv;
 use crate::redact::Secrets;
 use crate::s3::{self, S3Config};
+use crate::vars::{Snapshot, Vars};
 
 /// Everything the worker reads from the environment.
 ///
@@ -24,6 +29,7 @@ use crate::s3::{self, S3Config};
 /// assert_eq!(config.service.max_response_bytes, 19_000_000);
 /// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     /// The supervised `mineru-api` engine.
     pub engine: EngineConfig,
@@ -35,6 +41,7 @@ pub struct WorkerConfig {
 
 /// The job service's settings (docs/job-contract.md §5, §12, §13, §15).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ServiceConfig {
     /// `MINERU_MAX_RESPONSE_BYTES` (19,000,000).
     pub max_response_bytes: u64,
@@ -58,6 +65,11 @@ pub struct ServiceConfig {
     pub limits: Limits,
     /// Secret values scrubbed from every error text.
     pub secrets: Secrets,
+    /// `MINERU_MODEL_BASE_DIR`, else `$HOME/.mineru/models`: MinerU 4's model directory,
+    /// whether or not it exists (`debug.model_dir` names it when it does; the probe lists it).
+    pub model_base_dir: Option<PathBuf>,
+    /// The variables the probe reports.
+    pub probe_env: ProbeEnv,
 }
 
 /// A configuration variable the worker cannot use.
@@ -78,53 +90,52 @@ pub enum WorkerConfigError {
 }
 
 impl WorkerConfig {
-    /// Reads the process environment.
+    /// Reads the process environment, once.
     pub fn from_env() -> Result<Self, WorkerConfigError> {
-        let mut service = ServiceConfig::from_lookup(|name| std::env::var(name).ok())?;
+        let env = Snapshot::take();
+        let lookup = |name: &str| env.lookup(name);
+        let vars = Vars::new(&lookup);
+        let mut config = WorkerConfig {
+            engine: EngineConfig::read(&vars, &env.names())?,
+            fetch: FetchConfig::read(&vars),
+            service: ServiceConfig::read(&vars)?,
+        };
         // Every secret of the environment, including the `OTEL_*HEADERS` values.
-        service.secrets = Secrets::from_env();
-        Ok(WorkerConfig {
-            engine: EngineConfig::from_env()?,
-            fetch: FetchConfig::from_env(),
-            service,
-        })
+        config.service.secrets = Secrets::from_vars(env.pairs());
+        Ok(config)
     }
 
     /// Reads the configuration through `lookup` (tests; production uses
     /// [`WorkerConfig::from_env`]).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerConfigError> {
+        let vars = Vars::new(&lookup);
         Ok(WorkerConfig {
-            engine: EngineConfig::from_lookup(&lookup)?,
-            fetch: FetchConfig::from_lookup(&lookup),
-            service: ServiceConfig::from_lookup(&lookup)?,
+            engine: EngineConfig::read(&vars, &[])?,
+            fetch: FetchConfig::read(&vars),
+            service: ServiceConfig::read(&vars)?,
         })
     }
 }
 
 impl ServiceConfig {
-    fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, WorkerConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+    fn read(vars: &Vars<'_>) -> Result<Self, WorkerConfigError> {
         // Negative or unparseable counts mean "off" (docs/job-contract.md §13, §15).
         let count = |name: &str| {
-            get(name).map_or(0, |v| {
-                v.parse::<i64>()
-                    .map_or(0, |n| u64::try_from(n).unwrap_or(0))
-            })
+            vars.parse::<i64>(name)
+                .ok()
+                .flatten()
+                .map_or(0, |n| u64::try_from(n).unwrap_or(0))
         };
-        let probe_allowed = get("MINERU_DISABLE_PROBE").is_none_or(|v| {
+        let probe_allowed = vars.get("MINERU_DISABLE_PROBE").is_none_or(|v| {
             matches!(
                 v.to_ascii_lowercase().as_str(),
                 "0" | "false" | "no" | "off"
             )
         });
-        let missing = S3Config::missing(&lookup);
-        let bucket = S3Config::from_lookup(&lookup)?;
+        let missing = S3Config::missing(vars);
+        let bucket = S3Config::read(vars)?;
         // A typo must not silently turn the opt-in off: it stops the worker at boot.
-        let oversize_fallback_s3 = match get("MINERU_OVERSIZE_FALLBACK") {
+        let oversize_fallback_s3 = match vars.get("MINERU_OVERSIZE_FALLBACK") {
             None => false,
             Some(v) if v.eq_ignore_ascii_case("s3") => true,
             Some(other) => return Err(WorkerConfigError::OversizeFallback(other)),
@@ -133,11 +144,13 @@ impl ServiceConfig {
             s3::REQUIRED_VARS
                 .iter()
                 .chain(&["HF_TOKEN", "RUNPOD_AI_API_KEY"])
-                .filter_map(|name| lookup(name).map(|v| ((*name).to_owned(), v))),
+                .filter_map(|name| vars.get(name).map(|v| ((*name).to_owned(), v))),
         );
         Ok(ServiceConfig {
-            max_response_bytes: get("MINERU_MAX_RESPONSE_BYTES")
-                .and_then(|v| v.parse().ok())
+            max_response_bytes: vars
+                .parse("MINERU_MAX_RESPONSE_BYTES")
+                .ok()
+                .flatten()
                 .unwrap_or(DEFAULT_MAX_RESPONSE_BYTES),
             refresh_after_jobs: count("REFRESH_WORKER_AFTER_JOBS"),
             refresh_after_pages: count("REFRESH_WORKER_AFTER_PAGES"),
@@ -150,8 +163,16 @@ impl ServiceConfig {
             },
             bucket,
             oversize_fallback_s3,
-            limits: Limits::from_lookup(&lookup)?,
+            limits: Limits::read(vars)?,
             secrets,
+            model_base_dir: vars
+                .get("MINERU_MODEL_BASE_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    vars.get("HOME")
+                        .map(|h| PathBuf::from(h).join(".mineru/models"))
+                }),
+            probe_env: ProbeEnv::read(vars),
         })
     }
 }

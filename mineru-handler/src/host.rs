@@ -1,7 +1,7 @@
 //! What the worker reports about its machine in every `debug` block (docs/job-contract.md §9.5):
 //! the GPU's static properties and the MinerU model directory, both read once at boot.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::process::Command;
 
 use crate::response::GpuInfo;
@@ -16,24 +16,16 @@ pub struct HostInfo {
 }
 
 impl HostInfo {
-    /// Reads the GPU (through `nvidia-smi`, when the driver is installed) and resolves the model
-    /// directory (`MINERU_MODEL_BASE_DIR`, else `~/.mineru/models`).
-    pub fn detect() -> HostInfo {
+    /// Reads the GPU (through `nvidia-smi`, when the driver is installed) and names the model
+    /// directory when it exists (see [`ServiceConfig::model_base_dir`](crate::config::ServiceConfig::model_base_dir)).
+    pub fn detect(model_base_dir: Option<&Path>) -> HostInfo {
         HostInfo {
             gpu: detect_gpu(),
-            model_dir: model_base_dir()
+            model_dir: model_base_dir
                 .filter(|dir| dir.is_dir())
                 .map(|dir| dir.display().to_string()),
         }
     }
-}
-
-/// The MinerU 4 model base directory, whether or not it exists.
-pub fn model_base_dir() -> Option<PathBuf> {
-    std::env::var_os("MINERU_MODEL_BASE_DIR")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".mineru/models")))
 }
 
 fn detect_gpu() -> GpuInfo {

@@ -4,11 +4,13 @@
 //! the input document to a local file, [`format`](mod@format) identifies it, [`engine`] parses
 //! it with a supervised `mineru-api` child process, [`package`] turns the engine's output into
 //! the job result (or [`s3`] uploads it), and [`response`] holds the response shapes. [`config`]
-//! reads the environment once at boot. [`python`], [`url_shape`] and [`redact`] are leaves the
+//! reads the environment once at boot, through the crate's one reader of variables (`vars`). [`python`], [`url_shape`] and [`redact`] are leaves the
 //! others share: Python-compatible texts, the URL shape rules, and keeping secrets out of text.
 //! [`bounds`] and [`polyglot`] check a fetched document before the engine sees it (its cost,
 //! and that MinerU would parse it as the type detected); [`json_int`] reads JSON integers as
 //! Python does. [`api`] serves the same jobs on a load-balancing endpoint (`RUNPOD_RUNTIME_KIND=api`).
+
+#![deny(unreachable_pub)]
 
 pub mod api;
 pub mod bounds;
@@ -31,3 +33,4 @@ pub mod response;
 pub mod s3;
 pub mod service;
 pub mod url_shape;
+mod vars;

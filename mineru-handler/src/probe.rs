@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value, json};
 
-use crate::host::model_base_dir;
+use crate::vars::Vars;
 
 /// Environment variables the probe reports (never a secret).
 const ENV_VARS: &[&str] = &[
@@ -30,52 +30,45 @@ const SEARCH_MATCHES: usize = 20;
 const SEARCH_VISITS: usize = 2_000;
 const SNAPSHOT_NAMES: usize = 5;
 
-/// The `probe` object.
-pub fn probe_object() -> Value {
-    let var = |name: &str| std::env::var(name).unwrap_or_default();
-    let env: Map<String, Value> = ENV_VARS
-        .iter()
-        .map(|name| ((*name).to_owned(), Value::String(var(name))))
-        .collect();
+/// The variables the probe reports, read once at boot with the worker's configuration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ProbeEnv {
+    /// Each reported variable's value, empty when unset.
+    pub vars: Vec<(&'static str, String)>,
+}
 
-    let hf_home = var("HF_HOME");
-    let hub_cache = [var("HF_HUB_CACHE"), var("HUGGINGFACE_HUB_CACHE")]
-        .into_iter()
-        .find(|v| !v.is_empty())
-        .or_else(|| (!hf_home.is_empty()).then(|| format!("{hf_home}/hub")))
-        .unwrap_or_default();
-    let model_base = model_base_dir()
-        .map(|p| p.display().to_string())
-        .unwrap_or_default();
-    let mut paths = Map::new();
-    for (label, path) in [
-        ("/runpod-volume".to_owned(), "/runpod-volume".to_owned()),
-        (
-            "/runpod-volume/huggingface-cache".to_owned(),
-            "/runpod-volume/huggingface-cache".to_owned(),
-        ),
-        (
-            "/runpod-volume/huggingface-cache/hub".to_owned(),
-            "/runpod-volume/huggingface-cache/hub".to_owned(),
-        ),
-        ("HF_HOME".to_owned(), hf_home.clone()),
-        (
-            "HF_HOME/hub".to_owned(),
-            if hf_home.is_empty() {
-                String::new()
-            } else {
-                format!("{hf_home}/hub")
-            },
-        ),
-        ("hub_cache".to_owned(), hub_cache),
-        ("mineru_model_base_dir".to_owned(), model_base.clone()),
-    ] {
-        paths.insert(label, list_dir(&path));
+impl ProbeEnv {
+    pub(crate) fn read(vars: &Vars<'_>) -> Self {
+        ProbeEnv {
+            vars: ENV_VARS
+                .iter()
+                .map(|name| (*name, vars.get(name).unwrap_or_default()))
+                .collect(),
+        }
     }
 
+    fn var(&self, name: &str) -> &str {
+        self.vars
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// The `probe` object: `env`, the model and cache directories' listings, and the models found.
+pub fn probe_object(env: &ProbeEnv, model_base_dir: Option<&Path>) -> Value {
+    let vars: Map<String, Value> = env
+        .vars
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), Value::String(value.clone())))
+        .collect();
+    let model_base = model_base_dir
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     let mut probe = Map::new();
-    probe.insert("env".into(), Value::Object(env));
-    probe.insert("paths".into(), Value::Object(paths));
+    probe.insert("env".into(), Value::Object(vars));
+    probe.insert("paths".into(), Value::Object(paths(env, &model_base)));
     probe.insert(
         "mineru_models".into(),
         mineru_models(Path::new(&model_base)),
@@ -86,6 +79,38 @@ pub fn probe_object() -> Value {
         probe.insert("models_search_note".into(), Value::String(note));
     }
     Value::Object(probe)
+}
+
+/// The listings of the volume's cache directories, `HF_HOME`, the hub cache and the model
+/// base directory.
+fn paths(env: &ProbeEnv, model_base: &str) -> Map<String, Value> {
+    let hf_home = env.var("HF_HOME");
+    let hub_cache = [env.var("HF_HUB_CACHE"), env.var("HUGGINGFACE_HUB_CACHE")]
+        .into_iter()
+        .find(|v| !v.is_empty())
+        .map(str::to_owned)
+        .or_else(|| (!hf_home.is_empty()).then(|| format!("{hf_home}/hub")))
+        .unwrap_or_default();
+    let hf_hub = if hf_home.is_empty() {
+        String::new()
+    } else {
+        format!("{hf_home}/hub")
+    };
+    let volume = "/runpod-volume";
+    let volume_cache = "/runpod-volume/huggingface-cache";
+    let volume_hub = "/runpod-volume/huggingface-cache/hub";
+    [
+        (volume, volume),
+        (volume_cache, volume_cache),
+        (volume_hub, volume_hub),
+        ("HF_HOME", hf_home),
+        ("HF_HOME/hub", &hf_hub),
+        ("hub_cache", &hub_cache),
+        ("mineru_model_base_dir", model_base),
+    ]
+    .into_iter()
+    .map(|(label, path)| (label.to_owned(), list_dir(path)))
+    .collect()
 }
 
 /// `d <name> -` / `f <name> <size>` lines, or a `<...>` marker.

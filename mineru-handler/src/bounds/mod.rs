@@ -11,6 +11,7 @@ pub mod archive;
 pub mod pdf;
 
 use crate::python::py_repr;
+use crate::vars::Vars;
 
 const MIB: u64 = 1024 * 1024;
 
@@ -23,6 +24,7 @@ const MIB: u64 = 1024 * 1024;
 /// assert_eq!(limits.max_archive_ratio, Limits::default().max_archive_ratio);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Limits {
     /// `MINERU_MAX_ARCHIVE_MEMBERS`: members in one ZIP-based document.
     pub max_archive_members: u64,
@@ -75,23 +77,20 @@ pub struct LimitsError {
 }
 
 impl Limits {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, LimitsError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+    /// Reads the bounds through `lookup` (the worker reads them with its whole configuration,
+    /// [`WorkerConfig::from_env`](crate::config::WorkerConfig::from_env)); unset variables keep
+    /// their defaults. A bound cannot be switched off: a typo must not silently remove it, so
+    /// it stops the worker at boot instead.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LimitsError> {
+        Self::read(&Vars::new(&lookup))
     }
 
-    /// Reads the bounds through `lookup`; unset or blank variables keep their defaults. A bound
-    /// cannot be switched off: a typo must not silently remove it, so it stops the worker at
-    /// boot instead.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, LimitsError> {
+    pub(crate) fn read(vars: &Vars<'_>) -> Result<Self, LimitsError> {
         let defaults = Limits::default();
         let read = |variable: &'static str, default: u64, unit: u64| {
-            let Some(value) = lookup(variable).map(|v| v.trim().to_owned()) else {
+            let Some(value) = vars.get(variable) else {
                 return Ok(default);
             };
-            if value.is_empty() {
-                return Ok(default);
-            }
             match value.parse::<u64>() {
                 Ok(n) if n > 0 => Ok(n.saturating_mul(unit)),
                 _ => Err(LimitsError { variable, value }),

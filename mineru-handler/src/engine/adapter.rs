@@ -46,7 +46,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(port: u16, api_key: Option<String>) -> Result<Self, EngineError> {
+    pub(super) fn new(port: u16, api_key: Option<String>) -> Result<Self, EngineError> {
         let client = reqwest::Client::builder()
             // A worker's HTTP(S)_PROXY must never see loopback traffic to the engine.
             .no_proxy()
@@ -62,7 +62,7 @@ impl Connection {
         })
     }
 
-    pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(super) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         // The default limit of an engine call; a request may set its own (uploads, probes).
         let builder = self
             .client
@@ -76,7 +76,7 @@ impl Connection {
 
     /// One readiness probe of `path`: `read` judges the answer's status and body; no answer at
     /// all is [`Health::NotYet`].
-    pub async fn probe(
+    pub(super) async fn probe(
         &self,
         path: &str,
         read: impl FnOnce(StatusCode, &[u8]) -> Health,

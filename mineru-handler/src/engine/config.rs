@@ -1,10 +1,12 @@
-//! The engine's configuration, read once from the environment (docs/engine.md §13).
+//! The engine's configuration, read once at boot with the worker's (docs/engine.md §13).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::time::Duration;
 
 use super::tier::{Backend, OcrMode, Tier};
+use crate::vars::Vars;
 
 /// Which MinerU HTTP API the engine speaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,6 +40,7 @@ pub enum WarmupFixture {
 /// assert_eq!(config.program, std::path::PathBuf::from("/opt/venv/bin/mineru-api"));
 /// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// The server executable: `MINERU_API_BIN`, else `$MINERU_VENV/bin/mineru-api`, else
     /// `mineru-api` on `PATH`.
@@ -123,170 +126,189 @@ const SECRET_VARIABLES: &[&str] = &[
 ];
 
 impl EngineConfig {
-    /// Reads the process environment.
-    pub fn from_env() -> Result<Self, EngineConfigError> {
-        let names: Vec<String> = std::env::vars_os()
-            .filter_map(|(k, _)| k.into_string().ok())
-            .collect();
-        Self::build(|name| std::env::var(name).ok(), &names)
-    }
-
-    /// Reads the configuration from a lookup function (the environment in production).
+    /// Reads the configuration from a lookup function (tests; the worker reads it with its
+    /// whole configuration, [`WorkerConfig::from_env`](crate::config::WorkerConfig::from_env)).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, EngineConfigError> {
-        Self::build(lookup, &[])
+        Self::read(&Vars::new(&lookup), &[])
     }
 
-    fn build(
-        lookup: impl Fn(&str) -> Option<String>,
+    /// Reads the configuration; `inherited_names` are the variables the child would inherit
+    /// (those carrying OTLP headers are removed from its environment).
+    pub(crate) fn read(
+        vars: &Vars<'_>,
         inherited_names: &[String],
     ) -> Result<Self, EngineConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
-        let tier = |name: &'static str| -> Result<Option<Tier>, EngineConfigError> {
-            get(name)
-                .map(|v| {
-                    v.to_ascii_lowercase()
-                        .parse()
-                        .map_err(|_| EngineConfigError {
-                            variable: name,
-                            value: v,
-                            expected: "flash, basic, standard or advanced",
-                        })
-                })
-                .transpose()
-        };
-        let seconds = |name: &'static str, default: u64| -> Result<u64, EngineConfigError> {
-            get(name).map_or(Ok(default), |v| {
-                v.parse().map_err(|_| EngineConfigError {
-                    variable: name,
-                    value: v,
-                    expected: "a whole number of seconds",
-                })
-            })
-        };
-        let flag = |name: &str, default: bool| {
-            get(name).map_or(default, |v| {
-                matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
-            })
-        };
+        let job_timeout = seconds(
+            vars,
+            "MINERU_JOB_TIMEOUT_SECONDS",
+            DEFAULT_JOB_TIMEOUT_SECONDS,
+        )?;
+        Ok(EngineConfig {
+            program: program(vars),
+            program_args: Vec::new(),
+            adapter: adapter(vars)?,
+            server_tier: server_tier(vars)?,
+            preload_models: vars.flag("MINERU_PRELOAD_MODELS", true),
+            // `0` or garbage ⇒ 1, as docs/job-contract.md §13 reads this variable.
+            max_concurrency: vars
+                .parse::<u32>("MINERU_MAX_CONCURRENCY")
+                .ok()
+                .flatten()
+                .unwrap_or(1)
+                .max(1),
+            startup_timeout: Duration::from_secs(seconds(
+                vars,
+                "MINERU_API_STARTUP_TIMEOUT_SECONDS",
+                600,
+            )?),
+            log_level: vars
+                .get("MINERU_API_LOG_LEVEL")
+                .unwrap_or_else(|| "warning".into()),
+            max_restarts: u32::try_from(seconds(vars, "MINERU_ENGINE_MAX_RESTARTS", 5)?)
+                .unwrap_or(u32::MAX),
+            job_timeout: (job_timeout > 0).then(|| Duration::from_secs(job_timeout)),
+            scratch_dir: vars.get("MINERU_SCRATCH_DIR").map(PathBuf::from),
+            skip_warmup: vars.flag("MINERU_SKIP_WARMUP", false),
+            warmup_fixture: vars
+                .get("MINERU_WARMUP_FIXTURE")
+                .map_or(WarmupFixture::Bundled, |p| WarmupFixture::Path(p.into())),
+            warmup_tier: tier(vars, "MINERU_WARMUP_TIER")?,
+            warmup_backend: warmup_backend(vars)?,
+            default_tier: tier(vars, "MINERU_DEFAULT_TIER")?,
+            default_ocr_mode: named(vars, "MINERU_DEFAULT_OCR_MODE", "auto, txt or ocr")?,
+            vlm_server_url: vars.get("MINERU_MODEL_VLM_SERVER_URL"),
+            mineru_home: vars.get("MINERU_HOME").map(PathBuf::from),
+            child_env: child_env(vars),
+            child_env_remove: child_env_remove(inherited_names),
+            parent_death_signal: vars.flag("MINERU_ENGINE_PARENT_DEATH_SIGNAL", true),
+            guard: None,
+            api_key: vars.flag("MINERU_API_KEY_HARDENING", true),
+        })
+    }
+}
 
-        let program = get("MINERU_API_BIN").map(PathBuf::from).unwrap_or_else(|| {
-            get("MINERU_VENV").map_or_else(
+/// `MINERU_API_BIN`, else `$MINERU_VENV/bin/mineru-api`, else `mineru-api` on `PATH`.
+fn program(vars: &Vars<'_>) -> PathBuf {
+    vars.get("MINERU_API_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            vars.get("MINERU_VENV").map_or_else(
                 || PathBuf::from("mineru-api"),
                 |venv| PathBuf::from(venv).join("bin").join("mineru-api"),
             )
-        });
-        let adapter = match get("MINERU_ENGINE_ADAPTER").as_deref() {
-            None => None,
-            Some("v4") => Some(AdapterKind::V4),
-            Some("v3") => Some(AdapterKind::V3),
-            Some(other) => {
-                return Err(EngineConfigError {
-                    variable: "MINERU_ENGINE_ADAPTER",
-                    value: other.to_owned(),
-                    expected: "v4 or v3",
-                });
-            }
-        };
-        let server_tier = tier("MINERU_SERVER_TIER")?.unwrap_or(Tier::Standard);
-        if server_tier == Tier::Advanced {
-            return Err(EngineConfigError {
-                variable: "MINERU_SERVER_TIER",
-                value: "advanced".into(),
-                expected: "flash, basic or standard (standard offers advanced)",
-            });
-        }
-        let default_ocr_mode = match get("MINERU_DEFAULT_OCR_MODE") {
-            None => None,
-            Some(v) => Some(
-                v.to_ascii_lowercase()
-                    .parse()
-                    .map_err(|_| EngineConfigError {
-                        variable: "MINERU_DEFAULT_OCR_MODE",
-                        value: v,
-                        expected: "auto, txt or ocr",
-                    })?,
-            ),
-        };
-        let warmup_backend = match get("MINERU_WARMUP_BACKEND") {
-            None => Backend::VlmAutoEngine,
-            Some(v) => v.parse().map_err(|_| EngineConfigError {
-                variable: "MINERU_WARMUP_BACKEND",
-                value: v,
-                expected: "a backend name such as vlm-auto-engine or pipeline",
-            })?,
-        };
-        // `0` or garbage ⇒ 1, as docs/job-contract.md §13 reads this variable.
-        let max_concurrency = get("MINERU_MAX_CONCURRENCY")
-            .and_then(|v| v.parse::<u32>().ok())
-            .unwrap_or(1)
-            .max(1);
-        let job_timeout = seconds("MINERU_JOB_TIMEOUT_SECONDS", DEFAULT_JOB_TIMEOUT_SECONDS)?;
+        })
+}
 
-        // Offline by default: `auto` model sources probe the network and rewrite config.yaml.
-        let mut child_env = Vec::new();
-        for (name, default) in [
-            ("MINERU_MODEL_SOURCE", "local"),
-            ("HF_HUB_OFFLINE", "1"),
-            ("TRANSFORMERS_OFFLINE", "1"),
-            // No outbound connections of MinerU's dependencies' own (docs/engine.md §4.2):
-            // Hugging Face datasets and telemetry, Gradio analytics, llama.cpp's downloads,
-            // and everything that honours the common opt-out.
-            ("HF_DATASETS_OFFLINE", "1"),
-            ("HF_HUB_DISABLE_TELEMETRY", "1"),
-            ("GRADIO_ANALYTICS_ENABLED", "False"),
-            ("LLAMA_ARG_OFFLINE", "1"),
-            ("DO_NOT_TRACK", "1"),
-        ] {
-            if get(name).is_none() {
-                child_env.push((name.to_owned(), default.to_owned()));
-            }
-        }
-        child_env.push(("MINERU_API_ENABLE_FASTAPI_DOCS".into(), "0".into()));
-        let mut child_env_remove: Vec<String> =
-            SECRET_VARIABLES.iter().map(|s| (*s).to_owned()).collect();
-        child_env_remove.extend(
+/// `MINERU_ENGINE_ADAPTER`.
+fn adapter(vars: &Vars<'_>) -> Result<Option<AdapterKind>, EngineConfigError> {
+    match vars.get("MINERU_ENGINE_ADAPTER").as_deref() {
+        None => Ok(None),
+        Some("v4") => Ok(Some(AdapterKind::V4)),
+        Some("v3") => Ok(Some(AdapterKind::V3)),
+        Some(other) => Err(EngineConfigError {
+            variable: "MINERU_ENGINE_ADAPTER",
+            value: other.to_owned(),
+            expected: "v4 or v3",
+        }),
+    }
+}
+
+/// `MINERU_SERVER_TIER`: the server's `--tier`, which cannot be `advanced`.
+fn server_tier(vars: &Vars<'_>) -> Result<Tier, EngineConfigError> {
+    let server_tier = tier(vars, "MINERU_SERVER_TIER")?.unwrap_or(Tier::Standard);
+    if server_tier == Tier::Advanced {
+        return Err(EngineConfigError {
+            variable: "MINERU_SERVER_TIER",
+            value: "advanced".into(),
+            expected: "flash, basic or standard (standard offers advanced)",
+        });
+    }
+    Ok(server_tier)
+}
+
+/// A tier variable.
+fn tier(vars: &Vars<'_>, name: &'static str) -> Result<Option<Tier>, EngineConfigError> {
+    named(vars, name, "flash, basic, standard or advanced")
+}
+
+/// A variable naming one of an enum's values, in any case.
+fn named<T: FromStr>(
+    vars: &Vars<'_>,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, EngineConfigError> {
+    vars.get(name)
+        .map(|value| {
+            value
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|_| EngineConfigError {
+                    variable: name,
+                    value,
+                    expected,
+                })
+        })
+        .transpose()
+}
+
+/// `MINERU_WARMUP_BACKEND` (case-sensitive, as jobs send backends).
+fn warmup_backend(vars: &Vars<'_>) -> Result<Backend, EngineConfigError> {
+    vars.parse("MINERU_WARMUP_BACKEND")
+        .map(|backend| backend.unwrap_or(Backend::VlmAutoEngine))
+        .map_err(|value| EngineConfigError {
+            variable: "MINERU_WARMUP_BACKEND",
+            value,
+            expected: "a backend name such as vlm-auto-engine or pipeline",
+        })
+}
+
+/// A whole number of seconds, `default` when unset.
+fn seconds(vars: &Vars<'_>, name: &'static str, default: u64) -> Result<u64, EngineConfigError> {
+    vars.parse(name)
+        .map(|seconds| seconds.unwrap_or(default))
+        .map_err(|value| EngineConfigError {
+            variable: name,
+            value,
+            expected: "a whole number of seconds",
+        })
+}
+
+/// Variables set for the child: offline by default (`auto` model sources probe the network
+/// and rewrite config.yaml), unless the worker sets them itself.
+fn child_env(vars: &Vars<'_>) -> Vec<(String, String)> {
+    let mut child_env: Vec<(String, String)> = [
+        ("MINERU_MODEL_SOURCE", "local"),
+        ("HF_HUB_OFFLINE", "1"),
+        ("TRANSFORMERS_OFFLINE", "1"),
+        // No outbound connections of MinerU's dependencies' own (docs/engine.md §4.2):
+        // Hugging Face datasets and telemetry, Gradio analytics, llama.cpp's downloads,
+        // and everything that honours the common opt-out.
+        ("HF_DATASETS_OFFLINE", "1"),
+        ("HF_HUB_DISABLE_TELEMETRY", "1"),
+        ("GRADIO_ANALYTICS_ENABLED", "False"),
+        ("LLAMA_ARG_OFFLINE", "1"),
+        ("DO_NOT_TRACK", "1"),
+    ]
+    .into_iter()
+    .filter(|(name, _)| !vars.is_set(name))
+    .map(|(name, value)| (name.to_owned(), value.to_owned()))
+    .collect();
+    child_env.push(("MINERU_API_ENABLE_FASTAPI_DOCS".into(), "0".into()));
+    child_env
+}
+
+/// Inherited variables the child must not see: the secrets, and every OTLP headers variable.
+fn child_env_remove(inherited_names: &[String]) -> Vec<String> {
+    SECRET_VARIABLES
+        .iter()
+        .map(|s| (*s).to_owned())
+        .chain(
             inherited_names
                 .iter()
                 .filter(|n| n.starts_with("OTEL_EXPORTER_OTLP_") && n.ends_with("HEADERS"))
                 .cloned(),
-        );
-
-        Ok(EngineConfig {
-            program,
-            program_args: Vec::new(),
-            adapter,
-            server_tier,
-            preload_models: flag("MINERU_PRELOAD_MODELS", true),
-            max_concurrency,
-            startup_timeout: Duration::from_secs(seconds(
-                "MINERU_API_STARTUP_TIMEOUT_SECONDS",
-                600,
-            )?),
-            log_level: get("MINERU_API_LOG_LEVEL").unwrap_or_else(|| "warning".into()),
-            max_restarts: u32::try_from(seconds("MINERU_ENGINE_MAX_RESTARTS", 5)?)
-                .unwrap_or(u32::MAX),
-            job_timeout: (job_timeout > 0).then(|| Duration::from_secs(job_timeout)),
-            scratch_dir: get("MINERU_SCRATCH_DIR").map(PathBuf::from),
-            skip_warmup: flag("MINERU_SKIP_WARMUP", false),
-            warmup_fixture: get("MINERU_WARMUP_FIXTURE")
-                .map_or(WarmupFixture::Bundled, |p| WarmupFixture::Path(p.into())),
-            warmup_tier: tier("MINERU_WARMUP_TIER")?,
-            warmup_backend,
-            default_tier: tier("MINERU_DEFAULT_TIER")?,
-            default_ocr_mode,
-            vlm_server_url: get("MINERU_MODEL_VLM_SERVER_URL"),
-            mineru_home: get("MINERU_HOME").map(PathBuf::from),
-            child_env,
-            child_env_remove,
-            parent_death_signal: flag("MINERU_ENGINE_PARENT_DEATH_SIGNAL", true),
-            guard: None,
-            api_key: flag("MINERU_API_KEY_HARDENING", true),
-        })
-    }
+        )
+        .collect()
 }
 
 #[cfg(test)]

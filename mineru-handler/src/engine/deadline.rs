@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 /// What a job's `policy.executionTimeout` (milliseconds) leaves for the failure to be reported.
-pub const REPORT_MARGIN: Duration = Duration::from_secs(5);
+pub(super) const REPORT_MARGIN: Duration = Duration::from_secs(5);
 
 /// The shortest limit a policy gives, whatever its value.
 const MIN_POLICY_LIMIT: Duration = Duration::from_secs(1);

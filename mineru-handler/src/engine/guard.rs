@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, Signal, WaitOptions};
 
 /// Set on the guard's process: the worker's pid. Its presence selects guard mode.
-pub const GUARD_PARENT_VAR: &str = "MINERU_ENGINE_GUARD_PARENT";
+pub(super) const GUARD_PARENT_VAR: &str = "MINERU_ENGINE_GUARD_PARENT";
 /// How long the guard keeps sweeping for descendants that are still starting up.
 const SWEEP_BUDGET: Duration = Duration::from_secs(5);
 
@@ -186,7 +186,11 @@ pub(crate) struct EngineCommand {
 impl EngineCommand {
     /// `program args`; with `key`, through the Python launcher. `None` when `key` is set but
     /// `program` is no Python script or interpreter (see [`can_pass_key`]).
-    pub fn new(program: &Path, args: &[OsString], key: Option<&str>) -> Option<EngineCommand> {
+    pub(super) fn new(
+        program: &Path,
+        args: &[OsString],
+        key: Option<&str>,
+    ) -> Option<EngineCommand> {
         let Some(key) = key else {
             let mut argv = vec![program.as_os_str().to_owned()];
             argv.extend(args.iter().cloned());
@@ -202,7 +206,7 @@ impl EngineCommand {
     }
 
     /// The same command, started by the guard (`guard` is the worker binary).
-    pub fn under_guard(mut self, guard: &Path) -> EngineCommand {
+    pub(super) fn under_guard(mut self, guard: &Path) -> EngineCommand {
         self.argv.insert(0, guard.as_os_str().to_owned());
         self
     }

@@ -88,7 +88,7 @@ pub(crate) enum RestartCause {
 
 impl RestartCause {
     /// The `reason` label of the restart metric.
-    pub fn label(&self) -> &'static str {
+    pub(super) fn label(&self) -> &'static str {
         match self {
             RestartCause::Exited(_) => "exited",
             RestartCause::EngineDead(_) => "engine_dead",
@@ -97,7 +97,7 @@ impl RestartCause {
     }
 
     /// What a job whose parse was in flight is told.
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         match self {
             RestartCause::Exited(status) => status.clone(),
             RestartCause::EngineDead(detail) => detail.clone(),
@@ -137,7 +137,7 @@ pub(crate) struct EngineCore {
 
 impl EngineCore {
     /// The core, and the receiving end of the jobs' restart requests (for the supervisor).
-    pub fn new(
+    pub(super) fn new(
         config: EngineConfig,
         adapter: Box<dyn Adapter>,
         scratch: ScratchDirs,
@@ -162,31 +162,31 @@ impl EngineCore {
         (core, restart_rx)
     }
 
-    pub fn set_restart_observer(&self, observer: RestartObserver) {
+    pub(super) fn set_restart_observer(&self, observer: RestartObserver) {
         let _ = self.restart_observer.set(observer);
     }
 
-    pub fn phase(&self) -> EnginePhase {
+    pub(super) fn phase(&self) -> EnginePhase {
         self.phase.borrow().clone()
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<EnginePhase> {
+    pub(super) fn subscribe(&self) -> watch::Receiver<EnginePhase> {
         self.phase.subscribe()
     }
 
-    pub fn set_phase(&self, phase: EnginePhase) {
+    pub(super) fn set_phase(&self, phase: EnginePhase) {
         self.phase.send_replace(phase);
     }
 
-    pub fn is_failed(&self) -> bool {
+    pub(super) fn is_failed(&self) -> bool {
         matches!(&*self.phase.borrow(), EnginePhase::Failed { .. })
     }
 
-    pub fn is_available(&self) -> bool {
+    pub(super) fn is_available(&self) -> bool {
         matches!(&*self.phase.borrow(), EnginePhase::Ready(_))
     }
 
-    pub fn version(&self) -> Option<String> {
+    pub(super) fn version(&self) -> Option<String> {
         self.version
             .read()
             .unwrap_or_else(PoisonError::into_inner)
@@ -194,14 +194,14 @@ impl EngineCore {
     }
 
     /// Keeps the first version learnt (the installed distribution's wins over a health answer).
-    pub fn set_version(&self, version: &str) {
+    pub(super) fn set_version(&self, version: &str) {
         let mut slot = self.version.write().unwrap_or_else(PoisonError::into_inner);
         if slot.is_none() {
             *slot = Some(version.to_owned());
         }
     }
 
-    pub fn count_restart(&self, reason: &'static str) {
+    pub(super) fn count_restart(&self, reason: &'static str) {
         self.restarts.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(reason, "mineru.engine.restarts.total");
         if let Some(observer) = self.restart_observer.get() {
@@ -216,13 +216,13 @@ impl EngineCore {
         }
     }
 
-    pub fn default_tier(&self) -> Option<Tier> {
+    pub(super) fn default_tier(&self) -> Option<Tier> {
         self.config
             .default_tier
             .or_else(|| self.live_tiers().into_iter().max())
     }
 
-    pub fn default_ocr_mode(&self) -> OcrMode {
+    pub(super) fn default_ocr_mode(&self) -> OcrMode {
         let highest = self
             .live_tiers()
             .into_iter()
@@ -232,7 +232,7 @@ impl EngineCore {
     }
 
     /// Asks the supervisor to replace `generation` (a later generation is left alone).
-    pub fn request_restart(&self, generation: u64, cause: RestartCause) {
+    pub(super) fn request_restart(&self, generation: u64, cause: RestartCause) {
         // Leave Ready at once, so a job arriving before the supervisor acts waits for the
         // replacement instead of starting on the generation about to be killed.
         let description = cause.describe();
@@ -251,7 +251,7 @@ impl EngineCore {
     }
 
     /// Waits for a usable engine, at most the start-up timeout.
-    pub async fn wait_live(&self) -> Result<Arc<Live>, EngineError> {
+    pub(super) async fn wait_live(&self) -> Result<Arc<Live>, EngineError> {
         let mut rx = self.phase.subscribe();
         let settled = |p: &EnginePhase| {
             !matches!(
@@ -298,7 +298,7 @@ impl EngineCore {
     }
 
     /// The public snapshot.
-    pub fn status(&self) -> EngineStatus {
+    pub(super) fn status(&self) -> EngineStatus {
         let (state, reason, tiers, pid) = match self.phase() {
             EnginePhase::Stopped => (EngineState::Stopped, None, vec![], None),
             EnginePhase::Starting => (EngineState::Starting, None, vec![], None),

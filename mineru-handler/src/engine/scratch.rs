@@ -23,7 +23,7 @@ pub(crate) struct ScratchDirs {
 }
 
 impl ScratchDirs {
-    pub fn create(config: &EngineConfig) -> std::io::Result<Self> {
+    pub(super) fn create(config: &EngineConfig) -> std::io::Result<Self> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("mineru-handler-");
         // tempfile creates directories with mode 0700.
@@ -55,14 +55,14 @@ impl ScratchDirs {
     }
 
     /// A new private directory under `jobs/` (removed when dropped).
-    pub fn job_dir(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
+    pub(super) fn job_dir(&self, prefix: &str) -> std::io::Result<tempfile::TempDir> {
         tempfile::Builder::new()
             .prefix(prefix)
             .tempdir_in(&self.jobs)
     }
 
     /// The scratch area itself.
-    pub fn root(&self) -> &Path {
+    pub(super) fn root(&self) -> &Path {
         &self.root
     }
 }

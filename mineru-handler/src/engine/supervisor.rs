@@ -1,6 +1,7 @@
 //! The `mineru-api` child process: starting it in its own process group, forwarding its
 //! output, waiting for readiness, restarting it when it dies, and stopping it.
 
+use std::ops::ControlFlow;
 use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -81,7 +82,7 @@ pub(crate) struct Supervisor {
 }
 
 impl Supervisor {
-    pub fn new(restarts: mpsc::UnboundedReceiver<RestartRequest>) -> Self {
+    pub(super) fn new(restarts: mpsc::UnboundedReceiver<RestartRequest>) -> Self {
         Supervisor {
             restarts: Mutex::new(Some(restarts)),
             task: Mutex::new(None),
@@ -91,7 +92,7 @@ impl Supervisor {
     /// Spawns the supervisor unless it already runs, the engine has failed or is stopping
     /// (needs a Tokio runtime). `on_restarted` builds the restart hook, only when the
     /// supervisor is actually spawned (this is called before every parse).
-    pub fn start(&self, core: &Arc<EngineCore>, on_restarted: impl FnOnce() -> OnRestarted) {
+    pub(super) fn start(&self, core: &Arc<EngineCore>, on_restarted: impl FnOnce() -> OnRestarted) {
         if core.is_failed() || core.stop.is_cancelled() {
             return;
         }
@@ -109,7 +110,7 @@ impl Supervisor {
     }
 
     /// Waits for a stopping supervisor to finish.
-    pub async fn join(&self) {
+    pub(super) async fn join(&self) {
         let task = self
             .task
             .lock()
@@ -122,125 +123,174 @@ impl Supervisor {
     }
 }
 
-/// The supervisor task: owns the child for the engine's whole life.
+/// The supervisor task: owns the child for the engine's whole life, one generation (a start
+/// and the child's life until it must be replaced) after another.
 async fn supervise(
     shared: Arc<EngineCore>,
-    mut restarts: mpsc::UnboundedReceiver<RestartRequest>,
+    restarts: mpsc::UnboundedReceiver<RestartRequest>,
     on_restarted: OnRestarted,
 ) {
-    let config = &shared.config;
-    let stop = shared.stop.clone();
-    let mut generation = 0_u64;
-    let mut failed_starts = 0_u32;
-    let mut crash_streak = 0_u32;
-    // Set once the configured tier could not load its models: run flash-only from then on.
-    let mut degraded: Option<String> = None;
-    let mut started_once = false;
-    loop {
-        generation += 1;
+    let mut supervision = Supervision {
+        shared,
+        restarts,
+        on_restarted,
+        generation: 0,
+        failed_starts: 0,
+        crash_streak: 0,
+        degraded: None,
+        started_once: false,
+    };
+    while supervision.generation().await.is_continue() {}
+    supervision.shared.set_phase(EnginePhase::Stopped);
+}
+
+/// The supervisor's state across the engine's generations.
+struct Supervision {
+    shared: Arc<EngineCore>,
+    restarts: mpsc::UnboundedReceiver<RestartRequest>,
+    on_restarted: OnRestarted,
+    generation: u64,
+    /// Failed starts in a row.
+    failed_starts: u32,
+    /// Crashes in a row, each within [`STABLE_AFTER`] of its start.
+    crash_streak: u32,
+    /// Set once the configured tier could not load its models: run flash-only from then on.
+    degraded: Option<String>,
+    started_once: bool,
+}
+
+impl Supervision {
+    /// One generation: a start, the child's life, and the restart that ends it; `Break` when
+    /// the engine stops.
+    async fn generation(&mut self) -> ControlFlow<()> {
+        self.generation += 1;
+        let stop = self.shared.stop.clone();
         let attempt = tokio::select! {
-            attempt = start(&shared, generation, degraded.as_deref()) => attempt,
-            () = stop.cancelled() => break,
+            attempt = start(&self.shared, self.generation, self.degraded.as_deref()) => attempt,
+            () = stop.cancelled() => return ControlFlow::Break(()),
         };
         let (mut running, live) = match attempt {
             Ok(started) => started,
-            Err(StartFailure::Preload { code, message })
-                if degraded.is_none() && config.server_tier != Tier::Flash =>
+            Err(failure) => return self.start_failed(failure).await,
+        };
+        self.failed_starts = 0;
+        let ready_at = Instant::now();
+        self.shared.set_phase(EnginePhase::Ready(Arc::new(live)));
+        // The first start is warmed by `Engine::warmup`; later ones warm themselves.
+        if self.started_once {
+            (self.on_restarted)();
+        }
+        self.started_once = true;
+        let cause = self.watch(&mut running).await?;
+        self.restart(running, cause, ready_at).await
+    }
+
+    /// A failed start: flash-only after a model preload failure, else a retry with backoff
+    /// until `MINERU_ENGINE_MAX_RESTARTS` failed starts make the engine Failed.
+    async fn start_failed(&mut self, failure: StartFailure) -> ControlFlow<()> {
+        let shared = &self.shared;
+        let reason = match failure {
+            StartFailure::Preload { code, message }
+                if self.degraded.is_none() && shared.config.server_tier != Tier::Flash =>
             {
                 tracing::error!(
                     code = %code,
                     "MinerU models could not be loaded ({message}); restarting the engine flash-only"
                 );
                 shared.count_restart("preload_failed");
-                degraded = Some(format!("{message} ({code})"));
-                continue;
+                self.degraded = Some(format!("{message} ({code})"));
+                return ControlFlow::Continue(());
             }
-            Err(failure) => {
-                let reason = match failure {
-                    StartFailure::Preload { code, message } => format!("{message} ({code})"),
-                    StartFailure::Other(reason) => reason,
-                };
-                failed_starts += 1;
-                if failed_starts >= config.max_restarts.max(1) {
-                    tracing::error!(
-                        attempts = failed_starts,
-                        "MinerU engine failed to start {failed_starts} times in a row; giving up: {reason}"
-                    );
-                    shared.set_phase(EnginePhase::Failed { reason });
-                    stop.cancelled().await;
-                    break;
-                }
-                let delay = backoff(failed_starts);
-                tracing::warn!(
-                    attempt = failed_starts,
-                    retry_in_s = delay.as_secs(),
-                    "MinerU engine failed to start: {reason}"
-                );
-                shared.set_phase(EnginePhase::Restarting {
-                    cause: reason.clone(),
-                    last_start_error: Some(reason),
-                });
-                tokio::select! {
-                    () = tokio::time::sleep(delay) => continue,
-                    () = stop.cancelled() => break,
-                }
-            }
+            StartFailure::Preload { code, message } => format!("{message} ({code})"),
+            StartFailure::Other(reason) => reason,
         };
-        failed_starts = 0;
-        let ready_at = Instant::now();
-        shared.set_phase(EnginePhase::Ready(Arc::new(live)));
-        // The first start is warmed by `Engine::warmup`; later ones warm themselves.
-        if started_once {
-            on_restarted();
+        self.failed_starts += 1;
+        let failed_starts = self.failed_starts;
+        if failed_starts >= shared.config.max_restarts.max(1) {
+            tracing::error!(
+                attempts = failed_starts,
+                "MinerU engine failed to start {failed_starts} times in a row; giving up: {reason}"
+            );
+            shared.set_phase(EnginePhase::Failed { reason });
+            shared.stop.cancelled().await;
+            return ControlFlow::Break(());
         }
-        started_once = true;
+        let delay = backoff(failed_starts);
+        tracing::warn!(
+            attempt = failed_starts,
+            retry_in_s = delay.as_secs(),
+            "MinerU engine failed to start: {reason}"
+        );
+        shared.set_phase(EnginePhase::Restarting {
+            cause: reason.clone(),
+            last_start_error: Some(reason),
+        });
+        self.pause(delay).await
+    }
 
-        let cause = loop {
+    /// Watches a ready child until it must be replaced (why); `Break` once it is stopped for
+    /// good.
+    async fn watch(&mut self, running: &mut Running) -> ControlFlow<(), RestartCause> {
+        let stop = self.shared.stop.clone();
+        loop {
             tokio::select! {
                 status = running.child.wait() => {
-                    break RestartCause::Exited(describe_exit(status));
+                    return ControlFlow::Continue(RestartCause::Exited(describe_exit(status)));
                 }
-                request = restarts.recv() => match request {
-                    Some(r) if r.generation == generation => break r.cause,
+                request = self.restarts.recv() => match request {
+                    Some(r) if r.generation == self.generation => {
+                        return ControlFlow::Continue(r.cause);
+                    }
                     Some(_) => continue,
                     None => {
                         stop.cancelled().await;
                         running.stop(SHUTDOWN_GRACE).await;
-                        shared.set_phase(EnginePhase::Stopped);
-                        return;
+                        return ControlFlow::Break(());
                     }
                 },
                 () = stop.cancelled() => {
                     running.stop(SHUTDOWN_GRACE).await;
-                    shared.set_phase(EnginePhase::Stopped);
-                    return;
+                    return ControlFlow::Break(());
                 }
             }
-        };
+        }
+    }
+
+    /// Stops the child for `cause`; a crash waits out its backoff, a cancellation does not.
+    async fn restart(
+        &mut self,
+        mut running: Running,
+        cause: RestartCause,
+        ready_at: Instant,
+    ) -> ControlFlow<()> {
         tracing::warn!(
             reason = cause.label(),
             "restarting the MinerU engine: {}",
             cause.describe()
         );
-        shared.count_restart(cause.label());
-        shared.set_phase(EnginePhase::Restarting {
+        self.shared.count_restart(cause.label());
+        self.shared.set_phase(EnginePhase::Restarting {
             cause: cause.describe(),
             last_start_error: None,
         });
         running.stop(CANCEL_GRACE).await;
         if matches!(cause, RestartCause::Cancel) {
-            continue;
+            return ControlFlow::Continue(());
         }
         if ready_at.elapsed() >= STABLE_AFTER {
-            crash_streak = 0;
+            self.crash_streak = 0;
         }
-        crash_streak += 1;
+        self.crash_streak += 1;
+        self.pause(backoff(self.crash_streak)).await
+    }
+
+    /// Waits `delay` before the next start, unless the engine stops first.
+    async fn pause(&self, delay: Duration) -> ControlFlow<()> {
         tokio::select! {
-            () = tokio::time::sleep(backoff(crash_streak)) => {}
-            () = stop.cancelled() => break,
+            () = tokio::time::sleep(delay) => ControlFlow::Continue(()),
+            () = self.shared.stop.cancelled() => ControlFlow::Break(()),
         }
     }
-    shared.set_phase(EnginePhase::Stopped);
 }
 
 /// 1 s, 2 s, 4 s, … capped at 30 s.

@@ -67,19 +67,19 @@ pub(crate) struct Warmup {
 }
 
 impl Warmup {
-    pub fn new(core: Arc<EngineCore>) -> Self {
+    pub(super) fn new(core: Arc<EngineCore>) -> Self {
         Warmup {
             core,
             observer: OnceLock::new(),
         }
     }
 
-    pub fn set_observer(&self, observer: WarmupObserver) {
+    pub(super) fn set_observer(&self, observer: WarmupObserver) {
         let _ = self.observer.set(observer);
     }
 
     /// The warm-up parse in its `mineru.warmup` span, reported to the observer.
-    pub async fn run(&self, trigger: WarmupTrigger) -> WarmupReport {
+    pub(super) async fn run(&self, trigger: WarmupTrigger) -> WarmupReport {
         let started = Instant::now();
         let backend = self.core.config.warmup_backend;
         let span = tracing::info_span!(

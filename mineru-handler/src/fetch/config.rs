@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::vars::Vars;
+
 /// One mebibyte.
 pub(crate) const MIB: u64 = 1024 * 1024;
 
@@ -11,6 +13,7 @@ pub(crate) const MIB: u64 = 1024 * 1024;
 /// [`Default`] gives the contract's defaults with the routability checks on, no proxies and the
 /// default volume roots.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct FetchConfig {
     /// `MINERU_ALLOW_LOCAL_FETCH`: skip the routability checks (local testing only).
     pub allow_local_fetch: bool,
@@ -41,6 +44,7 @@ pub struct FetchConfig {
 
 /// `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY` (upper case first, then lower case).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ProxyConfig {
     /// Proxy for `http` URLs.
     pub http: Option<String>,
@@ -78,24 +82,9 @@ fn default_volume_roots() -> Vec<PathBuf> {
         .collect()
 }
 
-/// `1`, `true`, `yes` or `on`, trimmed, case-insensitive.
-fn is_truthy(value: Option<&str>) -> bool {
-    value.is_some_and(|v| {
-        matches!(
-            v.trim().to_ascii_lowercase().as_str(),
-            "1" | "true" | "yes" | "on"
-        )
-    })
-}
-
 impl FetchConfig {
-    /// Read the configuration from the process environment.
-    pub fn from_env() -> FetchConfig {
-        FetchConfig::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Read the configuration through `var` (an environment lookup), so it can be built from
-    /// any source.
+    /// Read the configuration through `var` (an environment lookup; the worker reads it with
+    /// its whole configuration, [`WorkerConfig::from_env`](crate::config::WorkerConfig::from_env)).
     ///
     /// ```
     /// use mineru_handler::fetch::FetchConfig;
@@ -109,38 +98,43 @@ impl FetchConfig {
     /// assert_eq!(cfg.volume_max_mb, 1024);
     /// ```
     pub fn from_lookup(var: impl Fn(&str) -> Option<String>) -> FetchConfig {
-        let env_or_lower = |name: &str| {
-            var(name)
-                .or_else(|| var(&name.to_ascii_lowercase()))
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
+        Self::read(&Vars::new(&var))
+    }
+
+    pub(crate) fn read(vars: &Vars<'_>) -> FetchConfig {
+        // A proxy variable in upper case wins over its lower-case spelling.
+        let proxy = |name: &str| {
+            vars.get(name)
+                .or_else(|| vars.get(&name.to_ascii_lowercase()))
         };
-        let roots: Vec<PathBuf> = var("MINERU_VOLUME_ROOTS")
+        let roots: Vec<PathBuf> = vars
+            .get("MINERU_VOLUME_ROOTS")
             .unwrap_or_default()
             .split(',')
             .map(str::trim)
             .filter(|r| !r.is_empty() && Path::new(r).is_absolute())
             .map(PathBuf::from)
             .collect();
-        FetchConfig {
-            allow_local_fetch: is_truthy(var("MINERU_ALLOW_LOCAL_FETCH").as_deref()),
+        let mut config = FetchConfig {
+            allow_local_fetch: vars.flag("MINERU_ALLOW_LOCAL_FETCH", false),
             proxies: ProxyConfig {
-                http: env_or_lower("HTTP_PROXY"),
-                https: env_or_lower("HTTPS_PROXY"),
-                all: env_or_lower("ALL_PROXY"),
-                no_proxy: env_or_lower("NO_PROXY"),
+                http: proxy("HTTP_PROXY"),
+                https: proxy("HTTPS_PROXY"),
+                all: proxy("ALL_PROXY"),
+                no_proxy: proxy("NO_PROXY"),
             },
-            volume_roots: if roots.is_empty() {
-                default_volume_roots()
-            } else {
-                roots
-            },
-            volume_max_mb: var("MINERU_MAX_VOLUME_FILE_MB")
-                .and_then(|v| v.trim().parse::<u64>().ok())
+            volume_max_mb: vars
+                .parse::<u64>("MINERU_MAX_VOLUME_FILE_MB")
+                .ok()
+                .flatten()
                 .filter(|&mb| mb > 0)
                 .unwrap_or(1024),
             ..FetchConfig::default()
+        };
+        if !roots.is_empty() {
+            config.volume_roots = roots;
         }
+        config
     }
 }
 

@@ -43,7 +43,7 @@ const S_IFLNK: u32 = 0o120_000;
 impl ResultArchive {
     /// Opens the zip and lists its members, reporting unsafe or unresolvable ones in
     /// `degraded`.
-    pub fn open(
+    pub(super) fn open(
         path: &Path,
         basename: &str,
         degraded: &mut Degraded,
@@ -93,7 +93,7 @@ impl ResultArchive {
     }
 
     /// Reads one member's bytes (once; the caller validates and writes these same bytes).
-    pub fn read(&mut self, member: &Member) -> std::io::Result<Vec<u8>> {
+    pub(super) fn read(&mut self, member: &Member) -> std::io::Result<Vec<u8>> {
         let mut entry = self.zip.by_index(member.index)?;
         let mut bytes = Vec::with_capacity(usize::try_from(entry.size()).unwrap_or(0).min(1 << 26));
         entry.read_to_end(&mut bytes)?;
@@ -101,7 +101,7 @@ impl ResultArchive {
     }
 
     /// The member with this role, if any.
-    pub fn find(&self, role: &Role) -> Option<Member> {
+    pub(super) fn find(&self, role: &Role) -> Option<Member> {
         self.members.iter().find(|m| &m.role == role).cloned()
     }
 }

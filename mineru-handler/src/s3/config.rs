@@ -3,6 +3,7 @@
 use url::Url;
 
 use crate::redact::redact_url_text;
+use crate::vars::Vars;
 
 /// The required variables, in the contract's order (docs/job-contract.md §11).
 pub const REQUIRED_VARS: [&str; 4] = [
@@ -39,6 +40,7 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// assert!(!format!("{config:?}").contains("secret"));
 /// ```
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct S3Config {
     /// `BUCKET_ENDPOINT_URL`; requests use path-style URLs under it.
     pub endpoint: Url,
@@ -86,11 +88,11 @@ impl S3Config {
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<S3Config>, S3ConfigError> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_owned())
-                .filter(|v| !v.is_empty())
-        };
+        Self::read(&Vars::new(&lookup))
+    }
+
+    pub(crate) fn read(vars: &Vars<'_>) -> Result<Option<S3Config>, S3ConfigError> {
+        let get = |name: &str| vars.get(name);
         let [
             Some(endpoint),
             Some(bucket),
@@ -128,11 +130,11 @@ impl S3Config {
         }))
     }
 
-    /// The required variables that `lookup` lacks (or has blank), in the contract's order.
-    pub fn missing(lookup: impl Fn(&str) -> Option<String>) -> Vec<String> {
+    /// The required variables that are not set, in the contract's order.
+    pub(crate) fn missing(vars: &Vars<'_>) -> Vec<String> {
         REQUIRED_VARS
             .iter()
-            .filter(|name| lookup(name).is_none_or(|v| v.trim().is_empty()))
+            .filter(|name| !vars.is_set(name))
             .map(|name| (*name).to_owned())
             .collect()
     }
@@ -203,11 +205,12 @@ mod tests {
                 .unwrap_or_else(|e| panic!("{e}"))
                 .is_none()
         );
-        let missing = S3Config::missing(|name| match name {
+        let lookup = |name: &str| match name {
             "BUCKET_ENDPOINT_URL" => Some("http://h".into()),
             "BUCKET_NAME" => Some("  ".into()),
             _ => None,
-        });
+        };
+        let missing = S3Config::missing(&Vars::new(&lookup));
         assert_eq!(
             missing,
             [

@@ -27,7 +27,7 @@ pub(super) struct JobFailure {
 }
 
 impl JobFailure {
-    pub fn new(error_type: &'static str, error: &dyn std::error::Error) -> Self {
+    pub(super) fn new(error_type: &'static str, error: &dyn std::error::Error) -> Self {
         let mut traceback = format!("{error_type}: {error}");
         let mut source = error.source();
         while let Some(cause) = source {
@@ -44,7 +44,7 @@ impl JobFailure {
     }
 
     /// A probe on an endpoint that disabled it (docs/job-contract.md §5).
-    pub fn probe_disabled() -> Self {
+    pub(super) fn probe_disabled() -> Self {
         JobFailure {
             error_type: "ValueError",
             message: "probe is disabled on this endpoint (MINERU_DISABLE_PROBE)".into(),
@@ -54,7 +54,7 @@ impl JobFailure {
     }
 
     /// Records the failure on a phase span: ERROR status and one `exception` event.
-    pub fn record_on(&self, span: &tracing::Span, config: &ServiceConfig) {
+    pub(super) fn record_on(&self, span: &tracing::Span, config: &ServiceConfig) {
         let message = compact(&self.message, ERROR_LIMIT, &config.secrets);
         span.record("otel.status_code", "ERROR");
         span.record("otel.status_message", message.as_str());

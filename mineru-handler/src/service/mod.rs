@@ -6,7 +6,8 @@
 //! Each phase runs in its own span under the runtime's job span (`mineru.fetch_input`,
 //! `mineru.parse`, `mineru.package`; docs/telemetry.md §5.2), and the warm-up in
 //! `mineru.warmup`. Inside: `pipeline` (what the jobs share, and the responses), `phases` (one
-//! job's route), `phase` (the one helper every phase runs through) and `failure`.
+//! job's route: the probe gate, then validate → fetch_input → inspect → parse → package →
+//! finish), `phase` (the one helper every phase runs through) and `failure`.
 
 mod failure;
 mod phase;
@@ -103,6 +104,7 @@ impl MineruService {
         // Other jobs' staged inputs and results must never be readable through volume_path.
         fetch.scratch_dirs.push(engine.scratch_dir().to_path_buf());
         let fetcher = Fetcher::new(fetch)?;
+        let host = HostInfo::detect(service.model_base_dir.as_deref());
         let s3 = service.bucket.as_ref().map(S3Uploader::new).transpose()?;
         let recycler = Arc::new(Recycler::new(
             service.refresh_after_jobs,
@@ -114,7 +116,7 @@ impl MineruService {
                 engine,
                 fetcher,
                 config: service,
-                host: HostInfo::detect(),
+                host,
                 server_tier,
                 vlm_server_url,
                 parse_slots,
@@ -154,6 +156,6 @@ impl tower::Service<Job<Value>> for MineruService {
 
     fn call(&mut self, job: Job<Value>) -> Self::Future {
         let pipeline = Arc::clone(&self.pipeline);
-        Box::pin(async move { Ok(pipeline.handle(job).await) })
+        Box::pin(async move { Ok(phases::handle(pipeline, job).await) })
     }
 }

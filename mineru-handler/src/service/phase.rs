@@ -24,7 +24,7 @@ pub(super) struct JobState {
 }
 
 impl JobState {
-    pub fn new(debug: DebugInfo) -> Self {
+    pub(super) fn new(debug: DebugInfo) -> Self {
         JobState {
             started: Instant::now(),
             debug,
@@ -35,7 +35,7 @@ impl JobState {
     }
 
     /// Enters `phase`, whose work runs in `span`.
-    pub fn begin<'a>(
+    pub(super) fn begin<'a>(
         &mut self,
         phase: JobPhase,
         span: tracing::Span,
@@ -61,12 +61,15 @@ pub(super) struct PhaseRun<'a> {
 
 impl PhaseRun<'_> {
     /// Records a field of the phase span.
-    pub fn record(&self, field: &str, value: impl tracing::Value) {
+    pub(super) fn record(&self, field: &str, value: impl tracing::Value) {
         self.span.record(field, value);
     }
 
     /// Awaits `step` inside the span.
-    pub async fn run<T, E>(&self, step: impl Future<Output = Result<T, E>>) -> Result<T, JobFailure>
+    pub(super) async fn run<T, E>(
+        &self,
+        step: impl Future<Output = Result<T, E>>,
+    ) -> Result<T, JobFailure>
     where
         JobFailure: From<E>,
     {
@@ -76,7 +79,7 @@ impl PhaseRun<'_> {
 
     /// Runs `step` on its own task inside the span, so it goes on when the job's future is
     /// dropped; a panic becomes the job's failure.
-    pub async fn spawn<T, E>(
+    pub(super) async fn spawn<T, E>(
         &self,
         step: impl Future<Output = Result<T, E>> + Send + 'static,
     ) -> Result<T, JobFailure>
@@ -90,7 +93,7 @@ impl PhaseRun<'_> {
     }
 
     /// Runs blocking file work on the blocking pool, inside the span.
-    pub async fn blocking<T, E>(
+    pub(super) async fn blocking<T, E>(
         &self,
         work: impl FnOnce() -> Result<T, E> + Send + 'static,
     ) -> Result<T, JobFailure>
@@ -119,13 +122,13 @@ impl PhaseRun<'_> {
     }
 
     /// Records `failure` on the phase span and passes it on.
-    pub fn fail(&self, failure: JobFailure) -> JobFailure {
+    pub(super) fn fail(&self, failure: JobFailure) -> JobFailure {
         failure.record_on(&self.span, self.config);
         failure
     }
 
     /// The phase's time so far, as the response's `debug.phase_ms` reports it.
-    pub fn stamp(&self, state: &mut JobState) {
+    pub(super) fn stamp(&self, state: &mut JobState) {
         let ms = Some(PhaseTimings::ms(self.started.elapsed()));
         let timings = &mut state.debug.phase_ms;
         match self.phase {
@@ -137,7 +140,7 @@ impl PhaseRun<'_> {
     }
 
     /// Ends the phase: its duration goes to the phase histogram, and its span closes.
-    pub fn finish(self, metrics: &MineruMetrics) {
+    pub(super) fn finish(self, metrics: &MineruMetrics) {
         metrics.phase_done(self.phase, self.started.elapsed());
     }
 }

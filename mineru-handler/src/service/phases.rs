@@ -1,4 +1,5 @@
-//! One job's route (docs/job-contract.md §1), as [`JobRun`]'s phases in order: `validate`,
+//! One job's route (docs/job-contract.md §1): [`handle`] answers the probe, or runs the job
+//! through [`JobRun`]'s phases in order: `validate`,
 //! `fetch_input`, `inspect` (format detection and the bounds), `parse`, `package` (with the
 //! response size check and the oversize fallback) and `finish`. Each phase that has a span
 //! (docs/telemetry.md §5.2) declares it, and runs through the phase helper; any failure
@@ -21,7 +22,7 @@ use crate::bounds::{self, Limits};
 use crate::engine::{self, Deadline, PageSelection, ParseOutput};
 use crate::fetch::FetchedInput;
 use crate::format::{InputType, detect_file};
-use crate::input::{InputSource, MineruMajor, ParseRequest, Transport, parse_request};
+use crate::input::{InputSource, MineruMajor, ParseRequest, Transport, is_probe, parse_request};
 use crate::job_log;
 use crate::metrics::{JobPhase, JobSuccess};
 use crate::package::{
@@ -31,12 +32,24 @@ use crate::polyglot;
 use crate::response::SuccessResponse;
 use crate::s3::S3Error;
 
+/// Answers one job: the probe, a success or a failure response.
+pub(super) async fn handle(pipeline: Arc<Pipeline>, job: Job<Value>) -> Value {
+    if is_probe(&job.input) {
+        return pipeline.probe(&JobState::new(pipeline.base_debug()));
+    }
+    let mut run = JobRun::new(&pipeline, &job);
+    match run.run().await {
+        Ok(response) => response,
+        Err(failure) => pipeline.failure_response(&run.state, failure),
+    }
+}
+
 /// One job on its way through the phases: the service's parts, the job, and what it has
 /// produced so far (for the failure response, whatever phase fails).
 pub(super) struct JobRun<'a> {
     pipeline: &'a Pipeline,
     job: &'a Job<Value>,
-    pub(super) state: JobState,
+    state: JobState,
     /// The archive members' modification time: the job's start.
     mtime: SystemTime,
     /// The engine's deadline, counted from the job's start as RunPod's execution timeout is.
@@ -111,7 +124,7 @@ impl Delivery {
 }
 
 impl<'a> JobRun<'a> {
-    pub(super) fn new(pipeline: &'a Pipeline, job: &'a Job<Value>) -> Self {
+    fn new(pipeline: &'a Pipeline, job: &'a Job<Value>) -> Self {
         JobRun {
             pipeline,
             job,
@@ -126,7 +139,7 @@ impl<'a> JobRun<'a> {
     }
 
     /// The phases in order; the response on success.
-    pub(super) async fn run(&mut self) -> Result<Value, JobFailure> {
+    async fn run(&mut self) -> Result<Value, JobFailure> {
         let (request, major) = self.validate()?;
         let fetched = self.fetch_input(&request).await?;
         let staged = self.inspect(&request, &fetched, major).await?;

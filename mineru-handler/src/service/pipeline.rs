@@ -1,22 +1,18 @@
 //! What every job of the service shares, and the responses built from it: the probe answer,
 //! the success response and the failure response (docs/job-contract.md §5, §9).
-//! [`Pipeline::handle`] answers one job: the probe, or the job's phases
-//! ([`JobRun`](super::phases::JobRun)).
 
 use std::sync::Arc;
 
-use runpod_handler::Job;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::failure::JobFailure;
 use super::phase::JobState;
-use super::phases::JobRun;
 use crate::config::ServiceConfig;
 use crate::engine::{Engine, Tier};
 use crate::fetch::{FetchedInput, Fetcher};
 use crate::host::HostInfo;
-use crate::input::{MineruMajor, ParseRequest, ValidationContext, is_probe};
+use crate::input::{MineruMajor, ParseRequest, ValidationContext};
 use crate::job_log;
 use crate::metrics::{JobFailed, MineruMetrics};
 use crate::package::Packaged;
@@ -46,19 +42,7 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
-    /// Answers one job: the probe, a success or a failure response.
-    pub async fn handle(self: Arc<Self>, job: Job<Value>) -> Value {
-        if is_probe(&job.input) {
-            return self.probe(&JobState::new(self.base_debug()));
-        }
-        let mut run = JobRun::new(&self, &job);
-        match run.run().await {
-            Ok(response) => response,
-            Err(failure) => self.failure_response(&run.state, failure),
-        }
-    }
-
-    pub fn mineru_version(&self) -> String {
+    pub(super) fn mineru_version(&self) -> String {
         match self.engine.version() {
             Some(v) => v,
             None => format!(
@@ -71,7 +55,7 @@ impl Pipeline {
         }
     }
 
-    pub fn base_debug(&self) -> DebugInfo {
+    pub(super) fn base_debug(&self) -> DebugInfo {
         DebugInfo {
             gpu: self.host.gpu.clone(),
             model_dir: self.host.model_dir.clone(),
@@ -79,7 +63,7 @@ impl Pipeline {
         }
     }
 
-    pub fn validation_context(&self) -> ValidationContext {
+    pub(super) fn validation_context(&self) -> ValidationContext {
         let version = self.engine.version().unwrap_or_else(|| "4.x".into());
         ValidationContext {
             mineru_major: if version.starts_with("3.") {
@@ -97,7 +81,7 @@ impl Pipeline {
     }
 
     /// The probe's answer (docs/job-contract.md §5).
-    pub fn probe(&self, state: &JobState) -> Value {
+    pub(super) fn probe(&self, state: &JobState) -> Value {
         if !self.config.probe_allowed {
             return self.failure_response(state, JobFailure::probe_disabled());
         }
@@ -107,7 +91,10 @@ impl Pipeline {
             "elapsed_seconds": seconds(state.started.elapsed()),
             "mineru_version": self.mineru_version(),
             "mineru_available": self.engine.is_available(),
-            "probe": crate::probe::probe_object(),
+            "probe": crate::probe::probe_object(
+                &self.config.probe_env,
+                self.config.model_base_dir.as_deref(),
+            ),
             "debug": {
                 "gpu": self.host.gpu,
                 "model_dir": self.host.model_dir,
@@ -117,7 +104,7 @@ impl Pipeline {
     }
 
     /// The failure response (docs/job-contract.md §9.4), logged and counted.
-    pub fn failure_response(&self, state: &JobState, failure: JobFailure) -> Value {
+    pub(super) fn failure_response(&self, state: &JobState, failure: JobFailure) -> Value {
         job_log::failed(
             failure.error_type,
             &compact(&failure.message, ERROR_LIMIT, &self.config.secrets),
@@ -154,7 +141,7 @@ impl Pipeline {
     }
 
     /// The success response (docs/job-contract.md §9.1) for a packaged result.
-    pub fn success_response(
+    pub(super) fn success_response(
         &self,
         state: &JobState,
         request: &ParseRequest,

@@ -34,10 +34,9 @@ fn fixture() -> Fixture {
 }
 
 fn config(f: &Fixture) -> FetchConfig {
-    FetchConfig {
-        volume_roots: vec![f.root.clone()],
-        ..FetchConfig::default()
-    }
+    let mut config = FetchConfig::default();
+    config.volume_roots = vec![f.root.clone()];
+    config
 }
 
 async fn fetch(
@@ -123,10 +122,8 @@ async fn escapes_are_refused() {
     // A root given through a symlink is resolved too: the file is inside it.
     let root_link = f.outside.join("root-link");
     symlink(&f.root, &root_link).unwrap();
-    let cfg = FetchConfig {
-        volume_roots: vec![root_link.clone()],
-        ..FetchConfig::default()
-    };
+    let mut cfg = FetchConfig::default();
+    cfg.volume_roots = vec![root_link.clone()];
     let path = f.root.join("doc.pdf").display().to_string();
     assert!(fetch(cfg, &path, &f.out).await.is_ok());
 }
@@ -191,10 +188,8 @@ async fn the_scratch_area_is_never_readable() {
     let scratch = f.root.join("scratch");
     std::fs::create_dir(&scratch).unwrap();
     std::fs::write(scratch.join("other-job.pdf"), b"%PDF-1.7 another job").unwrap();
-    let cfg = FetchConfig {
-        scratch_dirs: vec![scratch.clone()],
-        ..config(&f)
-    };
+    let mut cfg = config(&f);
+    cfg.scratch_dirs = vec![scratch.clone()];
     let path = scratch.join("other-job.pdf").display().to_string();
     assert_eq!(
         fetch(cfg, &path, &f.out).await.unwrap_err().to_string(),
@@ -207,10 +202,8 @@ async fn size_cap() {
     let f = fixture();
     std::fs::write(f.root.join("big.pdf"), vec![0u8; 1024 * 1024 + 1]).unwrap();
     std::fs::write(f.root.join("exact.pdf"), vec![0u8; 1024 * 1024]).unwrap();
-    let cfg = FetchConfig {
-        volume_max_mb: 1,
-        ..config(&f)
-    };
+    let mut cfg = config(&f);
+    cfg.volume_max_mb = 1;
     let big = f.root.join("big.pdf").display().to_string();
     let err = fetch(cfg.clone(), &big, &f.out).await.unwrap_err();
     assert_eq!(
