@@ -241,6 +241,30 @@ mod tests {
     }
 
     #[test]
+    fn the_probe_and_model_directory_are_read_at_boot_with_one_set_rule() {
+        let c = config(&[("HF_HOME", " /models "), ("HOME", "/root")]);
+        assert!(
+            c.probe_env
+                .vars
+                .contains(&("HF_HOME", "/models".to_owned()))
+        );
+        assert!(c.probe_env.vars.contains(&("MINERU_HOME", String::new())));
+        assert_eq!(
+            c.model_base_dir,
+            Some(PathBuf::from("/root/.mineru/models"))
+        );
+        let c = config(&[("MINERU_MODEL_BASE_DIR", " "), ("HOME", "/root")]);
+        assert_eq!(
+            c.model_base_dir,
+            Some(PathBuf::from("/root/.mineru/models")),
+            "a blank variable is unset"
+        );
+        let c = config(&[("MINERU_MODEL_BASE_DIR", "/m")]);
+        assert_eq!(c.model_base_dir, Some(PathBuf::from("/m")));
+        assert_eq!(config(&[]).model_base_dir, None);
+    }
+
+    #[test]
     fn oversize_fallback_is_s3_or_off_and_a_typo_is_an_error() {
         assert!(!config(&[]).oversize_fallback_s3);
         assert!(!config(&[("MINERU_OVERSIZE_FALLBACK", " ")]).oversize_fallback_s3);

@@ -229,8 +229,7 @@ impl MineruMetrics {
             .add(1, &[KeyValue::new("reason", reason.as_str())]);
     }
 
-    /// An engine restart (`exited`, `engine_dead`, `cancel`, `restore_check`,
-    /// `preload_failed`).
+    /// An engine restart (`exited`, `engine_dead`, `cancel`, `preload_failed`).
     pub fn count_engine_restart(&self, reason: &'static str) {
         self.engine_restarts
             .add(1, &[KeyValue::new("reason", reason)]);

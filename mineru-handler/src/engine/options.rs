@@ -4,7 +4,7 @@
 //! Validation (`input::parse_request`) builds the options once, with the worker's defaults
 //! applied; the job carries them, and each engine call borrows them down to the adapter that
 //! sends them. A new MinerU input is one field here, its rule in `input/`, and the adapter
-//! that sends it (docs/engine.md §5.1 lists the files).
+//! that sends it (docs/engine.md §14.1 lists the files).
 
 use std::path::Path;
 

@@ -176,5 +176,15 @@ mod tests {
             Some("http://proxy.internal:3128")
         );
         assert_eq!(cfg.proxies.no_proxy.as_deref(), Some("example.com"));
+        // A blank variable is unset: the lower-case spelling applies.
+        let cfg = FetchConfig::from_lookup(|n| match n {
+            "HTTP_PROXY" => Some(" ".into()),
+            "http_proxy" => Some("http://lower.internal:3128".into()),
+            _ => None,
+        });
+        assert_eq!(
+            cfg.proxies.http.as_deref(),
+            Some("http://lower.internal:3128")
+        );
     }
 }

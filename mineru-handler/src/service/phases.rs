@@ -1,6 +1,6 @@
 //! One job's route (docs/job-contract.md §1): [`handle`] answers the probe, or runs the job
-//! through [`JobRun`]'s phases in order: `validate`,
-//! `fetch_input`, `inspect` (format detection and the bounds), `parse`, `package` (with the
+//! through [`JobRun`]'s phases in order: `validate`, `fetch_input`, `inspect` (format
+//! detection and the bounds), `parse` (one engine call for a page range), `package` (with the
 //! response size check and the oversize fallback) and `finish`. Each phase that has a span
 //! (docs/telemetry.md §5.2) declares it, and runs through the phase helper; any failure
 //! becomes the contract's failure response (docs/job-contract.md §9.4).
@@ -46,7 +46,7 @@ pub(super) async fn handle(pipeline: Arc<Pipeline>, job: Job<Value>) -> Value {
 
 /// One job on its way through the phases: the service's parts, the job, and what it has
 /// produced so far (for the failure response, whatever phase fails).
-pub(super) struct JobRun<'a> {
+struct JobRun<'a> {
     pipeline: &'a Pipeline,
     job: &'a Job<Value>,
     state: JobState,

@@ -497,4 +497,21 @@ async fn an_engine_restart_warms_up_again_in_its_own_span() {
         warmup.series,
         BTreeMap::from([(labels(&[("backend", "pipeline"), ("status", "ok")]), 2)])
     );
+    // One restart: the crashed child is seen exiting, or a poll finds it gone first.
+    let restarts = &metrics["mineru.engine.restarts.total"];
+    assert_eq!(
+        (&restarts.kind, restarts.unit.as_str()),
+        (&Kind::Counter, "1")
+    );
+    let [(reason, count)]: [_; 1] = restarts
+        .series
+        .iter()
+        .collect::<Vec<_>>()
+        .try_into()
+        .unwrap();
+    assert!(
+        ["exited", "engine_dead"].contains(&reason["reason"].as_str()),
+        "{reason:?}"
+    );
+    assert_eq!(*count, 1);
 }
