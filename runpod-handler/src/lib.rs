@@ -82,7 +82,7 @@ use serde::de::DeserializeOwned;
 /// Shorthand for `Runtime::from_env()?.run(service).await`; see [`Runtime`] for options.
 pub async fn run<S, T>(service: S) -> Result<(), Error>
 where
-    S: tower::Service<Job<T>> + Clone + Send + 'static,
+    S: tower::Service<Job<T>> + Clone + Send + Sync + 'static,
     S::Response: IntoJobOutput,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,

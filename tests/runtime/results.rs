@@ -27,7 +27,7 @@ fn on_pod() -> Runtime {
     Runtime::new(Config::from_parts(lookup, std::iter::empty::<String>()).unwrap())
 }
 
-async fn probe_worker() -> TestWorker<runpod_handler::JobService> {
+async fn probe_worker() -> TestWorker {
     TestWorker::start(on_pod(), service_fn(probe::handle)).await
 }
 
