@@ -81,7 +81,7 @@ impl WorkerConfig {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, WorkerConfigError> {
         let mut service = ServiceConfig::from_lookup(|name| std::env::var(name).ok())?;
-        // Every secret of the environment, including the `OTEL_*HEADERS` values.
+        // Every secret of the environment, including variables secret by their name alone.
         service.secrets = Secrets::from_env();
         Ok(WorkerConfig {
             engine: EngineConfig::from_env()?,
@@ -129,12 +129,9 @@ impl ServiceConfig {
             Some(v) if v.eq_ignore_ascii_case("s3") => true,
             Some(other) => return Err(WorkerConfigError::OversizeFallback(other)),
         };
-        let secrets = Secrets::from_vars(
-            s3::REQUIRED_VARS
-                .iter()
-                .chain(&["HF_TOKEN", "RUNPOD_AI_API_KEY"])
-                .filter_map(|name| lookup(name).map(|v| ((*name).to_owned(), v))),
-        );
+        // The rule production uses; only a variable secret by its name alone needs the whole
+        // environment (`WorkerConfig::from_env`).
+        let secrets = Secrets::from_lookup(&lookup);
         Ok(ServiceConfig {
             max_response_bytes: get("MINERU_MAX_RESPONSE_BYTES")
                 .and_then(|v| v.parse().ok())

@@ -1,6 +1,7 @@
 //! Configuration, read once from the environment and the command line into [`Config`].
 
 use crate::cli::Args;
+use crate::redact::Secrets;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -165,6 +166,10 @@ pub struct Config {
     pub log_capture: LogCapture,
     /// The local API's request body limits, RunPod's own by default.
     pub body_limits: BodyLimits,
+    /// The secret values redacted from what the worker shows (the start-up failure report):
+    /// from the whole environment with [`from_env`](Self::from_env), from the known
+    /// credential variables with [`from_parts`](Self::from_parts).
+    pub secrets: Secrets,
 }
 
 /// The largest request bodies the local API accepts (docs/protocol.md §15.3), in bytes.
@@ -207,7 +212,10 @@ const DEFAULT_PING_MS: u64 = 10_000;
 impl Config {
     /// Reads the process environment and command line.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_parts(|name| std::env::var(name).ok(), std::env::args().skip(1))
+        let mut config =
+            Self::from_parts(|name| std::env::var(name).ok(), std::env::args().skip(1))?;
+        config.secrets = Secrets::from_env();
+        Ok(config)
     }
 
     /// Reads from a variable lookup and the arguments (without the program name); for tests.
@@ -332,6 +340,7 @@ impl Config {
             start_timeout,
             log_capture,
             body_limits,
+            secrets: Secrets::from_lookup(&var),
         })
     }
 

@@ -48,6 +48,7 @@ mod output;
 mod ping;
 mod post;
 mod progress;
+pub mod redact;
 mod runtime;
 mod service;
 mod signal;

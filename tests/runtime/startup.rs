@@ -52,7 +52,7 @@ async fn a_failed_start_with_no_job_held_answers_one_taken_job_and_exits_with_an
     assert_eq!(payload["runpod_version"], "1.12.0");
     let logs = payload["logs"].as_str().unwrap();
     assert!(
-        logs.contains("probe: loading weights with key <redacted>"),
+        logs.contains("probe: loading weights with key [REDACTED]"),
         "{logs}"
     );
     assert!(!logs.contains("rpa_TESTKEY"), "{logs}");
