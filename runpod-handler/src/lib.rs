@@ -43,7 +43,7 @@ mod kind;
 #[cfg(feature = "lb")]
 pub mod lb;
 mod local;
-mod log;
+pub mod log;
 mod output;
 mod ping;
 mod post;

@@ -30,7 +30,8 @@ pub enum TelemetryError {
         message: String,
     },
     /// Another global `tracing` subscriber was installed first, so neither the JSON logger
-    /// nor the span bridge can be installed.
+    /// nor the span bridge can be installed; compose them into that subscriber with
+    /// [`TelemetryBuilder::init_layer`](crate::TelemetryBuilder::init_layer) instead.
     #[error("SubscriberError: a global tracing subscriber is already set")]
     SubscriberAlreadySet,
 }
