@@ -26,6 +26,8 @@
 //! [`testing::TestWorker`] runs a handler through the same stack in a unit test and shows what
 //! RunPod would have received.
 
+#![deny(unreachable_pub)]
+
 mod body;
 mod cli;
 mod client;
@@ -62,7 +64,7 @@ mod worker;
 
 pub use completion::{Completion, Outcome, PostFailure};
 pub use concurrency::Concurrency;
-pub use config::{ApiKey, Config, ConfigError, LogCapture, LogLevel, Mode, Webhooks};
+pub use config::{ApiKey, BodyLimits, Config, ConfigError, LogCapture, LogLevel, Mode, Webhooks};
 pub use error::{BoxError, Error, JobError};
 pub use job::{Job, JobContext};
 pub use kind::RuntimeKind;

@@ -4,6 +4,7 @@ use crate::signal::Signal;
 
 /// A configuration that telemetry cannot export with.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// An endpoint variable does not hold a usable `http(s)://host` URL.
     #[error("{variable}: {reason}")]
@@ -17,6 +18,7 @@ pub enum ConfigError {
 
 /// Why telemetry export could not be started; the worker then runs with stdout logs only.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TelemetryError {
     /// The `OTEL_*` configuration is unusable.
     #[error("ConfigError: {0}")]
