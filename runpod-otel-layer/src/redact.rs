@@ -41,10 +41,9 @@ impl Redactor {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::EnvConfig;
 
     fn redactor(vars: &[(&str, &str)]) -> Redactor {
-        EnvConfig::from_pairs(vars).redactor
+        Redactor::new(Secrets::from_vars(vars.iter().copied()))
     }
 
     #[test]
