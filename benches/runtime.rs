@@ -16,7 +16,7 @@
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
-use test_support::{FakeRunpod, Worker, example};
+use test_support::{FakeRunpod, Worker, bin};
 
 struct Sample {
     first_take: Duration,
@@ -128,7 +128,7 @@ async fn main() {
         20
     };
     let sdk_jobs = env_count("SDK_JOBS", 8);
-    let probe = example("protocol_probe");
+    let probe = bin("protocol_probe");
     let mut rows = vec![
         "| worker | concurrency | jobs | start → first take | jobs/s | take → done p50 | peak RSS |".to_owned(),
         "| --- | --- | --- | --- | --- | --- | --- |".to_owned(),

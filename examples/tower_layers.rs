@@ -66,6 +66,7 @@ fn handler(
 ) -> impl Service<Job<Input>, Response = serde_json::Value, Error = BoxError, Future: Send>
 + Clone
 + Send
++ Sync
 + 'static {
     let handler = service_fn(move |job: Job<Input>| {
         let stopwords = Arc::clone(&stopwords);
@@ -98,10 +99,7 @@ fn handler(
 }
 
 /// The runtime around it: concurrency, the completion log, and the warm-up.
-fn configure(
-    runtime: Runtime,
-    stopwords: Arc<OnceLock<Stopwords>>,
-) -> Runtime<impl Layer<JobService, Service = JobService>> {
+fn configure(runtime: Runtime, stopwords: Arc<OnceLock<Stopwords>>) -> Runtime {
     runtime
         .concurrency(Concurrency::fixed(4))
         .layer(LogCompletion)

@@ -3,8 +3,8 @@
 plain listening socket on loopback: the time from spawning the process to the arrival of its
 first job-take request head. Python stdlib only.
 
-Usage: cargo build --release --example protocol_probe
-       scripts/first-take.py target/release/examples/protocol_probe [VAR=value ...]
+Usage: cargo build --release --bin protocol_probe
+       scripts/first-take.py target/release/protocol_probe [VAR=value ...]
 """
 import socket,subprocess,time,os,statistics,sys
 res=[]

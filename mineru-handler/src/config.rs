@@ -100,7 +100,7 @@ impl WorkerConfig {
             fetch: FetchConfig::read(&vars),
             service: ServiceConfig::read(&vars)?,
         };
-        // Every secret of the environment, including the `OTEL_*HEADERS` values.
+        // Every secret of the environment, including variables secret by their name alone.
         config.service.secrets = Secrets::from_vars(env.pairs());
         Ok(config)
     }
@@ -140,12 +140,9 @@ impl ServiceConfig {
             Some(v) if v.eq_ignore_ascii_case("s3") => true,
             Some(other) => return Err(WorkerConfigError::OversizeFallback(other)),
         };
-        let secrets = Secrets::from_vars(
-            s3::REQUIRED_VARS
-                .iter()
-                .chain(&["HF_TOKEN", "RUNPOD_AI_API_KEY"])
-                .filter_map(|name| vars.get(name).map(|v| ((*name).to_owned(), v))),
-        );
+        // The rule production uses; only a variable secret by its name alone needs the whole
+        // environment (`WorkerConfig::from_env`).
+        let secrets = Secrets::from_lookup(|name| vars.get(name));
         Ok(ServiceConfig {
             max_response_bytes: vars
                 .parse("MINERU_MAX_RESPONSE_BYTES")

@@ -1,10 +1,16 @@
 //! Removing secrets from text before it reaches an error message, a log line, a span or a
-//! result: URLs reduced to `scheme://host/path`, and the worker's known secret values
-//! ([`Secrets`]) replaced, by [`compact`].
+//! result, with the workspace's one redaction ([`runpod_handler::redact`]): URLs reduced to
+//! `scheme://host/path`, and the worker's known secret values ([`Secrets`]) replaced by
+//! `[REDACTED]`. This module adds only the job contract's dressing: URLs normalised and their
+//! paths cut in text, and length limits ([`compact`]).
 //!
 //! Presigned URLs carry their signature in the query string, and any URL may carry
 //! `user:password@`; neither may leave the worker (docs/job-contract.md §14, §17 fix 3).
 
+pub use runpod_handler::redact::Secrets;
+/// A URL kept as written, minus userinfo, query and fragment. For messages that quote what the
+/// caller sent (a URL the parser would rewrite, such as `http:///x`, stays recognisable).
+pub use runpod_handler::redact::url as redact_url_text;
 use url::Url;
 
 /// A URL reduced to `scheme://host[:port]/path`: userinfo, query and fragment are dropped, the
@@ -36,39 +42,13 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
-/// A URL kept as written, minus userinfo, query and fragment. For messages that quote what the
-/// caller sent (a URL the parser would rewrite, such as `http:///x`, stays recognisable).
-///
-/// ```
-/// use mineru_handler::redact::redact_url_text;
-/// assert_eq!(redact_url_text("http://k:s@h:99999/x?sig=1"), "http://h:99999/x");
-/// ```
-pub fn redact_url_text(raw: &str) -> String {
-    let cut = raw.find(['?', '#']).unwrap_or(raw.len());
-    let without_query = &raw[..cut];
-    let Some(scheme_end) = without_query.find("://") else {
-        // No authority, so no userinfo; keep only up to any `@` to be safe.
-        return without_query
-            .rsplit_once('@')
-            .map_or(without_query, |(_, rest)| rest)
-            .to_owned();
-    };
-    let (scheme, rest) = without_query.split_at(scheme_end + 3);
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-    format!("{scheme}{host}{path}")
-}
-
 /// The longest path kept by [`redact_urls_in_text`] before it is cut with `...`.
 const TEXT_PATH_LIMIT: usize = 60;
 
 /// Reduce every URL-shaped token in free text to `scheme://host[:port]/path`, the path cut to
 /// 60 characters (docs/job-contract.md §14 step 2). Used for error text and anything logged.
 ///
-/// A token is a scheme (a letter, then letters, digits, `+`, `.`, `-`) not preceded by a scheme
-/// character, `://`, then everything up to whitespace, a quote or `<>`; trailing `.,;:!?)]}`
-/// stay outside the URL.
+/// URL tokens are found as [`runpod_handler::redact::map_urls`] finds them.
 ///
 /// ```
 /// use mineru_handler::redact::redact_urls_in_text;
@@ -78,42 +58,7 @@ const TEXT_PATH_LIMIT: usize = 60;
 /// );
 /// ```
 pub fn redact_urls_in_text(text: &str) -> String {
-    let is_scheme_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-');
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(sep) = rest.find("://") {
-        // Walk back over scheme characters to the token start.
-        let before = &rest[..sep];
-        let scheme_start = before
-            .char_indices()
-            .rev()
-            .take_while(|&(_, c)| is_scheme_char(c))
-            .last()
-            .map_or(sep, |(i, _)| i);
-        // The scheme must start with a letter; skip leading digits/marks that cannot start one.
-        let scheme_start = before[scheme_start..]
-            .char_indices()
-            .find(|&(_, c)| c.is_ascii_alphabetic())
-            .map_or(sep, |(i, _)| scheme_start + i);
-        let after = &rest[sep + 3..];
-        let token_len = after
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>'))
-            .unwrap_or(after.len());
-        if scheme_start == sep || token_len == 0 {
-            out.push_str(&rest[..sep + 3]);
-            rest = after;
-            continue;
-        }
-        let mut token = &after[..token_len];
-        let trimmed = token.trim_end_matches(['.', ',', ';', ':', '!', '?', ')', ']', '}']);
-        token = trimmed;
-        out.push_str(&rest[..scheme_start]);
-        let url = format!("{}://{}", &rest[scheme_start..sep], token);
-        out.push_str(&shorten_path(&redact_url(&url)));
-        rest = &after[token.len()..];
-    }
-    out.push_str(rest);
-    out
+    runpod_handler::redact::map_urls(text, |url| shorten_path(&redact_url(url)))
 }
 
 fn shorten_path(redacted: &str) -> String {
@@ -131,65 +76,6 @@ fn shorten_path(redacted: &str) -> String {
     }
 }
 
-/// Known secret values, replaced by `[REDACTED]` wherever text leaves the worker. Read once at
-/// start-up.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Secrets(Vec<String>);
-
-impl Secrets {
-    /// Read the secret values from the process environment.
-    pub fn from_env() -> Secrets {
-        Secrets::from_vars(std::env::vars())
-    }
-
-    /// Pick the secret values out of `(name, value)` pairs: `BUCKET_SECRET_ACCESS_KEY`,
-    /// `BUCKET_ACCESS_KEY_ID`, `HF_TOKEN`, `RUNPOD_AI_API_KEY`, and `OTEL_*HEADERS` (the whole
-    /// value and each header's value).
-    ///
-    /// ```
-    /// use mineru_handler::redact::{compact, Secrets};
-    /// let secrets = Secrets::from_vars([
-    ///     ("HF_TOKEN".to_owned(), "hf_abc123".to_owned()),
-    ///     ("OTEL_EXPORTER_OTLP_HEADERS".to_owned(), "authorization=Bearer s3cr3t".to_owned()),
-    ///     ("HOME".to_owned(), "/root".to_owned()),
-    /// ]);
-    /// assert_eq!(
-    ///     compact("token hf_abc123 and Bearer s3cr3t in /root", 100, &secrets),
-    ///     "token [REDACTED] and [REDACTED] in /root"
-    /// );
-    /// ```
-    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Secrets {
-        let mut values = Vec::new();
-        for (name, value) in vars {
-            let value = value.trim().to_owned();
-            if value.is_empty() {
-                continue;
-            }
-            if name.starts_with("OTEL_") && name.ends_with("HEADERS") {
-                for header in value.split(',') {
-                    if let Some((_, v)) = header.split_once('=') {
-                        values.push(v.trim().to_owned());
-                    }
-                }
-                values.push(value);
-            } else if matches!(
-                name.as_str(),
-                "BUCKET_SECRET_ACCESS_KEY"
-                    | "BUCKET_ACCESS_KEY_ID"
-                    | "HF_TOKEN"
-                    | "RUNPOD_AI_API_KEY"
-            ) {
-                values.push(value);
-            }
-        }
-        values.retain(|v| !v.is_empty());
-        // Longest first, so a value containing another is replaced whole.
-        values.sort_by_key(|v| std::cmp::Reverse(v.len()));
-        values.dedup();
-        Secrets(values)
-    }
-}
-
 /// Compact text for the response, logs and spans (docs/job-contract.md §14): URL tokens reduced,
 /// secret values replaced, then cut to `limit` characters with a note of how much was cut.
 ///
@@ -204,10 +90,7 @@ pub fn compact(text: &str, limit: usize, secrets: &Secrets) -> String {
     let original_len = text.chars().count();
     let window = limit.saturating_mul(4);
     let scanned: String = text.chars().take(window).collect();
-    let mut result = redact_urls_in_text(&scanned);
-    for secret in &secrets.0 {
-        result = result.replace(secret.as_str(), "[REDACTED]");
-    }
+    let result = secrets.redact(&redact_urls_in_text(&scanned)).into_owned();
     if original_len > window || result.chars().count() > limit {
         let kept: String = result.chars().take(limit).collect();
         format!(

@@ -1,6 +1,7 @@
 //! Configuration, read once from the environment and the command line into [`Config`].
 
 use crate::cli::Args;
+use crate::redact::Secrets;
 use std::fmt;
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -61,7 +62,7 @@ impl LogLevel {
     }
 
     /// The matching `tracing` filter.
-    pub fn as_filter(self) -> tracing_subscriber::filter::LevelFilter {
+    pub(crate) fn as_filter(self) -> tracing_subscriber::filter::LevelFilter {
         use tracing_subscriber::filter::LevelFilter;
         match self {
             Self::NotSet => LevelFilter::OFF,
@@ -96,6 +97,7 @@ impl fmt::Debug for ApiKey {
 
 /// RunPod's URL templates (docs/protocol.md §2.3), placeholders not yet substituted.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Webhooks {
     /// `RUNPOD_WEBHOOK_GET_JOB`.
     pub get_job: String,
@@ -109,6 +111,7 @@ pub struct Webhooks {
 
 /// Which of the SDK's run modes this process is in (docs/protocol.md §1.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Mode {
     /// Serving RunPod's job queue.
     Worker(Webhooks),
@@ -125,8 +128,10 @@ pub enum Mode {
     },
 }
 
-/// Everything the runtime reads from its environment, once, at start.
+/// Everything the runtime reads from its environment, once, at start: a variable counts as
+/// set when its value, trimmed, is not empty.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// The run mode.
     pub mode: Mode,
@@ -165,10 +170,15 @@ pub struct Config {
     pub log_capture: LogCapture,
     /// The local API's request body limits, RunPod's own by default.
     pub body_limits: BodyLimits,
+    /// The secret values redacted from what the worker shows (the start-up failure report):
+    /// from the whole environment with [`from_env`](Self::from_env), from the known
+    /// credential variables with [`from_parts`](Self::from_parts).
+    pub secrets: Secrets,
 }
 
 /// The largest request bodies the local API accepts (docs/protocol.md §15.3), in bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct BodyLimits {
     /// `/run`: `RUNPOD_LOCAL_RUN_MAX_BODY_MB` (10, RunPod's limit), in decimal megabytes.
     pub run: usize,
@@ -190,6 +200,7 @@ impl BodyLimits {
 /// default) and `all` attach it. (The SDK's `all` also attaches logs to handler failures; here
 /// a handler decides what its own errors say.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum LogCapture {
     /// Attach the last 16 KiB of the worker's log, secrets redacted.
     #[default]
@@ -204,10 +215,16 @@ const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 const DEFAULT_PING_MS: u64 = 10_000;
 
+/// How long a result post is retried by default.
+const DEFAULT_RESULT_RETRY: Duration = Duration::from_secs(300);
+
 impl Config {
     /// Reads the process environment and command line.
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_parts(|name| std::env::var(name).ok(), std::env::args().skip(1))
+        let mut config =
+            Self::from_parts(|name| std::env::var(name).ok(), std::env::args().skip(1))?;
+        config.secrets = Secrets::from_env();
+        Ok(config)
     }
 
     /// Reads from a variable lookup and the arguments (without the program name); for tests.
@@ -226,112 +243,51 @@ impl Config {
                 reason: bad.reason,
             }
         })?;
-        let non_empty = |name: &str| var(name).filter(|v| !v.is_empty());
-
-        let worker_id_env = non_empty("RUNPOD_POD_ID");
-        let mode = if args.rp_serve_api {
-            Mode::ServeApi {
-                host: args.rp_api_host.clone(),
-                port: args.rp_api_port,
-                concurrency: args.rp_api_concurrency.max(1),
-            }
-        } else if let Some(port) = parse_realtime_port(var("RUNPOD_REALTIME_PORT"))? {
-            let concurrency = match var("RUNPOD_REALTIME_CONCURRENCY") {
-                Some(v) => parse_number("RUNPOD_REALTIME_CONCURRENCY", &v)?.max(1),
-                None => 1,
-            };
-            Mode::ServeApi {
-                host: "0.0.0.0".into(),
-                port,
-                concurrency: concurrency as usize,
-            }
-        } else if args.test_input.is_some() || var("RUNPOD_WEBHOOK_GET_JOB").is_none() {
-            Mode::TestInput(args.test_input.clone())
-        } else {
-            Mode::Worker(Webhooks {
-                get_job: non_empty("RUNPOD_WEBHOOK_GET_JOB")
-                    .ok_or(ConfigError::MissingWebhook("RUNPOD_WEBHOOK_GET_JOB"))?,
-                post_output: non_empty("RUNPOD_WEBHOOK_POST_OUTPUT")
-                    .ok_or(ConfigError::MissingWebhook("RUNPOD_WEBHOOK_POST_OUTPUT"))?,
-                post_stream: non_empty("RUNPOD_WEBHOOK_POST_STREAM")
-                    .or_else(|| non_empty("RUNPOD_WEBHOOK_JOB_STREAM")),
-                ping: non_empty("RUNPOD_WEBHOOK_PING").filter(|p| p != "PING_NOT_SET"),
-            })
-        };
-
-        let log_level = match (
-            &args.rp_log_level,
-            var("RUNPOD_LOG_LEVEL"),
-            var("RUNPOD_DEBUG_LEVEL"),
-        ) {
-            (Some(flag), _, _) => LogLevel::parse("--rp_log_level", flag)?,
-            (None, Some(level), _) => LogLevel::parse("RUNPOD_LOG_LEVEL", &level)?,
-            (None, None, Some(level)) => LogLevel::parse("RUNPOD_DEBUG_LEVEL", &level)?,
-            (None, None, None) => LogLevel::Info,
-        };
-
-        let ping_ms = match var("RUNPOD_PING_INTERVAL") {
-            Some(v) => parse_number("RUNPOD_PING_INTERVAL", &v)?,
-            None => DEFAULT_PING_MS,
-        };
-        let result_retry_budget = match var("RUNPOD_RESULT_RETRY_SECONDS") {
-            Some(v) => Duration::from_secs(parse_number("RUNPOD_RESULT_RETRY_SECONDS", &v)?),
-            None => Duration::from_secs(300),
-        };
-
-        let max_concurrency = match var("RUNPOD_MAX_CONCURRENCY") {
-            Some(v) => Some(parse_positive("RUNPOD_MAX_CONCURRENCY", &v)?),
-            None => None,
-        };
-        let shutdown_grace = match var("RUNPOD_SHUTDOWN_GRACE_SECONDS") {
-            Some(v) => Duration::from_secs(parse_number("RUNPOD_SHUTDOWN_GRACE_SECONDS", &v)?),
-            None => DEFAULT_SHUTDOWN_GRACE,
-        };
-        let start_timeout = match var("RUNPOD_START_TIMEOUT_SECONDS") {
-            Some(v) => Some(Duration::from_secs(
-                parse_positive("RUNPOD_START_TIMEOUT_SECONDS", &v)?.get() as u64,
-            )),
-            None => None,
-        };
-        let log_capture = match var("RUNPOD_LOG_CAPTURE") {
-            Some(v) => LogCapture::parse(&v)?,
-            None => LogCapture::Auto,
-        };
-        let megabytes = |name: &'static str, default: usize| -> Result<usize, ConfigError> {
-            match var(name) {
-                Some(v) => Ok(usize::try_from(parse_number(name, &v)?)
-                    .unwrap_or(usize::MAX)
-                    .saturating_mul(1_000_000)),
-                None => Ok(default),
-            }
-        };
-        let body_limits = BodyLimits {
-            run: megabytes("RUNPOD_LOCAL_RUN_MAX_BODY_MB", BodyLimits::RUNPOD.run)?,
-            runsync: megabytes(
-                "RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB",
-                BodyLimits::RUNPOD.runsync,
-            )?,
-        };
-
+        let env = Env(&var);
+        let worker_id_env = env.get("RUNPOD_POD_ID");
         Ok(Self {
-            mode,
+            mode: Mode::read(&args, &env)?,
             worker_id: worker_id_env
                 .clone()
                 .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
             worker_id_from_env: worker_id_env.is_some(),
-            hostname: non_empty("RUNPOD_POD_HOSTNAME").unwrap_or_else(|| "unknown".into()),
-            api_key: ApiKey(var("RUNPOD_AI_API_KEY").unwrap_or_default()),
-            endpoint_id: non_empty("RUNPOD_ENDPOINT_ID"),
-            log_level,
+            hostname: env
+                .get("RUNPOD_POD_HOSTNAME")
+                .unwrap_or_else(|| "unknown".into()),
+            api_key: ApiKey(env.get("RUNPOD_AI_API_KEY").unwrap_or_default()),
+            endpoint_id: env.get("RUNPOD_ENDPOINT_ID"),
+            log_level: LogLevel::read(&args, &env)?,
             // The SDK divides by 1000 in whole seconds and dies on 0; clamp instead.
-            ping_interval: Duration::from_secs((ping_ms / 1000).max(1)),
-            ua_integration: non_empty("RUNPOD_UA_INTEGRATION"),
-            result_retry_budget,
-            max_concurrency,
-            shutdown_grace,
-            start_timeout,
-            log_capture,
-            body_limits,
+            ping_interval: Duration::from_secs(
+                (env.number("RUNPOD_PING_INTERVAL")?
+                    .unwrap_or(DEFAULT_PING_MS)
+                    / 1000)
+                    .max(1),
+            ),
+            ua_integration: env.get("RUNPOD_UA_INTEGRATION"),
+            result_retry_budget: env
+                .seconds("RUNPOD_RESULT_RETRY_SECONDS")?
+                .unwrap_or(DEFAULT_RESULT_RETRY),
+            max_concurrency: env.positive("RUNPOD_MAX_CONCURRENCY")?,
+            shutdown_grace: env
+                .seconds("RUNPOD_SHUTDOWN_GRACE_SECONDS")?
+                .unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            start_timeout: env
+                .positive("RUNPOD_START_TIMEOUT_SECONDS")?
+                .map(|secs| Duration::from_secs(secs.get() as u64)),
+            log_capture: match env.get("RUNPOD_LOG_CAPTURE") {
+                Some(v) => LogCapture::parse(&v)?,
+                None => LogCapture::Auto,
+            },
+            body_limits: BodyLimits {
+                run: env
+                    .megabytes("RUNPOD_LOCAL_RUN_MAX_BODY_MB")?
+                    .unwrap_or(BodyLimits::RUNPOD.run),
+                runsync: env
+                    .megabytes("RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB")?
+                    .unwrap_or(BodyLimits::RUNPOD.runsync),
+            },
+            secrets: Secrets::from_lookup(&var),
         })
     }
 
@@ -349,6 +305,94 @@ impl Config {
         } else {
             None
         }
+    }
+}
+
+impl Mode {
+    /// The SDK's order: the API flag, a realtime port, a test input, then the queue.
+    fn read(args: &Args, env: &Env<'_>) -> Result<Self, ConfigError> {
+        if args.rp_serve_api {
+            return Ok(Mode::ServeApi {
+                host: args.rp_api_host.clone(),
+                port: args.rp_api_port,
+                concurrency: args.rp_api_concurrency.max(1),
+            });
+        }
+        if let Some(port) = parse_realtime_port(env.get("RUNPOD_REALTIME_PORT"))? {
+            let concurrency = env.number("RUNPOD_REALTIME_CONCURRENCY")?.unwrap_or(1);
+            return Ok(Mode::ServeApi {
+                host: "0.0.0.0".into(),
+                port,
+                concurrency: usize::try_from(concurrency).unwrap_or(usize::MAX).max(1),
+            });
+        }
+        let Some(get_job) = env
+            .get("RUNPOD_WEBHOOK_GET_JOB")
+            .filter(|_| args.test_input.is_none())
+        else {
+            return Ok(Mode::TestInput(args.test_input.clone()));
+        };
+        Ok(Mode::Worker(Webhooks {
+            get_job,
+            post_output: env
+                .get("RUNPOD_WEBHOOK_POST_OUTPUT")
+                .ok_or(ConfigError::MissingWebhook("RUNPOD_WEBHOOK_POST_OUTPUT"))?,
+            post_stream: env
+                .get("RUNPOD_WEBHOOK_POST_STREAM")
+                .or_else(|| env.get("RUNPOD_WEBHOOK_JOB_STREAM")),
+            ping: env
+                .get("RUNPOD_WEBHOOK_PING")
+                .filter(|p| p != "PING_NOT_SET"),
+        }))
+    }
+}
+
+impl LogLevel {
+    /// `--rp_log_level`, else `RUNPOD_LOG_LEVEL`, else `RUNPOD_DEBUG_LEVEL`, else INFO.
+    fn read(args: &Args, env: &Env<'_>) -> Result<Self, ConfigError> {
+        if let Some(flag) = &args.rp_log_level {
+            return LogLevel::parse("--rp_log_level", flag);
+        }
+        for name in ["RUNPOD_LOG_LEVEL", "RUNPOD_DEBUG_LEVEL"] {
+            if let Some(level) = env.get(name) {
+                return LogLevel::parse(name, &level);
+            }
+        }
+        Ok(LogLevel::Info)
+    }
+}
+
+/// The one reader of the runtime's environment (and of a load-balancing worker's): a variable
+/// is set when its value, trimmed, is not empty; values are read once, at boot.
+pub(crate) struct Env<'a>(pub(crate) &'a dyn Fn(&str) -> Option<String>);
+
+impl Env<'_> {
+    /// The trimmed value of a set variable.
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        (self.0)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn number(&self, name: &'static str) -> Result<Option<u64>, ConfigError> {
+        self.get(name).map(|v| parse_number(name, &v)).transpose()
+    }
+
+    fn seconds(&self, name: &'static str) -> Result<Option<Duration>, ConfigError> {
+        Ok(self.number(name)?.map(Duration::from_secs))
+    }
+
+    fn positive(&self, name: &'static str) -> Result<Option<NonZeroUsize>, ConfigError> {
+        self.get(name).map(|v| parse_positive(name, &v)).transpose()
+    }
+
+    /// Decimal megabytes, in bytes.
+    fn megabytes(&self, name: &'static str) -> Result<Option<usize>, ConfigError> {
+        Ok(self.number(name)?.map(|mb| {
+            usize::try_from(mb)
+                .unwrap_or(usize::MAX)
+                .saturating_mul(1_000_000)
+        }))
     }
 }
 
@@ -433,9 +477,26 @@ mod tests {
     }
 
     #[test]
-    fn empty_webhooks_are_a_config_error_not_a_panic() {
-        let err = config(&[("RUNPOD_WEBHOOK_GET_JOB", "")], &[]).unwrap_err();
-        assert_eq!(err, ConfigError::MissingWebhook("RUNPOD_WEBHOOK_GET_JOB"));
+    fn blank_variables_are_unset_and_a_missing_webhook_is_a_config_error() {
+        // One rule for every variable: set means non-empty once trimmed.
+        let blank = config(
+            &[("RUNPOD_WEBHOOK_GET_JOB", " "), ("RUNPOD_LOG_LEVEL", "")],
+            &[],
+        );
+        let blank = blank.unwrap();
+        assert_eq!(blank.mode, Mode::TestInput(None));
+        assert_eq!(blank.log_level, LogLevel::Info);
+        let mut worker = WORKER.to_vec();
+        worker.push(("RUNPOD_WEBHOOK_PING", "  "));
+        let Mode::Worker(hooks) = config(&worker, &[]).unwrap().mode else {
+            panic!("worker mode")
+        };
+        assert_eq!(hooks.ping, None);
+        let err = config(&[WORKER[0], ("RUNPOD_WEBHOOK_POST_OUTPUT", "")], &[]).unwrap_err();
+        assert_eq!(
+            err,
+            ConfigError::MissingWebhook("RUNPOD_WEBHOOK_POST_OUTPUT")
+        );
         let err = config(&WORKER[..1], &[]).unwrap_err();
         assert_eq!(
             err,

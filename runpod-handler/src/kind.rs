@@ -1,7 +1,7 @@
 //! [`RuntimeKind`]: which kind of RunPod endpoint this process serves, read from
 //! `RUNPOD_RUNTIME_KIND`, so that one binary can serve either.
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, Env};
 
 /// The kind of serverless endpoint a worker serves.
 ///
@@ -29,9 +29,10 @@ pub enum RuntimeKind {
 const VARIABLE: &str = "RUNPOD_RUNTIME_KIND";
 
 impl RuntimeKind {
-    /// Reads `RUNPOD_RUNTIME_KIND`.
+    /// Reads `RUNPOD_RUNTIME_KIND` (once, at boot: it decides which worker to build).
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_value(std::env::var(VARIABLE).ok().as_deref())
+        let value = Env(&|name| std::env::var(name).ok()).get(VARIABLE);
+        Self::from_value(value.as_deref())
     }
 
     /// Parses a value of `RUNPOD_RUNTIME_KIND` (`None` when unset); case-insensitive.

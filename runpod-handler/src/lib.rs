@@ -26,6 +26,8 @@
 //! [`testing::TestWorker`] runs a handler through the same stack in a unit test and shows what
 //! RunPod would have received.
 
+#![deny(unreachable_pub)]
+
 mod body;
 mod cli;
 mod client;
@@ -43,11 +45,12 @@ mod kind;
 #[cfg(feature = "lb")]
 pub mod lb;
 mod local;
-mod log;
+pub mod log;
 mod output;
 mod ping;
 mod post;
 mod progress;
+pub mod redact;
 mod runtime;
 mod service;
 mod signal;
@@ -61,7 +64,7 @@ mod worker;
 
 pub use completion::{Completion, Outcome, PostFailure};
 pub use concurrency::Concurrency;
-pub use config::{ApiKey, Config, ConfigError, LogCapture, LogLevel, Mode, Webhooks};
+pub use config::{ApiKey, BodyLimits, Config, ConfigError, LogCapture, LogLevel, Mode, Webhooks};
 pub use error::{BoxError, Error, JobError};
 pub use job::{Job, JobContext};
 pub use kind::RuntimeKind;
@@ -82,7 +85,7 @@ use serde::de::DeserializeOwned;
 /// Shorthand for `Runtime::from_env()?.run(service).await`; see [`Runtime`] for options.
 pub async fn run<S, T>(service: S) -> Result<(), Error>
 where
-    S: tower::Service<Job<T>> + Clone + Send + 'static,
+    S: tower::Service<Job<T>> + Clone + Send + Sync + 'static,
     S::Response: IntoJobOutput,
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,

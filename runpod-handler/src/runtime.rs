@@ -17,7 +17,6 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use tower::layer::util::{Identity, Stack};
 use tower::{Layer, Service};
 
 /// The largest job-done body RunPod accepts.
@@ -42,9 +41,10 @@ const DEFAULT_RESULT_CAP: usize = 20_000_000;
 /// # }
 /// ```
 #[must_use = "a Runtime does nothing until `.run(service)` is awaited"]
-pub struct Runtime<L = Identity> {
+pub struct Runtime {
     config: Config,
-    layer: L,
+    /// The runtime layers, composed as they are added (the first added is the outermost).
+    layer: Wrap,
     /// `None` until the code sets one: `RUNPOD_MAX_CONCURRENCY` applies then.
     concurrency: Option<Concurrency>,
     on_start: Option<Hook>,
@@ -72,7 +72,7 @@ impl Runtime {
     pub fn new(config: Config) -> Self {
         Self {
             config,
-            layer: Identity::new(),
+            layer: Box::new(|service| service),
             concurrency: None,
             on_start: None,
             fitness_checks: Vec::new(),
@@ -84,21 +84,22 @@ impl Runtime {
             },
         }
     }
-}
 
-impl<L> Runtime<L> {
     /// Wraps every job — handler and result post — in a tower layer over a
     /// [`JobService`]. The first layer added is the outermost.
-    pub fn layer<N>(self, layer: N) -> Runtime<Stack<N, L>> {
-        Runtime {
-            config: self.config,
-            layer: Stack::new(layer, self.layer),
-            concurrency: self.concurrency,
-            on_start: self.on_start,
-            fitness_checks: self.fitness_checks,
-            settings: self.settings,
-            start: self.start,
-        }
+    pub fn layer<N>(mut self, layer: N) -> Self
+    where
+        N: Layer<JobService> + Send + 'static,
+        N::Service: Service<Invocation, Response = Completion, Error = Infallible>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        <N::Service as Service<Invocation>>::Future: Send + 'static,
+    {
+        let outer = self.layer;
+        self.layer = Box::new(move |service| outer(JobService::new(layer.layer(service))));
+        self
     }
 
     /// How many jobs run at once (default: `RUNPOD_MAX_CONCURRENCY`, else one).
@@ -197,15 +198,11 @@ impl<L> Runtime<L> {
     /// Serves `service` in the mode the environment selects until shutdown.
     pub async fn run<S, T>(self, service: S) -> Result<(), Error>
     where
-        S: Service<Job<T>> + Clone + Send + 'static,
+        S: Service<Job<T>> + Clone + Send + Sync + 'static,
         S::Response: IntoJobOutput,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
         T: DeserializeOwned + Send + 'static,
-        L: Layer<JobService>,
-        L::Service:
-            Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-        <L::Service as Service<Invocation>>::Future: Send + 'static,
     {
         crate::log::init(self.config.log_level, self.config.endpoint_id.is_some());
         println!(
@@ -263,7 +260,7 @@ impl<L> Runtime<L> {
     }
 
     /// The runtime's settings apart from the stack that every mode runs jobs through.
-    pub(crate) fn split<S, T>(self, service: S) -> (Parts, Assembly<L, HandlerService<S, T>>) {
+    pub(crate) fn split<S, T>(self, service: S) -> (Parts, Assembly<HandlerService<S, T>>) {
         let reporter = Reporter::new(&self.config);
         let parts = Parts {
             concurrency: crate::concurrency::choose(self.concurrency, self.config.max_concurrency),
@@ -294,31 +291,35 @@ pub(crate) struct Parts {
     pub(crate) start: StartSettings,
 }
 
+/// The runtime layers, composed: what [`Runtime::layer`] builds up.
+type Wrap = Box<dyn FnOnce(JobService) -> JobService + Send>;
+
 /// The stack, not yet built: the runtime layers over respond over the handler adapter. Built
 /// after the start hook, so that layers see a warmed-up worker.
-pub(crate) struct Assembly<L, H> {
-    layer: L,
+pub(crate) struct Assembly<H> {
+    layer: Wrap,
     handler: H,
     settings: Settings,
     reporter: Reporter,
 }
 
-impl<L, H> Assembly<L, H>
+impl<H> Assembly<H>
 where
-    L: Layer<JobService>,
     H: Service<Invocation, Response = crate::service::handler::Handled, Error = Infallible>
         + Clone
         + Send
+        + Sync
         + 'static,
     H::Future: Send + 'static,
 {
-    pub(crate) fn assemble(self) -> L::Service {
+    /// The whole stack, erased: every mode runs its jobs through this one type.
+    pub(crate) fn assemble(self) -> JobService {
         let respond = Respond::new(self.handler, self.settings, self.reporter);
-        self.layer.layer(JobService::new(respond))
+        (self.layer)(JobService::new(respond))
     }
 
     /// The same stack, its jobs held at `gate` until start-up ends.
-    fn behind(self, gate: Gate) -> Assembly<L, Gated<H>> {
+    fn behind(self, gate: Gate) -> Assembly<Gated<H>> {
         Assembly {
             layer: self.layer,
             handler: Gated::new(gate, self.handler),

@@ -25,7 +25,6 @@
 //! several jobs as worker mode would.
 
 use crate::body::{Body, Reporter};
-use crate::completion::Completion;
 use crate::concurrency::Concurrency;
 use crate::config::Config;
 use crate::deliver::{Capture, Delivery, Sent, Sink};
@@ -34,36 +33,35 @@ use crate::inflight::InFlight;
 use crate::job::{Job, Origin};
 use crate::output::IntoJobOutput;
 use crate::runtime::{Runtime, start_locally};
-use crate::service::{Invocation, JobService};
+use crate::service::JobService;
 use crate::take::Taken;
 use crate::worker::incoming::{Demand, incoming};
 use crate::worker::{Dispatch, serve};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 use std::collections::VecDeque;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use tokio_util::sync::CancellationToken;
-use tower::{Layer, Service};
+use tower::Service;
 
 /// The id given to a job that has none.
 const DEFAULT_ID: &str = "test-job";
 
 /// A worker whose deliveries are captured: runs jobs through the same stack, respond path and
 /// dispatch as worker mode.
-pub struct TestWorker<J> {
-    service: J,
+pub struct TestWorker {
+    service: JobService,
     config: Config,
     concurrency: Concurrency,
     stop_after_job: bool,
 }
 
-impl TestWorker<JobService> {
+impl TestWorker {
     /// A worker with the default [`Runtime`] settings (and a configuration read from nothing:
     /// error payloads say `unknown` for the host and worker).
     pub fn new<S, T>(service: S) -> Self
     where
-        S: Service<Job<T>> + Clone + Send + 'static,
+        S: Service<Job<T>> + Clone + Send + Sync + 'static,
         S::Response: IntoJobOutput,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
@@ -77,23 +75,16 @@ impl TestWorker<JobService> {
             stop_after_job: parts.refresh_worker,
         }
     }
-}
 
-impl<J> TestWorker<J>
-where
-    J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    J::Future: Send + 'static,
-{
     /// A worker as `runtime` would build it; its start hook runs here (its fitness checks do
     /// not: they only run in worker mode).
-    pub async fn start<L, S, T>(runtime: Runtime<L>, service: S) -> Self
+    pub async fn start<S, T>(runtime: Runtime, service: S) -> Self
     where
-        S: Service<Job<T>> + Clone + Send + 'static,
+        S: Service<Job<T>> + Clone + Send + Sync + 'static,
         S::Response: IntoJobOutput,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
         T: DeserializeOwned + Send + 'static,
-        L: Layer<JobService, Service = J>,
     {
         let (parts, assembly) = runtime.split(service);
         if let Err(err) = start_locally(&parts.config, parts.on_start, parts.start).await {

@@ -4,6 +4,7 @@ use crate::signal::Signal;
 
 /// A configuration that telemetry cannot export with.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ConfigError {
     /// An endpoint variable does not hold a usable `http(s)://host` URL.
     #[error("{variable}: {reason}")]
@@ -17,6 +18,7 @@ pub enum ConfigError {
 
 /// Why telemetry export could not be started; the worker then runs with stdout logs only.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum TelemetryError {
     /// The `OTEL_*` configuration is unusable.
     #[error("ConfigError: {0}")]
@@ -30,7 +32,8 @@ pub enum TelemetryError {
         message: String,
     },
     /// Another global `tracing` subscriber was installed first, so neither the JSON logger
-    /// nor the span bridge can be installed.
+    /// nor the span bridge can be installed; compose them into that subscriber with
+    /// [`TelemetryBuilder::init_layer`](crate::TelemetryBuilder::init_layer) instead.
     #[error("SubscriberError: a global tracing subscriber is already set")]
     SubscriberAlreadySet,
 }

@@ -35,6 +35,7 @@ pub(crate) const JOB_METRICS_PERIOD: Duration = Duration::from_secs(1);
 
 /// How a bounded flush ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum FlushOutcome {
     /// Everything queued was handed to the exporters, and they returned.
     Flushed,

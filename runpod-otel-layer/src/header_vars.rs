@@ -1,16 +1,9 @@
 //! The OTLP `*_HEADERS` variables and the percent-encoding of their values (docs/telemetry.md
-//! §2.1). Configuration parses them; redaction treats their values as secrets.
+//! §2.1). Configuration parses them; `runpod_handler::redact::Secrets` treats their values as
+//! secrets.
 
 /// The general headers variable; a per-signal one replaces it for that signal.
 pub(crate) const GENERAL: &str = "OTEL_EXPORTER_OTLP_HEADERS";
-
-/// All `*_HEADERS` variables: their values are secrets (tokens, dataset names).
-pub(crate) const HEADER_VARS: [&str; 4] = [
-    GENERAL,
-    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
-    "OTEL_EXPORTER_OTLP_LOGS_HEADERS",
-    "OTEL_EXPORTER_OTLP_METRICS_HEADERS",
-];
 
 /// Percent-decoding as OTLP header and resource values use it (`Bearer%20x` ⇒ `Bearer x`);
 /// an invalid escape is kept literally.

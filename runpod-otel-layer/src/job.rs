@@ -75,6 +75,7 @@ impl JobStatus<'_> {
 
 /// What a job-start hook sees.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct JobStart<'a> {
     /// The job id.
     pub job_id: &'a str,
@@ -84,6 +85,7 @@ pub struct JobStart<'a> {
 
 /// What a job-end hook sees.
 #[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
 pub struct JobEnd<'a> {
     /// The job id.
     pub job_id: &'a str,

@@ -33,6 +33,8 @@
 //!   bounded by `RUNPOD_OTEL_FLUSH_TIMEOUT_MS`.
 //! - Secrets (header values, API keys, URL query strings) are redacted from everything.
 
+#![deny(unreachable_pub)]
+
 mod config;
 mod error;
 mod export;

@@ -9,11 +9,14 @@ use opentelemetry::logs::LoggerProvider as _;
 use opentelemetry::metrics::{Meter, MeterProvider as _};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
-use tracing_subscriber::Layer as _;
+use runpod_handler::log::StartupTail;
+use tracing::Subscriber;
+use tracing_subscriber::Layer;
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::registry::LookupSpan;
 
-use crate::config::{EnvConfig, ExportConfig};
+use crate::config::{EnvConfig, ExportConfig, Notice};
 use crate::error::TelemetryError;
 use crate::export::Pipeline;
 use crate::flashboot::{self, StartState};
@@ -110,10 +113,56 @@ impl TelemetryBuilder {
     /// Like [`init`], but an export pipeline that cannot start is returned as an error
     /// (stdout logging is installed either way).
     pub fn try_init(self) -> Result<Telemetry, TelemetryError> {
+        self.start(Layers::install)
+    }
+
+    /// Like [`init`], for an application that owns its `tracing` subscriber: instead of
+    /// installing one (and failing with "subscriber already set" beside the application's),
+    /// returns the telemetry layers to compose into it — stdout lines and their OTLP mirror,
+    /// spans to OTLP, and the runtime's start-up tail (so that a failed start-up's
+    /// `prestart_failed` carries `logs`) — filtered by `RUST_LOG` / `LOG_LEVEL` on their own.
+    /// Configuration notices are logged with the first event the subscriber sees.
+    ///
+    /// Telemetry is built once per process: a second call returns the same handle and a layer
+    /// that does nothing.
+    ///
+    /// ```no_run
+    /// use tracing_subscriber::layer::SubscriberExt as _;
+    /// use tracing_subscriber::util::SubscriberInitExt as _;
+    ///
+    /// let (telemetry, layer) = runpod_otel_layer::Telemetry::from_env().init_layer();
+    /// tracing_subscriber::registry()
+    ///     .with(layer)
+    ///     // .with(the application's own layers)
+    ///     .init();
+    /// # let _ = telemetry;
+    /// ```
+    pub fn init_layer<S>(self) -> (Telemetry, Box<dyn Layer<S> + Send + Sync + 'static>)
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+    {
+        let mut layer: Option<Box<dyn Layer<S> + Send + Sync + 'static>> = None;
+        let started = self.start(|layers| {
+            layer = Some(Box::new(layers.composable()));
+            Ok(())
+        });
+        let telemetry = started.unwrap_or_else(|error| {
+            println!("[runpod-otel] init failed, continuing without OTel: {error}");
+            GLOBAL.get().cloned().unwrap_or_else(Telemetry::disabled)
+        });
+        let layer = layer.unwrap_or_else(|| Box::new(tracing_subscriber::layer::Identity::new()));
+        (telemetry, layer)
+    }
+
+    /// Builds telemetry once per process, `install` putting its layers in place.
+    fn start(
+        self,
+        install: impl FnOnce(Layers) -> Result<(), TelemetryError>,
+    ) -> Result<Telemetry, TelemetryError> {
         let mut error = None;
         let telemetry = GLOBAL
             .get_or_init(|| {
-                let (telemetry, build_error) = build(self);
+                let (telemetry, build_error) = build(self, install);
                 error = build_error;
                 telemetry
             })
@@ -346,8 +395,152 @@ fn build_resource(builder: &TelemetryBuilder, service_name: &str) -> Resource {
         .build()
 }
 
-/// Builds everything; the error (if any) is the reason export is off.
-fn build(builder: TelemetryBuilder) -> (Telemetry, Option<TelemetryError>) {
+/// The layers of the telemetry subscriber, not yet put together.
+struct Layers {
+    /// `RUST_LOG` / `LOG_LEVEL`.
+    filter: Targets,
+    tracer: Option<opentelemetry_sdk::trace::Tracer>,
+    events: EventLayer,
+    /// The runtime's start-up tail, so that `prestart_failed` carries `logs` in this worker too.
+    tail: StartupTail,
+    notices: Vec<Notice>,
+}
+
+impl Layers {
+    fn new(
+        env: &EnvConfig,
+        pipeline: Option<(&Pipeline, &ExportConfig)>,
+        logger_name: &str,
+    ) -> Self {
+        let mut notices = env.notices.clone();
+        // Which endpoint each signal goes to and which header names it sends, once.
+        if let Some((_, export)) = pipeline {
+            notices.extend(export.signals().map(|signal| Notice {
+                warning: false,
+                message: format!("OTLP export: {}", signal.describe()),
+            }));
+        }
+        let pipeline = pipeline.map(|(p, _)| p);
+        let tracer = pipeline
+            .and_then(|p| p.tracer_provider.as_ref())
+            .map(|tp| tp.tracer(logger_name.to_owned()));
+        let otlp = pipeline
+            .and_then(|p| p.logger_provider.as_ref())
+            .map(|lp| lp.logger(logger_name.to_owned()));
+        Layers {
+            filter: env
+                .log_filter
+                .parse::<Targets>()
+                .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO)),
+            tracer,
+            events: EventLayer {
+                format: env.log_format,
+                logger_name: logger_name.to_owned(),
+                redactor: env.redactor.clone(),
+                otlp,
+            },
+            tail: StartupTail::new(env.endpoint_id.is_some()),
+            notices,
+        }
+    }
+
+    /// Spans to OTLP, events to stdout and the OTLP mirror, and the start-up tail.
+    fn unfiltered<S>(self) -> impl Layer<S> + Send + Sync + 'static
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+    {
+        let spans = self.tracer.map(|tracer| {
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_location(false)
+                .with_threads(false)
+                .with_target(false)
+                .with_level(false)
+                .with_tracked_inactivity(false)
+                // Log events are log records, not span events (docs/telemetry.md §5.3).
+                .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                    metadata.is_span()
+                }))
+        });
+        Layer::and_then(spans, self.events).and_then(self.tail)
+    }
+
+    /// Installs the process's subscriber: the filter applies globally, so that disabled
+    /// callsites cost nothing.
+    fn install(mut self) -> Result<(), TelemetryError> {
+        let notices = std::mem::take(&mut self.notices);
+        let subscriber = tracing_subscriber::registry()
+            .with(self.filter.clone())
+            .with(self.unfiltered());
+        let installed = tracing::subscriber::set_global_default(subscriber)
+            .map_err(|_| TelemetryError::SubscriberAlreadySet);
+        for notice in &notices {
+            log_notice(notice);
+        }
+        installed
+    }
+
+    /// The layers for a subscriber the application owns, filtered on their own. The
+    /// configuration notices are logged through that subscriber once it is the default.
+    fn composable<S>(mut self) -> impl Layer<S> + Send + Sync + 'static
+    where
+        S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync + 'static,
+    {
+        let notices = Notices::new(std::mem::take(&mut self.notices));
+        let filter = self.filter.clone();
+        self.unfiltered().and_then(notices).with_filter(filter)
+    }
+}
+
+fn log_notice(notice: &Notice) {
+    if notice.warning {
+        tracing::warn!(target: "runpod_otel_layer", "{}", notice.message);
+    } else {
+        tracing::info!(target: "runpod_otel_layer", "{}", notice.message);
+    }
+}
+
+/// Logs the configuration notices with the first event the application's subscriber sees.
+struct Notices {
+    pending: std::sync::atomic::AtomicBool,
+    notices: std::sync::Mutex<Vec<Notice>>,
+}
+
+impl Notices {
+    fn new(notices: Vec<Notice>) -> Self {
+        Self {
+            pending: std::sync::atomic::AtomicBool::new(!notices.is_empty()),
+            notices: std::sync::Mutex::new(notices),
+        }
+    }
+}
+
+impl<S: Subscriber> Layer<S> for Notices {
+    fn on_event(&self, _: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        // One atomic load per event once they are logged; the swap makes the logging once.
+        if !self.pending.load(std::sync::atomic::Ordering::Relaxed)
+            || !self
+                .pending
+                .swap(false, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let pending = match self.notices.lock() {
+            Ok(mut notices) => std::mem::take(&mut *notices),
+            Err(_) => return,
+        };
+        for notice in &pending {
+            log_notice(notice);
+        }
+    }
+}
+
+/// Builds everything; `install` puts the layers in place before anything is logged. The error
+/// (if any) is the reason export is off, else why the layers could not be installed.
+fn build(
+    builder: TelemetryBuilder,
+    install: impl FnOnce(Layers) -> Result<(), TelemetryError>,
+) -> (Telemetry, Option<TelemetryError>) {
     let started = Instant::now();
     let service_name = builder
         .env
@@ -359,131 +552,24 @@ fn build(builder: TelemetryBuilder) -> (Telemetry, Option<TelemetryError>) {
         .logger_name
         .clone()
         .unwrap_or_else(|| service_name.clone());
-    let mut error = None;
-    let pipeline = match &builder.env.export {
-        Ok(None) => None,
-        Err(e) => {
-            error = Some(TelemetryError::from(e.clone()));
-            None
-        }
+    let (pipeline, error) = match &builder.env.export {
+        Ok(None) => (None, None),
+        Err(e) => (None, Some(TelemetryError::from(e.clone()))),
         Ok(Some(export)) => {
             let resource = build_resource(&builder, &service_name);
             match Pipeline::build(export, &resource, &builder.env.redactor) {
-                Ok(pipeline) => Some((Arc::new(pipeline), export)),
-                Err(e) => {
-                    error = Some(e);
-                    None
-                }
+                Ok(pipeline) => (Some((Arc::new(pipeline), export)), None),
+                Err(e) => (None, Some(e)),
             }
         }
     };
-    let env = &builder.env;
-    let tracer = pipeline
-        .as_ref()
-        .and_then(|(p, _)| p.tracer_provider.as_ref())
-        .map(|tp| tp.tracer(logger_name.clone()));
-    let otlp_logger = pipeline
-        .as_ref()
-        .and_then(|(p, _)| p.logger_provider.as_ref())
-        .map(|lp| lp.logger(logger_name.clone()));
-    let filter = env
-        .log_filter
-        .parse::<Targets>()
-        .unwrap_or_else(|_| Targets::new().with_default(tracing::Level::INFO));
-    let span_layer = tracer.map(|tracer| {
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_location(false)
-            .with_threads(false)
-            .with_target(false)
-            .with_level(false)
-            .with_tracked_inactivity(false)
-            // Log events are log records, not span events (docs/telemetry.md §5.3).
-            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
-                metadata.is_span()
-            }))
-    });
-    let subscriber = tracing_subscriber::registry()
-        .with(filter)
-        .with(span_layer)
-        .with(EventLayer {
-            format: env.log_format,
-            logger_name: logger_name.clone(),
-            redactor: env.redactor.clone(),
-            otlp: otlp_logger,
-        });
-    if tracing::subscriber::set_global_default(subscriber).is_err() {
-        error.get_or_insert(TelemetryError::SubscriberAlreadySet);
-    }
-    for notice in &env.notices {
-        if notice.warning {
-            tracing::warn!(target: "runpod_otel_layer", "{}", notice.message);
-        } else {
-            tracing::info!(target: "runpod_otel_layer", "{}", notice.message);
-        }
-    }
-    let meter = match pipeline
-        .as_ref()
-        .and_then(|(p, _)| p.meter_provider.as_ref())
-    {
-        Some(mp) => {
-            opentelemetry::global::set_meter_provider(mp.clone());
-            mp.meter_with_scope(
-                opentelemetry::InstrumentationScope::builder(logger_name.clone()).build(),
-            )
-        }
-        None => opentelemetry::global::meter("runpod-otel-layer"),
-    };
-    if let Some(tp) = pipeline
-        .as_ref()
-        .and_then(|(p, _)| p.tracer_provider.as_ref())
-    {
-        opentelemetry::global::set_tracer_provider(tp.clone());
-    }
-    let job_metrics = JobMetrics::new(&meter);
-    #[cfg(feature = "gpu")]
-    let gpu = pipeline
-        .as_ref()
-        .filter(|(p, _)| p.meter_provider.is_some() && env.gpu_metrics)
-        .map(|_| crate::gpu::register(&meter, &builder.metric_prefix));
-    let flusher = match pipeline {
-        None => None,
-        Some((pipeline, export)) => {
-            log_export_config(export);
-            match Flusher::start(pipeline) {
-                Ok(flusher) => Some(flusher),
-                Err(_) => {
-                    tracing::warn!(
-                        "could not start the telemetry flush thread; per-job flushes are off"
-                    );
-                    None
-                }
-            }
-        }
-    };
-    let traces_on = flusher
-        .as_ref()
-        .is_some_and(|f| f.pipeline().tracer_provider.is_some());
-    let telemetry = Telemetry {
-        inner: Arc::new(Inner {
-            settings: Settings {
-                job_span_name: builder.job_span_name.clone(),
-                flush_timeout: env.flush_timeout,
-                shutdown_timeout: env.shutdown_timeout,
-                endpoint_id: env.endpoint_id.clone(),
-                worker_id: env.worker_id.clone(),
-            },
-            traces_on,
-            job_metrics,
-            meter,
-            start: Arc::default(),
-            restore_watch: OnceLock::new(),
-            restore_thresholds: env.restore,
-            #[cfg(feature = "gpu")]
-            _gpu: gpu,
-            flusher,
-        }),
-    };
+    let layers = Layers::new(
+        &builder.env,
+        pipeline.as_ref().map(|(p, export)| (&**p, *export)),
+        &logger_name,
+    );
+    let error = error.or(install(layers).err());
+    let telemetry = handle(&builder, pipeline.map(|(p, _)| p), &logger_name);
     if telemetry.is_exporting() {
         telemetry.job_metrics().count_start("cold");
         telemetry.ensure_restore_watch();
@@ -496,9 +582,60 @@ fn build(builder: TelemetryBuilder) -> (Telemetry, Option<TelemetryError>) {
     (telemetry, error)
 }
 
-/// Logs once which endpoint each signal goes to and which header names it sends.
-fn log_export_config(export: &ExportConfig) {
-    for signal in export.signals() {
-        tracing::info!(target: "runpod_otel_layer", "OTLP export: {}", signal.describe());
+/// The handle: the meter, the GPU gauges and the flush thread over the pipeline.
+fn handle(
+    builder: &TelemetryBuilder,
+    pipeline: Option<Arc<Pipeline>>,
+    logger_name: &str,
+) -> Telemetry {
+    let env = &builder.env;
+    let meter = match pipeline.as_ref().and_then(|p| p.meter_provider.as_ref()) {
+        Some(mp) => {
+            opentelemetry::global::set_meter_provider(mp.clone());
+            mp.meter_with_scope(
+                opentelemetry::InstrumentationScope::builder(logger_name.to_owned()).build(),
+            )
+        }
+        None => opentelemetry::global::meter("runpod-otel-layer"),
+    };
+    if let Some(tp) = pipeline.as_ref().and_then(|p| p.tracer_provider.as_ref()) {
+        opentelemetry::global::set_tracer_provider(tp.clone());
+    }
+    #[cfg(feature = "gpu")]
+    let gpu = pipeline
+        .as_ref()
+        .filter(|p| p.meter_provider.is_some() && env.gpu_metrics)
+        .map(|_| crate::gpu::register(&meter, &builder.metric_prefix));
+    let flusher = pipeline.and_then(|pipeline| {
+        Flusher::start(pipeline)
+            .inspect_err(|_| {
+                tracing::warn!(
+                    "could not start the telemetry flush thread; per-job flushes are off"
+                );
+            })
+            .ok()
+    });
+    let traces_on = flusher
+        .as_ref()
+        .is_some_and(|f| f.pipeline().tracer_provider.is_some());
+    Telemetry {
+        inner: Arc::new(Inner {
+            settings: Settings {
+                job_span_name: builder.job_span_name.clone(),
+                flush_timeout: env.flush_timeout,
+                shutdown_timeout: env.shutdown_timeout,
+                endpoint_id: env.endpoint_id.clone(),
+                worker_id: env.worker_id.clone(),
+            },
+            traces_on,
+            job_metrics: JobMetrics::new(&meter),
+            meter,
+            start: Arc::default(),
+            restore_watch: OnceLock::new(),
+            restore_thresholds: env.restore,
+            #[cfg(feature = "gpu")]
+            _gpu: gpu,
+            flusher,
+        }),
     }
 }

@@ -2,14 +2,14 @@
 
 use serde_json::json;
 use std::time::Duration;
-use test_support::{FakeRunpod, Worker, as_echo, example};
+use test_support::{FakeRunpod, Worker, as_echo, bin};
 
 #[tokio::test]
 async fn echo_job_is_taken_and_its_result_posted_with_sdk_headers_and_body() {
     let server = FakeRunpod::start().await;
     server.push_job(json!({"id": "job-42", "input": {"n": 1, "text": "héllo ✓"}}));
     let mut worker = Worker::spawn(
-        &example("protocol_probe"),
+        &bin("protocol_probe"),
         &[],
         &as_echo(&server.worker_env()),
         None,

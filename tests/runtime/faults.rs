@@ -5,7 +5,7 @@
 
 use serde_json::json;
 use std::time::Duration;
-use test_support::{FakeRunpod, Recorded, TakeReply, Worker, as_echo, example};
+use test_support::{FakeRunpod, Recorded, TakeReply, Worker, as_echo, bin};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -34,7 +34,7 @@ async fn server_errors_on_take_back_off_instead_of_looping() {
     let server = FakeRunpod::start().await;
     server.script_takes(std::iter::repeat_n(TakeReply::Status(500), 1000));
     let worker = Worker::spawn(
-        &example("protocol_probe"),
+        &bin("protocol_probe"),
         &[],
         &as_echo(&server.worker_env()),
         None,
@@ -67,7 +67,7 @@ async fn connection_refused_backs_off_within_bounds() {
             *value = format!("http://127.0.0.1:{closed}/v2/ep-test/job-take/$ID?gpu=x");
         }
     }
-    let worker = Worker::spawn(&example("protocol_probe"), &[], &as_echo(&env), None);
+    let worker = Worker::spawn(&bin("protocol_probe"), &[], &as_echo(&env), None);
     worker.wait_for_line("Failed to get job.", LIMIT).await;
     let start = std::time::Instant::now();
     pings_after(&server, start, 3).await;
@@ -85,7 +85,7 @@ async fn rate_limited_take_waits_before_polling_again() {
     server.script_takes([TakeReply::Status(429)]);
     server.push_job(json!({"id": "after-429", "input": {"ok": true}}));
     let _worker = Worker::spawn(
-        &example("protocol_probe"),
+        &bin("protocol_probe"),
         &[],
         &as_echo(&server.worker_env()),
         None,
@@ -129,7 +129,7 @@ async fn empty_bad_request_and_garbage_answers_are_ignored_with_an_immediate_re_
     ]);
     server.push_job(json!({"id": "queued", "input": 2}));
     let worker = Worker::spawn(
-        &example("protocol_probe"),
+        &bin("protocol_probe"),
         &[],
         &as_echo(&server.worker_env()),
         None,
@@ -155,7 +155,7 @@ async fn a_result_post_that_fails_with_5xx_is_retried_until_delivered() {
     server.script_posts([500]);
     server.push_job(json!({"id": "retried", "input": {"n": 1}}));
     let _worker = Worker::spawn(
-        &example("protocol_probe"),
+        &bin("protocol_probe"),
         &[],
         &as_echo(&server.worker_env()),
         None,
@@ -184,7 +184,7 @@ async fn failing_result_posts_are_given_up_after_the_budget_and_the_worker_keeps
     }
     let mut env = server.worker_env();
     env.push(("RUNPOD_RESULT_RETRY_SECONDS".into(), "3".into()));
-    let worker = Worker::spawn(&example("protocol_probe"), &[], &as_echo(&env), None);
+    let worker = Worker::spawn(&bin("protocol_probe"), &[], &as_echo(&env), None);
     assert_eq!(
         server.result_of("kept").await.text(),
         r#"{"output": "kept"}"#

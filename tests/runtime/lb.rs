@@ -1,11 +1,12 @@
 //! Load-balancing workers (`runpod_handler::lb`) driven by real HTTP clients: the fixture
-//! `examples/lb_probe.rs` as a child process, its start-up and held requests released with
+//! `tests/bin/lb_probe.rs` as a child process, its start-up and held requests released with
 //! SIGUSR1.
 #![allow(clippy::unwrap_used)]
 
 use serde_json::{Value, json};
+use std::path::Path;
 use std::time::Duration;
-use test_support::{Worker, example};
+use test_support::{Worker, bin, example};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const LIMIT: Duration = Duration::from_secs(60);
@@ -29,10 +30,15 @@ impl Lb {
     /// Starts the probe with `env` on a fresh port (and a separate health port if asked),
     /// once it says it is serving.
     async fn start(env: &[(&str, &str)], separate_health: bool) -> Self {
-        Self::start_example("lb_probe", env, separate_health).await
+        Self::start_worker(&bin("lb_probe"), env, separate_health).await
     }
 
+    /// Starts an example of the root package as `start` starts the probe.
     async fn start_example(name: &str, env: &[(&str, &str)], separate_health: bool) -> Self {
+        Self::start_worker(&example(name), env, separate_health).await
+    }
+
+    async fn start_worker(program: &Path, env: &[(&str, &str)], separate_health: bool) -> Self {
         let port = free_port();
         let health_port = if separate_health { free_port() } else { port };
         let mut vars: Vec<(String, String)> = vec![
@@ -40,7 +46,7 @@ impl Lb {
             ("PORT_HEALTH".into(), health_port.to_string()),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let worker = Worker::spawn(&example(name), &[], &vars, None);
+        let worker = Worker::spawn(program, &[], &vars, None);
         worker.wait_for_line("serving on port", LIMIT).await;
         Self {
             base: format!("http://127.0.0.1:{port}"),

@@ -4,7 +4,7 @@
 
 use serde_json::json;
 use std::time::Duration;
-use test_support::{FakeRunpod, Worker, example};
+use test_support::{FakeRunpod, Worker, bin};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -26,7 +26,7 @@ async fn batch_takes_keep_in_flight_jobs_within_the_concurrency() {
         }
     }
     let env = probe_env(&server, &[("PROBE_CONCURRENCY", "4")]);
-    let worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     for id in &ids {
         server.result_of(id).await;
     }
@@ -88,7 +88,7 @@ async fn batch_takes_keep_in_flight_jobs_within_the_concurrency() {
 #[tokio::test]
 async fn job_stop_cancels_the_handler_and_posts_no_result() {
     let server = FakeRunpod::start().await;
-    let worker = Worker::spawn(&example("protocol_probe"), &[], &server.worker_env(), None);
+    let worker = Worker::spawn(&bin("protocol_probe"), &[], &server.worker_env(), None);
     server.push_job(json!({"id": "long", "input": {"mode": "sleep", "ms": 60_000}}));
     worker
         .wait_for_line(r#""requestId": "long", "message": "Started.""#, LIMIT)
@@ -127,7 +127,7 @@ async fn job_stop_cancels_the_handler_and_posts_no_result() {
 #[tokio::test]
 async fn sigterm_mid_job_lets_the_job_finish_posts_its_result_and_exits_zero() {
     let server = FakeRunpod::start().await;
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &server.worker_env(), None);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &server.worker_env(), None);
     server.push_job(json!({"id": "drain", "input": {"mode": "sleep", "ms": 1500}}));
     worker
         .wait_for_line(r#""requestId": "drain", "message": "Started.""#, LIMIT)
@@ -156,7 +156,7 @@ async fn sigterm_mid_job_lets_the_job_finish_posts_its_result_and_exits_zero() {
 async fn ping_carries_the_running_job_even_while_a_handler_blocks_the_runtime() {
     let server = FakeRunpod::start().await;
     let env = probe_env(&server, &[("PROBE_CURRENT_THREAD", "1")]);
-    let _worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let _worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     let ping_with = |job: &'static str| {
         move |r: &test_support::Recorded| {
             r.kind() == "ping" && r.query("job_id").as_deref() == Some(job)

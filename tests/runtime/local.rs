@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use test_support::{Worker, as_echo, example};
+use test_support::{Worker, as_echo, bin};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -25,7 +25,7 @@ async fn run_local(name: &str, args: &[&str], dir: Option<&std::path::Path>) -> 
     } else {
         Vec::new()
     };
-    let mut worker = Worker::spawn(&example("protocol_probe"), args, &env, dir);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), args, &env, dir);
     let code = worker.wait(LIMIT).await;
     (code, worker.lines())
 }
@@ -156,7 +156,7 @@ impl Api {
             "--rp_api_concurrency",
             "4",
         ];
-        let worker = Worker::spawn(&example("protocol_probe"), &args, &[], None);
+        let worker = Worker::spawn(&bin("protocol_probe"), &args, &[], None);
         worker
             .wait_for_line("Local API server listening", LIMIT)
             .await;

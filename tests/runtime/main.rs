@@ -11,6 +11,7 @@ mod lb;
 mod lifecycle;
 mod local;
 mod logs;
+mod mineru_startup;
 mod mineru_telemetry;
 mod otel_lb;
 mod otel_runtime;

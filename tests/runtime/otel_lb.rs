@@ -1,4 +1,4 @@
-//! runpod-otel-layer's request layer in a load-balancing worker (`examples/lb_probe.rs`),
+//! runpod-otel-layer's request layer in a load-balancing worker (`tests/bin/lb_probe.rs`),
 //! exporting to the in-process OTLP receiver: every request is a server span named for its
 //! method with its id and status, the request metrics arrive, and both leave by the flush that
 //! runs once the worker is idle, while it keeps running (the batch schedules are far away).
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::otlp_receiver::{Behaviour, Receiver, metrics, spans};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
-use test_support::{Worker, example};
+use test_support::{Worker, bin};
 
 const LIMIT: Duration = Duration::from_secs(60);
 
@@ -46,7 +46,7 @@ async fn requests_are_spans_and_metrics_flushed_when_idle() {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
-    let mut worker = Worker::spawn(&example("lb_probe"), &[], &env, None);
+    let mut worker = Worker::spawn(&bin("lb_probe"), &[], &env, None);
     worker.wait_for_line("Worker is ready", LIMIT).await;
     let http = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");

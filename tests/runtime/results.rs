@@ -9,7 +9,7 @@ use runpod_handler::testing::{Delivered, TestWorker};
 use runpod_handler::{Config, Job, JobError, Runtime, service_fn};
 use serde_json::{Value, json};
 use std::time::Duration;
-use test_support::{FakeRunpod, Worker, example, probe};
+use test_support::{FakeRunpod, Worker, bin, probe};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -27,7 +27,7 @@ fn on_pod() -> Runtime {
     Runtime::new(Config::from_parts(lookup, std::iter::empty::<String>()).unwrap())
 }
 
-async fn probe_worker() -> TestWorker<runpod_handler::JobService> {
+async fn probe_worker() -> TestWorker {
     TestWorker::start(on_pod(), service_fn(probe::handle)).await
 }
 
@@ -186,7 +186,7 @@ async fn worker_level_refresh_marks_the_result_and_stops_after_the_job() {
     let server = FakeRunpod::start().await;
     let mut env = server.worker_env();
     env.push(("PROBE_REFRESH_WORKER".into(), "1".into()));
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     server.push_job(json!({"id": "only", "input": {"mode": "fail", "message": "x"}}));
 
     let done = server.result_of("only").await;

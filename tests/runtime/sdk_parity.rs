@@ -11,7 +11,7 @@
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use test_support::{FakeRunpod, Recorded, Worker, as_echo, example};
+use test_support::{FakeRunpod, Recorded, Worker, as_echo, bin};
 
 /// The SDK imports in a few seconds and then waits on a one-second tick between jobs.
 const SDK_LIMIT: Duration = Duration::from_secs(60);
@@ -142,7 +142,7 @@ async fn our_worker_sends_what_the_python_sdk_sends() {
     let handler = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/sdk/echo_handler.py");
     let handler = handler.to_str().unwrap();
     let sdk_jobs: Vec<Value> = echo_jobs().into_iter().chain(probe_jobs()).collect();
-    let (probe, echo_env) = (example("protocol_probe"), as_echo(&[]));
+    let (probe, echo_env) = (bin("protocol_probe"), as_echo(&[]));
     let sdk_args = [handler];
     let (sdk, ours_echo, ours_probe) = tokio::join!(
         serve(sdk_jobs, &python, &sdk_args, &[]),

@@ -5,7 +5,7 @@
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use test_support::{FakeRunpod, Recorded, Worker, example};
+use test_support::{FakeRunpod, Recorded, Worker, bin};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -37,7 +37,7 @@ async fn a_failed_start_with_no_job_held_answers_one_taken_job_and_exits_with_an
     server.push_job(json!({"id": "first", "input": {"value": 1}}));
     server.push_job(json!({"id": "second", "input": {"value": 2}}));
     let env = probe_env(&server, &[("PROBE_START", "fail")]);
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
 
     let payload = start_failure(&server.result_of("first").await);
     assert_eq!(worker.wait(LIMIT).await, 1);
@@ -52,7 +52,7 @@ async fn a_failed_start_with_no_job_held_answers_one_taken_job_and_exits_with_an
     assert_eq!(payload["runpod_version"], "1.12.0");
     let logs = payload["logs"].as_str().unwrap();
     assert!(
-        logs.contains("probe: loading weights with key <redacted>"),
+        logs.contains("probe: loading weights with key [REDACTED]"),
         "{logs}"
     );
     assert!(!logs.contains("rpa_TESTKEY"), "{logs}");
@@ -86,7 +86,7 @@ async fn a_timed_out_start_answers_every_held_job_and_takes_no_more() {
         ],
     );
     let started = Instant::now();
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
 
     for id in ["held-1", "held-2"] {
         let payload = start_failure(&server.result_of(id).await);
@@ -115,7 +115,7 @@ async fn a_failed_start_answers_the_jobs_taken_while_starting() {
             ("PROBE_TAKE_WHILE_STARTING", "1"),
         ],
     );
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     let taken = server
         .wait_until(LIMIT, "a take while starting", |rs| {
             rs.iter().any(|r| r.kind() == "take")
@@ -143,7 +143,7 @@ async fn two_jobs_stopped_300_ms_apart_are_both_cancelled_within_100_ms() {
         server.push_job(json!({"id": id, "input": {"mode": "sleep", "ms": 20000}}));
     }
     let env = probe_env(&server, &[("PROBE_CONCURRENCY", "2")]);
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     for id in ["s1", "s2"] {
         worker
             .wait_for_line(&format!("\"{id}\", \"message\": \"Started.\""), LIMIT)
@@ -178,7 +178,7 @@ async fn sigterm_while_the_result_post_fails_exits_within_the_grace_period() {
     server.push_job(json!({"id": "r1", "input": {"value": 1}}));
     server.script_posts(std::iter::repeat_n(503, 1000));
     let env = probe_env(&server, &[("RUNPOD_SHUTDOWN_GRACE_SECONDS", "2")]);
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     server
         .wait_until(LIMIT, "a failed result post", |rs| {
             rs.iter().any(|r| r.kind() == "done")
@@ -206,7 +206,7 @@ async fn runpod_max_concurrency_sets_the_batch_size_when_the_code_sets_none() {
         server.push_job(json!({"id": format!("m{i}"), "input": {"mode": "sleep", "ms": 300}}));
     }
     let env = probe_env(&server, &[("RUNPOD_MAX_CONCURRENCY", "3")]);
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     for i in 0..3 {
         server.result_of(&format!("m{i}")).await;
     }

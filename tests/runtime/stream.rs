@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use serde_json::json;
-use test_support::{FakeRunpod, Worker, example};
+use test_support::{FakeRunpod, Worker, bin};
 
 const PARTS: &str = r#"["chunk-0", "chunk-1", {"i": 2}]"#;
 
@@ -37,7 +37,7 @@ async fn stream_job(server: &FakeRunpod, id: &str) -> (Vec<String>, String) {
 #[tokio::test]
 async fn stream_parts_go_to_job_stream_and_the_final_done_carries_an_empty_output() {
     let server = FakeRunpod::start().await;
-    let worker = Worker::spawn(&example("protocol_probe"), &[], &server.worker_env(), None);
+    let worker = Worker::spawn(&bin("protocol_probe"), &[], &server.worker_env(), None);
     let (parts, done) = stream_job(&server, "s1").await;
     assert_eq!(
         parts,
@@ -75,7 +75,7 @@ async fn aggregate_stream_repeats_the_parts_in_the_final_body() {
     let server = FakeRunpod::start().await;
     let mut env = server.worker_env();
     env.push(("PROBE_AGGREGATE_STREAM".into(), "1".into()));
-    let _worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
+    let _worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     let (parts, done) = stream_job(&server, "agg").await;
     assert_eq!(parts.len(), 3);
     assert_eq!(done, format!(r#"{{"output": {PARTS}}}"#));
@@ -84,7 +84,7 @@ async fn aggregate_stream_repeats_the_parts_in_the_final_body() {
 #[tokio::test]
 async fn progress_updates_are_posted_in_order_before_the_result() {
     let server = FakeRunpod::start().await;
-    let _worker = Worker::spawn(&example("protocol_probe"), &[], &server.worker_env(), None);
+    let _worker = Worker::spawn(&bin("protocol_probe"), &[], &server.worker_env(), None);
     let updates = json!(["step 1/3", {"phase": "parsing", "input_bytes": 51234}, "step 3/3"]);
     server.push_job(json!({"id": "p1", "input": {"mode": "progress", "updates": updates, "value": {"done": true}}}));
     let result = server.result_of("p1").await;

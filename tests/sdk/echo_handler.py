@@ -2,7 +2,7 @@
 tests/worker_sdk_parity.rs and the runtime benchmark (benches/runtime.rs).
 
 Without a "mode" key it echoes its input, like examples/echo.rs. With one, it follows the
-protocol of examples/protocol_probe.rs for the modes the parity test needs:
+protocol of tests/bin/protocol_probe.rs for the modes the parity test needs:
   {"mode": "progress", "updates": [...], "value": V}  progress updates, then V
   {"mode": "fail", "message": S}                       raises ValueError(S)
 SDK_CONCURRENCY (default 1) sets the SDK's concurrency through its concurrency_modifier.

@@ -1,6 +1,6 @@
 //! The protocol probe's handler: one worker whose behaviour each job selects from its input, so
 //! the workspace tests (in-process, through `runpod_handler::testing`) and the
-//! `protocol_probe` example (as a child process) drive every path of the runtime.
+//! `protocol_probe` fixture worker (tests/bin/, as a child process) drive every path of the runtime.
 //!
 //! Input (every field optional): `{"mode": M, "value": V, "message": S, "ms": N, "parts": [..],
 //! "updates": [..]}` where `M` is

@@ -37,8 +37,9 @@ pub fn as_echo(env: &[(String, String)]) -> Vec<(String, String)> {
     env
 }
 
-/// The path of a workspace package's binary, built here: the root package does not depend on
-/// the binary's package, so `cargo test` does not build it.
+/// The path of a workspace package's binary (a fixture worker of tests/bin/, or a crate's
+/// binary such as `mineru-handler`), built here in the profile of the running test: the root
+/// package does not depend on other packages' binaries, so `cargo test` does not build them.
 pub fn bin(name: &str) -> PathBuf {
     cargo_build(&["--bin", name], target_dir().join(name))
 }
@@ -57,7 +58,7 @@ fn cargo_build(what: &[&str], path: PathBuf) -> PathBuf {
     let mut args = vec!["build", "--quiet", "--workspace"];
     args.extend_from_slice(what);
     if !what.contains(&"--example") {
-        args.extend(["--example", "protocol_probe"]);
+        args.extend(["--example", "echo"]);
     }
     if target_dir().ends_with("release") {
         args.push("--release");

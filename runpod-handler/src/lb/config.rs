@@ -1,6 +1,6 @@
 //! [`LbConfig`]: a load-balancing worker's settings, read once from the environment.
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, Env};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -58,7 +58,8 @@ impl LbConfig {
         I: IntoIterator<Item = A>,
         A: Into<String>,
     {
-        let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+        let env = Env(&var);
+        let set = |name: &str| env.get(name);
         let port = match set("PORT") {
             Some(v) => parse("PORT", &v, "expected a port number")?,
             None => DEFAULT_PORT,

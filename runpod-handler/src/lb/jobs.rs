@@ -21,7 +21,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
@@ -46,8 +46,7 @@ pub struct JobRoute {
 #[derive(Debug)]
 struct Jobs {
     config: Config,
-    // A Mutex only to make the state Sync for axum; the service is cloned out per job.
-    service: Mutex<JobService>,
+    service: JobService,
     shutdown: CancellationToken,
     max_body_bytes: usize,
 }
@@ -74,7 +73,7 @@ impl LoadBalancer {
     /// Serves `handler` as jobs on `POST /runsync`; see [`JobRoute`].
     pub fn job_route<S, T>(&self, handler: S) -> JobRoute
     where
-        S: Service<Job<T>> + Clone + Send + 'static,
+        S: Service<Job<T>> + Clone + Send + Sync + 'static,
         S::Response: IntoJobOutput,
         S::Error: Into<BoxError>,
         S::Future: Send + 'static,
@@ -88,7 +87,7 @@ impl LoadBalancer {
             path: "/runsync".into(),
             state: Arc::new(Jobs {
                 config: runtime.clone(),
-                service: Mutex::new(stack.assemble()),
+                service: stack.assemble(),
                 shutdown: self.shutdown.clone(),
                 max_body_bytes: self.config.max_body_bytes,
             }),
@@ -137,12 +136,7 @@ impl Jobs {
             .map_err(|err| NotAJob::Malformed(err.to_string()))?;
         let job_id = raw.id.clone();
         let job = LocalJob::new(&self.config, raw, self.shutdown.clone());
-        let service = self
-            .service
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        match job.run(service).await {
+        match job.run(self.service.clone()).await {
             Some(result) => Ok(runsync_shape(&job_id, result)),
             None => Ok(json!({"id": job_id, "status": "CANCELLED"})),
         }

@@ -1,7 +1,7 @@
 //! The load-balancing worker's life: bind, start up behind a 204, serve, drain on SIGTERM.
 
 use super::guard::{Guard, Limits};
-use super::{LoadBalancer, Step};
+use super::{Health, LoadBalancer, Step};
 use crate::error::{BoxError, Error};
 use axum::ServiceExt as _;
 use axum::body::{Body, Bytes, HttpBody};
@@ -9,6 +9,7 @@ use axum::http::{Request, Response};
 use std::net::Ipv4Addr;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
 
@@ -47,7 +48,6 @@ where
         config.port,
         config.health_port
     );
-
     crate::signal::spawn_listener(shutdown.clone());
     let limits = Limits {
         max_concurrency: config.max_concurrency,
@@ -61,53 +61,18 @@ where
         config.worker_id(),
         ping_here,
     );
-    let drain = {
-        let (shutdown, health) = (shutdown.clone(), health.clone());
-        async move {
-            shutdown.cancelled().await;
-            health.drain();
-            tracing::info!("Shutting down: finishing the requests in flight.");
-        }
-    };
-    let server = tokio::spawn(
-        axum::serve(listener, guard.into_make_service())
-            .with_graceful_shutdown(drain)
-            .into_future(),
-    );
+    let server = spawn_server(listener, guard, &health, &shutdown);
     // A separate health port answers 503 until the service's requests have drained.
     let drained = CancellationToken::new();
-    let health_server = health_listener.map(|listener| {
-        let health = health.clone();
-        let router = axum::Router::new().route(
-            "/ping",
-            axum::routing::get(move || std::future::ready(health.ping())),
-        );
-        tokio::spawn(
-            axum::serve(listener, router)
-                .with_graceful_shutdown(drained.clone().cancelled_owned())
-                .into_future(),
-        )
-    });
-
+    let health_server =
+        health_listener.map(|listener| spawn_health_server(listener, &health, &drained));
     let failure = tokio::select! {
         failure = start(fitness_checks.into_iter().chain(on_start)) => failure,
         () = shutdown.cancelled() => None,
     };
-    match &failure {
-        None if shutdown.is_cancelled() => {}
-        None => {
-            health.mark_ready();
-            tracing::info!("Worker is ready.");
-        }
-        Some((name, message)) => {
-            health.mark_unhealthy();
-            tracing::error!("Start-up step {name} failed: {message}");
-            tracing::error!("Worker is unhealthy; /ping answers 503 until it exits.");
-            let _ = tokio::time::timeout(UNHEALTHY_LINGER, shutdown.cancelled()).await;
-            shutdown.cancel();
-        }
-    }
-
+    // The start-up tail serves a queue worker's failure report only.
+    crate::startup::tail::TAIL.stop();
+    started(failure.as_ref(), &health, &shutdown).await;
     let served = server.await;
     drained.cancel();
     if let Some(health_server) = health_server {
@@ -122,6 +87,73 @@ where
     match failure {
         None => Ok(()),
         Some((name, message)) => Err(Error::Unhealthy { name, message }),
+    }
+}
+
+/// The service behind its guard until SIGTERM, then until its requests have drained.
+fn spawn_server<S, B>(
+    listener: TcpListener,
+    guard: Guard<S>,
+    health: &Health,
+    shutdown: &CancellationToken,
+) -> JoinHandle<std::io::Result<()>>
+where
+    S: Service<Request<Body>, Response = Response<B>> + Clone + Send + 'static,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let (shutdown, health) = (shutdown.clone(), health.clone());
+    let drain = async move {
+        shutdown.cancelled().await;
+        health.drain();
+        tracing::info!("Shutting down: finishing the requests in flight.");
+    };
+    tokio::spawn(
+        axum::serve(listener, guard.into_make_service())
+            .with_graceful_shutdown(drain)
+            .into_future(),
+    )
+}
+
+/// `/ping` on a port of its own, until `drained`.
+fn spawn_health_server(
+    listener: TcpListener,
+    health: &Health,
+    drained: &CancellationToken,
+) -> JoinHandle<std::io::Result<()>> {
+    let health = health.clone();
+    let router = axum::Router::new().route(
+        "/ping",
+        axum::routing::get(move || std::future::ready(health.ping())),
+    );
+    tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(drained.clone().cancelled_owned())
+            .into_future(),
+    )
+}
+
+/// Marks the worker ready, or unhealthy until SIGTERM or a minute later, then shuts down.
+async fn started(
+    failure: Option<&(String, String)>,
+    health: &Health,
+    shutdown: &CancellationToken,
+) {
+    match failure {
+        None if shutdown.is_cancelled() => {}
+        None => {
+            health.mark_ready();
+            tracing::info!("Worker is ready.");
+        }
+        Some((name, message)) => {
+            health.mark_unhealthy();
+            tracing::error!("Start-up step {name} failed: {message}");
+            tracing::error!("Worker is unhealthy; /ping answers 503 until it exits.");
+            let _ = tokio::time::timeout(UNHEALTHY_LINGER, shutdown.cancelled()).await;
+            shutdown.cancel();
+        }
     }
 }
 

@@ -2,11 +2,10 @@
 //! response shapes and statuses. Jobs start as soon as `/run` stores them.
 
 use super::job::{LocalJob, LocalResult};
-use crate::completion::Completion;
 use crate::config::Config;
 use crate::error::Error;
 use crate::job::RawJob;
-use crate::service::Invocation;
+use crate::service::JobService;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -16,19 +15,16 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tower::Service;
 
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(10);
 
-struct Api<H> {
+struct Api {
     config: Config,
-    // A Mutex only to make the state Sync for axum; the handler is cloned out per job.
-    handler: Mutex<H>,
+    handler: JobService,
     jobs: Mutex<HashMap<String, Entry>>,
     slots: Semaphore,
     webhooks: reqwest::Client,
@@ -49,20 +45,16 @@ enum JobState {
 }
 
 /// Serves until SIGTERM or SIGINT, then lets the requests in flight finish.
-pub(crate) async fn serve<H>(
+pub(crate) async fn serve(
     config: &Config,
     host: &str,
     port: u16,
     concurrency: usize,
-    handler: H,
-) -> Result<(), Error>
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+    handler: JobService,
+) -> Result<(), Error> {
     let api = Arc::new(Api {
         config: config.clone(),
-        handler: Mutex::new(handler),
+        handler,
         jobs: Mutex::new(HashMap::new()),
         slots: Semaphore::new(concurrency),
         webhooks: reqwest::Client::builder()
@@ -77,23 +69,20 @@ where
     let mut router = Router::new()
         .route(
             "/runsync",
-            post(runsync::<H>).layer(DefaultBodyLimit::max(limits.runsync)),
+            post(runsync).layer(DefaultBodyLimit::max(limits.runsync)),
         )
-        .route(
-            "/run",
-            post(run::<H>).layer(DefaultBodyLimit::max(limits.run)),
-        )
-        .route("/status/{id}", post(status::<H>))
-        .route("/stream/{id}", post(stream::<H>))
-        .route("/cancel/{id}", post(cancel::<H>))
-        .route("/health", get(health::<H>))
+        .route("/run", post(run).layer(DefaultBodyLimit::max(limits.run)))
+        .route("/status/{id}", post(status))
+        .route("/stream/{id}", post(stream))
+        .route("/cancel/{id}", post(cancel))
+        .route("/health", get(health))
         .route("/openapi.json", get(openapi))
         .route("/docs", get(|| async { Redirect::temporary("/") }))
         .route("/", get(docs));
     if let Some(endpoint) = &config.endpoint_id {
         router = router.route(
             &format!("/{endpoint}/realtime"),
-            post(realtime::<H>).layer(DefaultBodyLimit::max(limits.runsync)),
+            post(realtime).layer(DefaultBodyLimit::max(limits.runsync)),
         );
     }
     let router = router
@@ -181,11 +170,7 @@ fn parse_request(body: &[u8], need_id: bool) -> Result<Map<String, Value>, Value
     }
 }
 
-impl<H> Api<H>
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+impl Api {
     /// Validates a `/run` or `/runsync` body and stores the job under a new id; the error is
     /// the 422's validation detail.
     fn submit(
@@ -206,13 +191,6 @@ where
         };
         self.lock().insert(id.to_owned(), entry);
         cancellation
-    }
-
-    fn handler(&self) -> H {
-        self.handler
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -246,7 +224,7 @@ where
         let raw = RawJob::parse(Value::Object(request)).ok()?;
         let job = LocalJob::new(&self.config, raw, self.shutdown.clone());
         let job_cancellation = job.cancellation();
-        let run = job.run(self.handler());
+        let run = job.run(self.handler.clone());
         let result = tokio::select! {
             result = run => result,
             _ = cancellation.cancelled() => { job_cancellation.cancel(); None }
@@ -300,11 +278,7 @@ fn final_shape(id: &str, result: &LocalResult) -> Value {
     Value::Object(shape)
 }
 
-async fn runsync<H>(State(api): State<Arc<Api<H>>>, body: Result<Bytes, BytesRejection>) -> Response
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+async fn runsync(State(api): State<Arc<Api>>, body: Result<Bytes, BytesRejection>) -> Response {
     let limit = api.config.body_limits.runsync;
     let body = match body {
         Ok(body) => body,
@@ -323,11 +297,7 @@ where
     axum::Json(shape.unwrap_or_else(|| json!({"id": id, "status": "CANCELLED"}))).into_response()
 }
 
-async fn run<H>(State(api): State<Arc<Api<H>>>, body: Result<Bytes, BytesRejection>) -> Response
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+async fn run(State(api): State<Arc<Api>>, body: Result<Bytes, BytesRejection>) -> Response {
     let limit = api.config.body_limits.run;
     let body = match body {
         Ok(body) => body,
@@ -341,19 +311,11 @@ where
     axum::Json(json!({"id": id, "status": "IN_PROGRESS"})).into_response()
 }
 
-async fn status<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+async fn status(State(api): State<Arc<Api>>, Path(id): Path<String>) -> axum::Json<Value> {
     axum::Json(api.status_of(&id))
 }
 
-async fn stream<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+async fn stream(State(api): State<Arc<Api>>, Path(id): Path<String>) -> axum::Json<Value> {
     let shape = match api.lock().get(&id).map(|e| &e.state) {
         Some(JobState::Done(LocalResult {
             stream: Some(parts),
@@ -370,11 +332,7 @@ where
     axum::Json(shape)
 }
 
-async fn cancel<H>(State(api): State<Arc<Api<H>>>, Path(id): Path<String>) -> axum::Json<Value>
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+async fn cancel(State(api): State<Arc<Api>>, Path(id): Path<String>) -> axum::Json<Value> {
     let cancelled = {
         let mut jobs = api.lock();
         match jobs.get_mut(&id) {
@@ -393,11 +351,7 @@ where
     }
 }
 
-async fn health<H>(State(api): State<Arc<Api<H>>>) -> axum::Json<Value>
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+async fn health(State(api): State<Arc<Api>>) -> axum::Json<Value> {
     let jobs = api.lock();
     let running = jobs
         .values()
@@ -406,14 +360,7 @@ where
     axum::Json(json!({"status": "ok", "jobs": {"in_progress": running, "total": jobs.len()}}))
 }
 
-async fn realtime<H>(
-    State(api): State<Arc<Api<H>>>,
-    body: Result<Bytes, BytesRejection>,
-) -> Response
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    H::Future: Send,
-{
+async fn realtime(State(api): State<Arc<Api>>, body: Result<Bytes, BytesRejection>) -> Response {
     let limit = api.config.body_limits.runsync;
     let body = match body {
         Ok(body) => body,
@@ -427,7 +374,7 @@ where
         return StatusCode::UNPROCESSABLE_ENTITY.into_response();
     };
     let job = LocalJob::new(&api.config, raw, api.shutdown.clone());
-    match job.run(api.handler()).await {
+    match job.run(api.handler.clone()).await {
         Some(result) => axum::Json(Value::Object(result.body)).into_response(),
         None => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }

@@ -2,15 +2,13 @@
 //! its deliveries turned into what the SDK's local modes show.
 
 use crate::body::Body;
-use crate::completion::Completion;
 use crate::config::Config;
 use crate::deliver::{Capture, Sent, Sink};
 use crate::job::{JobContext, Origin, RawJob};
-use crate::service::{Invocation, job_span};
+use crate::service::{Invocation, JobService, job_span};
 use serde_json::Value;
-use std::convert::Infallible;
 use tokio_util::sync::CancellationToken;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 /// A job's result as local modes show it.
@@ -52,10 +50,7 @@ impl LocalJob {
     }
 
     /// Runs the job through the (layered) stack; `None` when it was cancelled.
-    pub(crate) async fn run<J>(self, service: J) -> Option<LocalResult>
-    where
-        J: Service<Invocation, Response = Completion, Error = Infallible>,
-    {
+    pub(crate) async fn run(self, service: JobService) -> Option<LocalResult> {
         let span = job_span(&self.context);
         let job_id = self.context.job_id().to_owned();
         let invocation = Invocation {

@@ -18,12 +18,12 @@ pub(crate) use job::{LocalJob, LocalResult};
 
 /// Without the `local-api` feature, `--rp_serve_api` explains what is missing.
 #[cfg(not(feature = "local-api"))]
-pub(crate) async fn serve<H>(
+pub(crate) async fn serve(
     _: &Config,
     _: &str,
     _: u16,
     _: usize,
-    _: H,
+    _: crate::service::JobService,
 ) -> Result<(), crate::Error> {
     Err(crate::Error::Serve(std::io::Error::other(
         "--rp_serve_api needs runpod-handler's `local-api` feature",

@@ -1,21 +1,19 @@
 //! `--test_input '<json>'` or `test_input.json`: run one job, print its result, exit.
 
-use crate::completion::Completion;
 use crate::config::Config;
 use crate::error::Error;
 use crate::job::RawJob;
-use crate::service::Invocation;
+use crate::service::JobService;
 use serde_json::Value;
-use std::convert::Infallible;
 use tokio_util::sync::CancellationToken;
-use tower::Service;
 
 const FILE: &str = "test_input.json";
 
-pub(crate) async fn run<H>(config: &Config, flag: Option<String>, handler: H) -> Result<(), Error>
-where
-    H: Service<Invocation, Response = Completion, Error = Infallible>,
-{
+pub(crate) async fn run(
+    config: &Config,
+    flag: Option<String>,
+    handler: JobService,
+) -> Result<(), Error> {
     let text = match flag {
         Some(text) => {
             tracing::info!("test_input set, using test_input as job input.");

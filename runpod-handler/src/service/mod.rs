@@ -11,7 +11,12 @@ use crate::job::JobContext;
 use std::convert::Infallible;
 
 /// The whole-job service that runtime layers wrap: from a taken job to its delivered result.
-pub type JobService = tower::util::BoxCloneService<Invocation, Completion, Infallible>;
+///
+/// Every mode runs its jobs through one of these: the stack is erased once, when it is
+/// assembled (as axum's `Route` is), so that nothing downstream is generic over it. It is
+/// `Sync` so that the HTTP servers (the local API, a load-balancing job route) share it
+/// without a lock.
+pub type JobService = tower::util::BoxCloneSyncService<Invocation, Completion, Infallible>;
 
 /// A job on its way through the runtime.
 #[derive(Debug)]

@@ -9,13 +9,13 @@
 //! redacted; then the worker exits with an error. Jobs wait behind a [`Gate`] for start-up to
 //! end.
 
-pub(crate) mod redact;
 pub(crate) mod tail;
 
 use crate::client::Client;
 use crate::config::{Config, LogCapture};
 use crate::error::{BoxError, JobError};
 use crate::output::{JobOutput, Kind};
+use crate::redact::{self, Secrets};
 use crate::service::Invocation;
 use crate::service::handler::Handled;
 use crate::take::{Taken, take};
@@ -143,8 +143,9 @@ pub(crate) async fn run_hook(hook: Hook, limit: &Limit) -> Result<(), StartFailu
 
 impl StartFailure {
     /// The SDK's `prestart_failed` payload: the cause, who failed, and the log tail.
-    pub(crate) fn payload(&self, worker_id: &str, logs: Option<&str>, secrets: &[String]) -> Value {
-        let clean = |text: &str| clip(&redact::redact(text, secrets));
+    pub(crate) fn payload(&self, worker_id: &str, logs: Option<&str>, secrets: &Secrets) -> Value {
+        let shown = |text: &str| redact::credentials(&secrets.redact(text));
+        let clean = |text: &str| clip(&shown(text));
         let mut payload = json!({
             "event": "prestart_failed",
             "error_type": self.error.kind(),
@@ -156,7 +157,7 @@ impl StartFailure {
         });
         if let (Some(logs), Value::Object(fields)) = (logs.filter(|l| !l.is_empty()), &mut payload)
         {
-            let logs = redact::redact(logs, secrets);
+            let logs = shown(logs);
             let start = logs.len().saturating_sub(tail::LIMIT);
             let start = (start..=logs.len())
                 .find(|&i| logs.is_char_boundary(i))
@@ -219,8 +220,7 @@ impl Gate {
     /// Logs the failure and closes the gate on it, for good.
     pub(crate) fn fail(&self, failure: &StartFailure, config: &Config) {
         let logs = (config.log_capture == LogCapture::Auto).then(|| tail::TAIL.snapshot());
-        let secrets = redact::secrets_from_env(config.api_key.expose());
-        let mut payload = failure.payload(&config.worker_id, logs.as_deref(), &secrets);
+        let mut payload = failure.payload(&config.worker_id, logs.as_deref(), &config.secrets);
         let error = crate::json::to_ascii_string(&payload);
         if let Value::Object(fields) = &mut payload {
             fields.shift_remove("logs");
@@ -368,11 +368,11 @@ mod tests {
             )
             .with_traceback("Caused by: key rpa_SECRET_1234 refused"),
         };
-        let secrets = vec!["rpa_SECRET_1234".to_owned()];
+        let secrets = Secrets::from_vars([("RUNPOD_AI_API_KEY", "rpa_SECRET_1234")]);
         let payload = failure.payload("worker-7f3", Some("INFO | loading\n"), &secrets);
         assert_eq!(
             crate::json::to_ascii_string(&payload),
-            r#"{"event": "prestart_failed", "error_type": "ModelLoadError", "error_message": "no weights at https://h/w?<redacted>", "error_traceback": "Caused by: key <redacted> refused", "worker_id": "worker-7f3", "runpod_version": "1.12.0", "hook": "on_start", "logs": "INFO | loading\n"}"#
+            r#"{"event": "prestart_failed", "error_type": "ModelLoadError", "error_message": "no weights at https://h/w", "error_traceback": "Caused by: key [REDACTED] refused", "worker_id": "worker-7f3", "runpod_version": "1.12.0", "hook": "on_start", "logs": "INFO | loading\n"}"#
         );
         let without_logs = failure.payload("w", None, &secrets);
         assert!(without_logs.get("logs").is_none());

@@ -1,5 +1,5 @@
 //! The last lines the worker logged, kept while it starts so that a failed start-up can show
-//! its caller what happened: a bounded buffer fed by the runtime's log writer.
+//! its caller what happened: a bounded buffer fed by the `StartupTail` log layer.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +13,7 @@ pub(crate) struct Tail {
     text: Mutex<String>,
 }
 
-/// The tail the runtime's log writer feeds, recording from process start until start-up ends.
+/// The tail the `StartupTail` layer feeds, recording from process start until start-up ends.
 pub(crate) static TAIL: Tail = Tail::new();
 
 impl Tail {
@@ -30,9 +30,14 @@ impl Tail {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Appends a written line while recording; after start-up this costs one atomic load.
+    /// Whether start-up is still being recorded.
+    pub(crate) fn is_recording(&self) -> bool {
+        self.recording.load(Ordering::Relaxed)
+    }
+
+    /// Appends a written line while recording.
     pub(crate) fn record(&self, line: &str) {
-        if !self.recording.load(Ordering::Relaxed) {
+        if !self.is_recording() {
             return;
         }
         let mut text = self.text();

@@ -6,7 +6,6 @@ pub(crate) mod incoming;
 
 use crate::body::{self, Reporter};
 use crate::client::Client;
-use crate::completion::Completion;
 use crate::concurrency::Concurrency;
 use crate::config::{Config, Webhooks};
 use crate::deliver::{Final, Remote, Sink};
@@ -14,16 +13,15 @@ use crate::error::{BoxError, Error};
 use crate::inflight::InFlight;
 use crate::job::{JobContext, Malformed, Origin, RawJob};
 use crate::post::Poster;
-use crate::service::{Invocation, job_span};
+use crate::service::{Invocation, JobService, job_span};
 use crate::startup::{FitnessCheck, Gate, Hook, Limit};
 use crate::urls::Urls;
 use futures_util::{Stream, StreamExt};
 use incoming::{Demand, incoming};
 use serde_json::Value;
-use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tower::{Service, ServiceExt};
+use tower::ServiceExt;
 use tracing::Instrument;
 
 /// The jobs a worker holds and what their contexts share.
@@ -37,11 +35,9 @@ pub(crate) struct Dispatch {
 
 /// Runs every job `jobs` yields through `service` until the stream ends, then waits until
 /// every job it started has delivered its result.
-pub(crate) async fn serve<S, J>(jobs: S, service: J, dispatch: &Dispatch)
+pub(crate) async fn serve<S>(jobs: S, service: JobService, dispatch: &Dispatch)
 where
     S: Stream<Item = Value>,
-    J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    J::Future: Send + 'static,
 {
     let mut jobs = std::pin::pin!(jobs);
     while let Some(value) = jobs.next().await {
@@ -52,11 +48,7 @@ where
 }
 
 impl Dispatch {
-    fn start<J>(&self, value: Value, service: &J)
-    where
-        J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-        J::Future: Send + 'static,
-    {
+    fn start(&self, value: Value, service: &JobService) {
         let raw = match RawJob::parse(value) {
             Ok(raw) => raw,
             Err(Malformed::MissingInput { id }) => {
@@ -174,18 +166,14 @@ pub(crate) struct StartUp {
 /// Serves RunPod's queue until shutdown (SIGTERM, the first job's end with a worker-level
 /// refresh, or a failed start-up), then waits for every running job's result and stops the
 /// heartbeat. After a failed start-up with no job held, one bounded take gets a job to tell.
-pub(crate) async fn run<J>(
+pub(crate) async fn run(
     config: &Config,
     connection: Connection,
     concurrency: Concurrency,
     stop_after_job: bool,
-    service: J,
+    service: JobService,
     start: StartUp,
-) -> Result<(), Error>
-where
-    J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
-    J::Future: Send + 'static,
-{
+) -> Result<(), Error> {
     let Connection { urls, client } = connection;
     let inflight = Arc::new(InFlight::new());
     let shutdown = CancellationToken::new();

@@ -3,7 +3,10 @@
 
 mod otlp;
 
+use std::collections::HashMap;
 use std::time::Duration;
+
+use runpod_handler::redact::Secrets;
 
 use crate::error::ConfigError;
 use crate::header_vars::percent_decode;
@@ -60,15 +63,19 @@ pub(crate) struct EnvConfig {
 }
 
 impl EnvConfig {
-    /// Reads the process environment.
+    /// Reads the process environment (variables that are not UTF-8 count as unset).
     pub(crate) fn from_env() -> Self {
-        Self::from_lookup(&|name| std::env::var(name).ok())
+        Self::from_vars(std::env::vars_os().filter_map(|(name, value)| {
+            Some((name.into_string().ok()?, value.into_string().ok()?))
+        }))
     }
 
-    /// Reads through `lookup`, so that tests need not touch the process environment.
-    pub(crate) fn from_lookup(lookup: &dyn Fn(&str) -> Option<String>) -> Self {
+    /// Reads `(name, value)` pairs: the process environment, or a test's variables, through
+    /// the same path (the secrets too).
+    pub(crate) fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Self {
+        let vars: HashMap<String, String> = vars.into_iter().collect();
         let mut reader = Reader {
-            lookup,
+            lookup: &|name| vars.get(name).cloned(),
             notices: Vec::new(),
         };
         let export = reader.export();
@@ -116,7 +123,7 @@ impl EnvConfig {
                 skew: reader.millis("RUNPOD_OTEL_RESTORE_SKEW_MS", 2_000),
             },
             notices: Vec::new(),
-            redactor: Redactor::from_lookup(lookup),
+            redactor: Redactor::new(Secrets::from_vars(&vars)),
         };
         EnvConfig {
             notices: reader.notices,
@@ -195,13 +202,7 @@ impl Reader<'_> {
 impl EnvConfig {
     /// Reads from name/value pairs instead of the process environment.
     pub(crate) fn from_pairs(vars: &[(&str, &str)]) -> Self {
-        let vars: Vec<(String, String)> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        EnvConfig::from_lookup(&move |name| {
-            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
-        })
+        EnvConfig::from_vars(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
     }
 }
 

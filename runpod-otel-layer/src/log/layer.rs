@@ -1,6 +1,7 @@
 //! The `tracing` layer behind both log outputs. It is custom because `job_id` must be found
 //! on every line inside a job whatever the span depth (the stock JSON formatter shows only the
-//! innermost span's fields), and both outputs share one field collection.
+//! innermost span's fields; the runtime's [`JobIds`] finds it, as for the runtime's own lines),
+//! and both outputs share one field collection.
 
 use std::borrow::Cow;
 use std::io::Write;
@@ -16,10 +17,11 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::LookupSpan;
 
 use super::format::{json_line, text_line};
-use super::record::{FieldCollector, JobIdVisitor, Record, TraceIds};
+use super::record::{FieldCollector, Record, TraceIds};
 use crate::config::LogFormat;
 use crate::export::EXPORT_TARGET;
 use crate::redact::Redactor;
+use runpod_handler::log::JobIds;
 
 /// Crates of the export machinery: never mirrored to OTLP (each record would cause another
 /// export), and shown on stdout only from warning level up.
@@ -34,9 +36,6 @@ const EXPORT_MACHINERY: [&str; 9] = [
     "nvml_wrapper",
     EXPORT_TARGET,
 ];
-
-/// The job id a span carries, found when the span is created (or recorded later).
-struct JobId(String);
 
 /// Renders events to stdout and mirrors them to an OTLP logger.
 pub(crate) struct EventLayer {
@@ -92,21 +91,11 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
 {
     fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
-        let mut visitor = JobIdVisitor::default();
-        attrs.record(&mut visitor);
-        if let (Some(job_id), Some(span)) = (visitor.0, ctx.span(id)) {
-            span.extensions_mut().insert(JobId(job_id));
-        }
+        JobIds::on_new_span(attrs, id, &ctx);
     }
 
     fn on_record(&self, id: &Id, values: &SpanRecord<'_>, ctx: Context<'_, S>) {
-        let mut visitor = JobIdVisitor::default();
-        values.record(&mut visitor);
-        if let (Some(job_id), Some(span)) = (visitor.0, ctx.span(id)) {
-            let mut extensions = span.extensions_mut();
-            extensions.remove::<JobId>();
-            extensions.insert(JobId(job_id));
-        }
+        JobIds::on_record(values, id, &ctx);
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
@@ -117,9 +106,7 @@ where
         }
         let mut fields = FieldCollector::new(&self.redactor);
         event.record(&mut fields);
-        let job_id = ctx.event_scope(event).and_then(|mut scope| {
-            scope.find_map(|span| span.extensions().get::<JobId>().map(|j| j.0.clone()))
-        });
+        let job_id = JobIds::of_event(event, &ctx).job_id;
         let logger: Cow<'_, str> = match fields.logger.take() {
             Some(name) => Cow::Owned(name),
             None if metadata.target().starts_with("runpod_handler") => Cow::Borrowed("runpod"),

@@ -141,20 +141,3 @@ impl Visit for FieldCollector<'_> {
         self.push_text(field, &format!("{value:?}"));
     }
 }
-
-/// Finds the `job_id` field of a span when it is created or recorded.
-#[derive(Default)]
-pub(crate) struct JobIdVisitor(pub(crate) Option<String>);
-
-impl Visit for JobIdVisitor {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "job_id" {
-            self.0 = Some(value.to_owned());
-        }
-    }
-    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        if field.name() == "job_id" {
-            self.0 = Some(format!("{value:?}").trim_matches('"').to_owned());
-        }
-    }
-}
