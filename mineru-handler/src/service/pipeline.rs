@@ -77,6 +77,8 @@ impl Pipeline {
             max_pages_per_job: self.config.max_pages_per_job,
             vlm_server_url: self.vlm_server_url.clone(),
             s3: self.config.s3.clone(),
+            chunk_pages: self.config.chunk_pages,
+            allow_partial: self.config.allow_partial,
         }
     }
 
