@@ -100,6 +100,15 @@ pub enum MergeError {
 }
 
 impl MergeError {
+    /// The Python-style error type a job reports it with: `ArtifactError` for results that
+    /// cannot be merged, `RuntimeError` when writing fails.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            MergeError::Write(_) => "RuntimeError",
+            _ => "ArtifactError",
+        }
+    }
+
     fn read(part: &Path, error: &dyn std::fmt::Display) -> Self {
         MergeError::Unreadable {
             part: file_name(&part.to_string_lossy()),
