@@ -221,7 +221,11 @@ impl ParseJob<'_> {
                     return Ok(None);
                 }
                 AfterFailure::Continue => {
-                    self.report(schedule);
+                    if schedule.lost().last() == Some(&call.range) {
+                        // A page written off: its error is the one the result reports.
+                        run.lost_error = Some(error.to_string());
+                        self.report(schedule);
+                    }
                     run.last_error = Some(error);
                     return Ok(None);
                 }
@@ -269,12 +273,14 @@ impl ParseJob<'_> {
         let lost = schedule.lost().to_vec();
         let missing = coalesce([lost.clone(), remaining.clone()].concat());
         let missing_pages: u64 = missing.iter().map(|r| r.len()).sum();
-        // Every page is settled now: the last update says so.
-        self.progress(
-            schedule.total_pages(),
-            schedule.total_pages(),
-            missing_pages,
-        );
+        // Every page is settled now: the last update says so, if the others did not.
+        if schedule.settled_pages() < schedule.total_pages() {
+            self.progress(
+                schedule.total_pages(),
+                schedule.total_pages(),
+                missing_pages,
+            );
+        }
         let detail = self.detail(&run, reason, &lost, &remaining);
         run.into_parsed(
             schedule,
@@ -300,9 +306,14 @@ impl ParseJob<'_> {
             .as_ref()
             .map(|e| format!("; the last engine failure: {e}"))
             .unwrap_or_default();
+        let lost_error = run
+            .lost_error
+            .as_ref()
+            .map(|e| format!("; the last page's failure: {e}"))
+            .unwrap_or_default();
         let lost_text = |n: u64| {
             format!(
-                "the engine failed on {n} page(s) on a fresh engine too and page by page{last_error}"
+                "the engine failed on {n} page(s) on a fresh engine too and page by page{lost_error}"
             )
         };
         match (reason, self.deadline) {
@@ -422,6 +433,8 @@ struct ChunkRun {
     parse_time: Duration,
     parsed_pages: u64,
     last_error: Option<EngineError>,
+    /// The failure of the last page written off.
+    lost_error: Option<String>,
 }
 
 impl ChunkRun {

@@ -113,8 +113,9 @@ impl Schedule {
             }
             first = last + 1;
         }
-        // ⌈log₂ chunk_pages⌉, without overflow.
-        let one_bad_page = 2 + (u64::BITS - (chunk_pages - 1).leading_zeros());
+        // ⌈log₂ chunk⌉ for the largest chunk, without overflow.
+        let largest = chunk_pages.min(range.len());
+        let one_bad_page = 2 + (u64::BITS - (largest - 1).leading_zeros());
         Schedule {
             range,
             queue,

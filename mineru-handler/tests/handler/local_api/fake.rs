@@ -12,7 +12,7 @@ use crate::common;
 use crate::common::moto;
 
 /// The FAKE mineru-api as the worker's engine.
-fn fake_env(tier: &str, log: &Path) -> Vec<(&'static str, String)> {
+pub(super) fn fake_env(tier: &str, log: &Path) -> Vec<(&'static str, String)> {
     vec![
         (
             "MINERU_API_BIN",
@@ -27,7 +27,7 @@ fn fake_env(tier: &str, log: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn fake_events(log: &Path, event: &str) -> Vec<Value> {
+pub(super) fn fake_events(log: &Path, event: &str) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -65,10 +65,10 @@ async fn fake_gpu_engine_maps_tiers_survives_a_crash_and_a_cancelled_hang() {
         );
     }
 
-    // The engine crashes mid-parse: a clear RuntimeError, and the next job is served by the
-    // restarted engine.
+    // The engine crashes mid-parse of a one-call job: a clear RuntimeError, and the next job
+    // is served by the restarted engine.
     let (out, error) = worker
-        .runsync(json!({"file_b64": pdf, "basename": "crash"}))
+        .runsync(json!({"file_b64": pdf, "basename": "crash", "chunk_pages": 0}))
         .await;
     let error = error.unwrap_or_else(|| panic!("a crash must fail the job: {out}"));
     assert!(
@@ -138,7 +138,7 @@ async fn failed_warmup_still_serves_with_a_clear_engine_error() {
 }
 
 /// Fetches an uploaded archive back through its presigned URL: its tar.gz members.
-async fn fetch_uploaded(entry: &Value) -> Vec<(String, Vec<u8>)> {
+pub(super) async fn fetch_uploaded(entry: &Value) -> Vec<(String, Vec<u8>)> {
     let url = entry["tarball_url"].as_str().unwrap();
     let response = reqwest::get(url).await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());
@@ -214,6 +214,7 @@ async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback()
                 "basename",
                 "source",
                 "pages_requested",
+                "pages_processed",
                 "tarball_url",
                 "tarball_url_expires_in",
                 "bucket_key",
