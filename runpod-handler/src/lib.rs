@@ -49,6 +49,7 @@ mod ping;
 mod post;
 mod progress;
 mod runtime;
+mod served;
 mod service;
 mod signal;
 mod startup;

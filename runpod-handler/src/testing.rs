@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::deliver::{Capture, Delivery, Sent, Sink};
 use crate::error::BoxError;
 use crate::inflight::InFlight;
-use crate::job::{Job, Origin};
+use crate::job::{Job, Origin, RawJob};
 use crate::output::IntoJobOutput;
 use crate::runtime::{Runtime, start_locally};
 use crate::service::{Invocation, JobService};
@@ -116,7 +116,7 @@ where
         let capture = Capture::default();
         let dispatch = self.dispatch(&capture, CancellationToken::new(), false);
         serve(
-            futures_util::stream::iter([job]),
+            futures_util::stream::iter([RawJob::parse(job)]),
             self.service.clone(),
             &dispatch,
         )
@@ -147,7 +147,7 @@ where
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let n = wanted.min(queue.len());
-            let taken: Vec<Value> = queue.drain(..n).collect();
+            let taken: Vec<_> = queue.drain(..n).map(RawJob::parse).collect();
             if queue.is_empty() {
                 drained.cancel();
             }

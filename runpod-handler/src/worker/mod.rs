@@ -12,14 +12,14 @@ use crate::config::{Config, Webhooks};
 use crate::deliver::{Final, Remote, Sink};
 use crate::error::{BoxError, Error};
 use crate::inflight::InFlight;
-use crate::job::{JobContext, Malformed, Origin, RawJob};
+use crate::job::{JobContext, Malformed, Origin};
 use crate::post::Poster;
+use crate::served::Served;
 use crate::service::{Invocation, job_span};
 use crate::startup::{FitnessCheck, Gate, Hook, Limit};
 use crate::urls::Urls;
 use futures_util::{Stream, StreamExt};
 use incoming::{Demand, incoming};
-use serde_json::Value;
 use std::convert::Infallible;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -39,30 +39,36 @@ pub(crate) struct Dispatch {
 /// every job it started has delivered its result.
 pub(crate) async fn serve<S, J>(jobs: S, service: J, dispatch: &Dispatch)
 where
-    S: Stream<Item = Value>,
+    S: Stream<Item = Served>,
     J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     J::Future: Send + 'static,
 {
     let mut jobs = std::pin::pin!(jobs);
-    while let Some(value) = jobs.next().await {
-        dispatch.start(value, &service);
+    while let Some(served) = jobs.next().await {
+        dispatch.start(served, &service);
     }
     let mut remaining = dispatch.inflight.subscribe();
     let _ = remaining.wait_for(|&n| n == 0).await;
 }
 
 impl Dispatch {
-    fn start<J>(&self, value: Value, service: &J)
+    fn start<J>(&self, served: Served, service: &J)
     where
         J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
         J::Future: Send + 'static,
     {
-        let raw = match RawJob::parse(value) {
+        let raw = match served {
             Ok(raw) => raw,
-            Err(Malformed::MissingInput { id }) => {
-                // The SDK drops such a job silently; with an id we can at least tell the caller.
-                tracing::error!(job_id = id.as_str(), "Job has missing field(s): input.");
-                self.reject(id, "Job has missing field(s): input.");
+            // The SDK drops such a job silently (or loses its whole batch); with an id we can
+            // at least tell the caller.
+            Err(err @ (Malformed::MissingInput { .. } | Malformed::Unreadable { .. })) => {
+                let message = err.to_string();
+                let (Malformed::MissingInput { id } | Malformed::Unreadable { id, .. }) = err
+                else {
+                    return;
+                };
+                tracing::error!(job_id = id.as_str(), "{message}");
+                self.reject(id, &message);
                 return;
             }
             Err(err) => {
@@ -253,4 +259,89 @@ where
         let _ = tokio::task::spawn_blocking(move || ping.join()).await;
     }
     gate.outcome()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::deliver::{Capture, Sent};
+    use crate::runtime::Runtime;
+    use crate::{Job, JobError, service_fn};
+    use serde_json::Value;
+
+    fn echo() -> impl Service<Invocation, Response = Completion, Error = Infallible, Future: Send>
+    + Clone
+    + Send
+    + 'static {
+        let handler = service_fn(|job: Job<Value>| async move { Ok::<_, JobError>(job.input) });
+        Runtime::new(crate::testing::config())
+            .split(handler)
+            .1
+            .assemble()
+    }
+
+    fn dispatch(capture: &Capture) -> Dispatch {
+        let config = crate::testing::config();
+        Dispatch {
+            origin: Origin {
+                worker_id: config.worker_id.clone(),
+                endpoint_id: None,
+                shutdown: CancellationToken::new(),
+                sink: Sink::Capture(capture.clone()),
+            },
+            inflight: Arc::new(InFlight::new()),
+            reporter: Reporter::new(&config),
+            stop_after_job: false,
+        }
+    }
+
+    /// Each job's result body, as posted.
+    fn results(capture: &Capture) -> Vec<(String, String)> {
+        capture
+            .deliveries()
+            .into_iter()
+            .filter_map(|d| match d.sent {
+                Sent::Result { body, .. } => Some((
+                    d.job_id,
+                    String::from_utf8_lossy(&crate::json::to_vec(&body)).into_owned(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn deep(levels: usize) -> String {
+        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
+    }
+
+    #[tokio::test]
+    async fn a_job_that_cannot_be_read_fails_alone_and_its_batch_mates_run() {
+        let body = format!(
+            r#"[{{"id": "deep", "input": {}}}, {{"id": "too-deep", "input": {}}}, {{"id": "plain", "input": 1}}]"#,
+            deep(200),
+            deep(600)
+        );
+        let served = crate::served::jobs(body.as_bytes()).expect("a batch");
+        let capture = Capture::default();
+        serve(
+            futures_util::stream::iter(served),
+            echo(),
+            &dispatch(&capture),
+        )
+        .await;
+        let mut results = results(&capture);
+        results.sort();
+        assert_eq!(results.len(), 3, "{results:?}");
+        assert_eq!(
+            results[0],
+            ("deep".into(), format!(r#"{{"output": {}}}"#, deep(200)))
+        );
+        assert_eq!(results[1], ("plain".into(), r#"{"output": 1}"#.into()));
+        let (id, body) = &results[2];
+        assert_eq!(id, "too-deep");
+        assert!(
+            body.contains(r#"\"error_type\": \"<class 'InvalidJob'>\", \"error_message\": \"Job field `input` cannot be read: it nests 600 arrays or objects deep; the limit is 512.\""#),
+            "{body}"
+        );
+    }
 }
