@@ -22,7 +22,11 @@ pub(crate) fn init(level: LogLevel, json: bool) {
     // load-balancing mode).
     let _ = tracing_subscriber::registry()
         .with(level.as_filter())
-        .with(RunpodLog { json, tail: &TAIL })
+        .with(RunpodLog {
+            json,
+            tail: &TAIL,
+            stdout: true,
+        })
         .try_init();
 }
 
@@ -31,6 +35,19 @@ pub(crate) fn init(level: LogLevel, json: bool) {
 pub(crate) struct RunpodLog {
     json: bool,
     tail: &'static Tail,
+    stdout: bool,
+}
+
+#[cfg(test)]
+impl RunpodLog {
+    /// The JSON lines into `tail` only: in-process tests read what the worker logged.
+    pub(crate) fn capturing(tail: &'static Tail) -> Self {
+        Self {
+            json: true,
+            tail,
+            stdout: false,
+        }
+    }
 }
 
 /// The job a span belongs to, stored when the span is created.
@@ -101,6 +118,9 @@ where
             &truncate(message),
         );
         self.tail.record(&line);
+        if !self.stdout {
+            return;
+        }
         let mut stdout = std::io::stdout().lock();
         let _ = stdout.write_all(line.as_bytes());
         let _ = stdout.flush();
@@ -215,10 +235,7 @@ mod tests {
     #[test]
     fn lines_of_a_batch_job_carry_its_batch_id() {
         static LINES: Tail = Tail::new();
-        let subscriber = tracing_subscriber::registry().with(RunpodLog {
-            json: true,
-            tail: &LINES,
-        });
+        let subscriber = tracing_subscriber::registry().with(RunpodLog::capturing(&LINES));
         tracing::subscriber::with_default(subscriber, || {
             let span = tracing::info_span!(
                 "runpod.job",

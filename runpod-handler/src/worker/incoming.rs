@@ -220,7 +220,9 @@ mod tests {
         let calls = Arc::default();
         let shutdown = CancellationToken::new();
         let inflight = Arc::new(InFlight::new());
-        let held = inflight.insert("held", CancellationToken::new());
+        let held = inflight
+            .insert("held", CancellationToken::new())
+            .expect("a new id");
         let jobs = vec![job("a"), job("b")];
         let take = scripted(
             vec![Taken::Jobs(jobs)],
@@ -241,7 +243,9 @@ mod tests {
         let calls = Arc::default();
         let shutdown = CancellationToken::new();
         let inflight = Arc::new(InFlight::new());
-        let held = inflight.insert("held", CancellationToken::new());
+        let held = inflight
+            .insert("held", CancellationToken::new())
+            .expect("a new id");
         let take = scripted(
             vec![Taken::Jobs(vec![job("next")])],
             Arc::clone(&calls),

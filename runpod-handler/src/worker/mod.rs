@@ -79,9 +79,22 @@ impl Dispatch {
             }
         };
         let context = JobContext::new(raw, &self.origin);
-        let guard = self
-            .inflight
-            .insert(context.job_id(), context.cancellation().clone());
+        let job_id = context.job_id();
+        let Some(guard) = self.inflight.insert(job_id, context.cancellation().clone()) else {
+            tracing::warn!(
+                job_id,
+                "Job served again while it runs on this worker; it is not started twice."
+            );
+            return;
+        };
+        if let Some(accepted) = self.origin.sink.accepted(job_id) {
+            tracing::warn!(
+                job_id,
+                "Job served again after its result was accepted; posting that result again instead of running it twice."
+            );
+            self.deliver(job_id.to_owned(), accepted, guard);
+            return;
+        }
         let span = job_span(&context);
         let service = service.clone();
         let shutdown = self.origin.shutdown.clone();
@@ -108,8 +121,19 @@ impl Dispatch {
             body,
             is_stream: false,
         };
+        let Some(guard) = self.inflight.insert(&job_id, CancellationToken::new()) else {
+            tracing::warn!(
+                job_id,
+                "Job served again while its error result is being posted."
+            );
+            return;
+        };
+        self.deliver(job_id, result, guard);
+    }
+
+    /// Delivers a result that needs no handler, holding the job's slot until it is delivered.
+    fn deliver(&self, job_id: String, result: Final, guard: crate::inflight::Guard) {
         let sink = self.origin.sink.clone();
-        let guard = self.inflight.insert(&job_id, CancellationToken::new());
         tokio::spawn(async move {
             if let Err(err) = sink.result(&job_id, result).await {
                 tracing::error!(
@@ -192,156 +216,112 @@ where
     J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
     J::Future: Send + 'static,
 {
-    let Connection { urls, client } = connection;
-    let inflight = Arc::new(InFlight::new());
     let shutdown = CancellationToken::new();
-    let stopped = CancellationToken::new();
-    let gate = start.gate.clone();
-    let starting = crate::startup::run(start.hook, start.limit, start.gate, config, &shutdown);
-    let starting = if start.take_jobs {
-        Some(tokio::spawn(starting))
-    } else {
-        starting.await;
-        None
-    };
     crate::signal::spawn_listener(shutdown.clone());
-    let ping = crate::ping::spawn(config, urls.clone(), Arc::clone(&inflight), stopped.clone())?;
-    match urls.stop() {
-        Some(stop_url) => {
-            tokio::spawn(crate::stop::run(
-                client.clone(),
-                stop_url.to_owned(),
-                Arc::clone(&inflight),
-                stopped.clone(),
-            ));
-        }
-        None => {
-            tracing::warn!("The job-take URL has no /job-take/; the job-stop channel is disabled.")
-        }
-    }
-    let remote = Remote {
-        poster: Poster::new(
-            client.clone(),
-            config.result_retry_budget,
-            &shutdown,
-            config.shutdown_grace,
-        ),
-        urls: urls.clone(),
-    };
-    let dispatch = Dispatch {
-        origin: Origin {
-            worker_id: config.worker_id.clone(),
-            endpoint_id: config.endpoint_id.clone(),
-            shutdown: shutdown.clone(),
-            sink: Sink::Remote(Arc::new(remote)),
-        },
-        inflight: Arc::clone(&inflight),
-        reporter: Reporter::new(config),
+    let worker = Worker {
+        concurrency,
         stop_after_job,
+        start,
     };
-    let demand = Demand::new(concurrency, Arc::clone(&inflight), shutdown);
-    let (take_urls, take_client) = (urls.clone(), client.clone());
-    let jobs = incoming(demand, move |wanted, busy| {
-        let url = take_urls.take(wanted, busy);
-        let client = take_client.clone();
-        async move { crate::take::take(&client, &url).await }
-    });
-    serve(jobs, service.clone(), &dispatch).await;
-    if gate.has_failed() && !inflight.ever_held() {
-        let claimed = crate::startup::claim_one(&client, &urls).await;
-        serve(futures_util::stream::iter(claimed), service, &dispatch).await;
+    worker.run(config, connection, service, shutdown).await
+}
+
+/// A worker's settings besides its configuration and stack.
+pub(crate) struct Worker {
+    pub(crate) concurrency: Concurrency,
+    pub(crate) stop_after_job: bool,
+    pub(crate) start: StartUp,
+}
+
+impl Worker {
+    /// [`run`], shutting down when `shutdown` fires instead of on a signal (tests fire it).
+    pub(crate) async fn run<J>(
+        self,
+        config: &Config,
+        connection: Connection,
+        service: J,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error>
+    where
+        J: Service<Invocation, Response = Completion, Error = Infallible> + Clone + Send + 'static,
+        J::Future: Send + 'static,
+    {
+        let Worker {
+            concurrency,
+            stop_after_job,
+            start,
+        } = self;
+        let Connection { urls, client } = connection;
+        let inflight = Arc::new(InFlight::new());
+        let stopped = CancellationToken::new();
+        let gate = start.gate.clone();
+        let starting = crate::startup::run(start.hook, start.limit, start.gate, config, &shutdown);
+        let starting = if start.take_jobs {
+            Some(tokio::spawn(starting))
+        } else {
+            starting.await;
+            None
+        };
+        let ping =
+            crate::ping::spawn(config, urls.clone(), Arc::clone(&inflight), stopped.clone())?;
+        match urls.stop() {
+            Some(stop_url) => {
+                tokio::spawn(crate::stop::run(
+                    client.clone(),
+                    stop_url.to_owned(),
+                    Arc::clone(&inflight),
+                    stopped.clone(),
+                ));
+            }
+            None => {
+                tracing::warn!(
+                    "The job-take URL has no /job-take/; the job-stop channel is disabled."
+                )
+            }
+        }
+        let remote = Remote {
+            recent: crate::deliver::Recent::default(),
+            poster: Poster::new(
+                client.clone(),
+                config.result_retry_budget,
+                &shutdown,
+                config.shutdown_grace,
+            ),
+            urls: urls.clone(),
+        };
+        let dispatch = Dispatch {
+            origin: Origin {
+                worker_id: config.worker_id.clone(),
+                endpoint_id: config.endpoint_id.clone(),
+                shutdown: shutdown.clone(),
+                sink: Sink::Remote(Arc::new(remote)),
+            },
+            inflight: Arc::clone(&inflight),
+            reporter: Reporter::new(config),
+            stop_after_job,
+        };
+        let demand = Demand::new(concurrency, Arc::clone(&inflight), shutdown);
+        let (take_urls, take_client) = (urls.clone(), client.clone());
+        let jobs = incoming(demand, move |wanted, busy| {
+            let url = take_urls.take(wanted, busy);
+            let client = take_client.clone();
+            async move { crate::take::take(&client, &url).await }
+        });
+        serve(jobs, service.clone(), &dispatch).await;
+        if gate.has_failed() && !inflight.ever_held() {
+            let claimed = crate::startup::claim_one(&client, &urls).await;
+            serve(futures_util::stream::iter(claimed), service, &dispatch).await;
+        }
+        stopped.cancel();
+        if let Some(starting) = starting {
+            let _ = starting.await;
+        }
+        if let Some(ping) = ping {
+            let _ = tokio::task::spawn_blocking(move || ping.join()).await;
+        }
+        gate.outcome()
     }
-    stopped.cancel();
-    if let Some(starting) = starting {
-        let _ = starting.await;
-    }
-    if let Some(ping) = ping {
-        let _ = tokio::task::spawn_blocking(move || ping.join()).await;
-    }
-    gate.outcome()
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::deliver::{Capture, Sent};
-    use crate::runtime::Runtime;
-    use crate::{Job, JobError, service_fn};
-    use serde_json::Value;
-
-    fn echo() -> impl Service<Invocation, Response = Completion, Error = Infallible, Future: Send>
-    + Clone
-    + Send
-    + 'static {
-        let handler = service_fn(|job: Job<Value>| async move { Ok::<_, JobError>(job.input) });
-        Runtime::new(crate::testing::config())
-            .split(handler)
-            .1
-            .assemble()
-    }
-
-    fn dispatch(capture: &Capture) -> Dispatch {
-        let config = crate::testing::config();
-        Dispatch {
-            origin: Origin {
-                worker_id: config.worker_id.clone(),
-                endpoint_id: None,
-                shutdown: CancellationToken::new(),
-                sink: Sink::Capture(capture.clone()),
-            },
-            inflight: Arc::new(InFlight::new()),
-            reporter: Reporter::new(&config),
-            stop_after_job: false,
-        }
-    }
-
-    /// Each job's result body, as posted.
-    fn results(capture: &Capture) -> Vec<(String, String)> {
-        capture
-            .deliveries()
-            .into_iter()
-            .filter_map(|d| match d.sent {
-                Sent::Result { body, .. } => Some((
-                    d.job_id,
-                    String::from_utf8_lossy(&crate::json::to_vec(&body)).into_owned(),
-                )),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn deep(levels: usize) -> String {
-        format!("{}1{}", "[".repeat(levels), "]".repeat(levels))
-    }
-
-    #[tokio::test]
-    async fn a_job_that_cannot_be_read_fails_alone_and_its_batch_mates_run() {
-        let body = format!(
-            r#"[{{"id": "deep", "input": {}}}, {{"id": "too-deep", "input": {}}}, {{"id": "plain", "input": 1}}]"#,
-            deep(200),
-            deep(600)
-        );
-        let served = crate::served::jobs(body.as_bytes()).expect("a batch");
-        let capture = Capture::default();
-        serve(
-            futures_util::stream::iter(served),
-            echo(),
-            &dispatch(&capture),
-        )
-        .await;
-        let mut results = results(&capture);
-        results.sort();
-        assert_eq!(results.len(), 3, "{results:?}");
-        assert_eq!(
-            results[0],
-            ("deep".into(), format!(r#"{{"output": {}}}"#, deep(200)))
-        );
-        assert_eq!(results[1], ("plain".into(), r#"{"output": 1}"#.into()));
-        let (id, body) = &results[2];
-        assert_eq!(id, "too-deep");
-        assert!(
-            body.contains(r#"\"error_type\": \"<class 'InvalidJob'>\", \"error_message\": \"Job field `input` cannot be read: it nests 600 arrays or objects deep; the limit is 512.\""#),
-            "{body}"
-        );
-    }
-}
+mod tests;
