@@ -17,6 +17,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tracing_subscriber::layer::SubscriberExt;
 
+mod chaos;
+
 /// How long an empty take is held before its 204, as the platform's long-poll does.
 const LONG_POLL: Duration = Duration::from_secs(1);
 
