@@ -239,21 +239,27 @@ mod tests {
     }
 
     #[test]
-    fn numbers_out_of_range_and_lone_surrogates_fail_their_job_only() {
-        let body = br#"[{"id": "big", "input": 1e400}, {"id": "lone", "input": "\udc00"}, {"id": 7, "input": null}]"#;
+    fn lone_surrogates_fail_their_job_only() {
+        let body = br#"[{"id": "lone", "input": "\udc00"}, {"id": 7, "input": null}]"#;
         let served = jobs(body).expect("a batch");
-        let errors: Vec<String> = served[..2]
-            .iter()
-            .map(|s| s.as_ref().unwrap_err().to_string())
-            .collect();
         assert_eq!(
-            errors,
-            [
-                "Job field `input` cannot be read: number out of range at line 1 column 5.",
-                "Job field `input` cannot be read: lone leading surrogate in hex escape at line 1 column 7."
-            ]
+            served[0].as_ref().unwrap_err().to_string(),
+            "Job field `input` cannot be read: lone leading surrogate in hex escape at line 1 column 7."
         );
-        assert_eq!(ids(&served)[2], Ok("7"));
+        assert_eq!(ids(&served)[1], Ok("7"));
+    }
+
+    /// With `exact-numbers` the literal is kept as served instead.
+    #[cfg(not(feature = "exact-numbers"))]
+    #[test]
+    fn a_number_out_of_range_fails_its_job_only() {
+        let body = br#"[{"id": "big", "input": 1e400}, {"id": "ok", "input": 1}]"#;
+        let served = jobs(body).expect("a batch");
+        assert_eq!(
+            served[0].as_ref().unwrap_err().to_string(),
+            "Job field `input` cannot be read: number out of range at line 1 column 5."
+        );
+        assert_eq!(ids(&served)[1], Ok("ok"));
     }
 
     #[test]
@@ -313,6 +319,32 @@ mod tests {
             assert!(jobs(body).is_none(), "{body:?}");
         }
         assert_eq!(jobs(b"[]").map(|j| j.len()), Some(0));
+    }
+
+    /// 2^64 as served, echoed back.
+    fn echoed_big_integer() -> String {
+        let served = jobs(br#"{"id": "big", "input": {"n": 18446744073709551616, "x": 0.1000}}"#)
+            .expect("a job");
+        let job = served.into_iter().next().expect("one").expect("readable");
+        String::from_utf8(crate::json::to_vec(job.input())).expect("UTF-8")
+    }
+
+    #[cfg(not(feature = "exact-numbers"))]
+    #[test]
+    fn beyond_64_bits_an_integer_becomes_the_nearest_float_by_default() {
+        assert_eq!(
+            echoed_big_integer(),
+            r#"{"n": 1.8446744073709552e+19, "x": 0.1}"#
+        );
+    }
+
+    #[cfg(feature = "exact-numbers")]
+    #[test]
+    fn with_exact_numbers_every_number_keeps_its_served_digits() {
+        assert_eq!(
+            echoed_big_integer(),
+            r#"{"n": 18446744073709551616, "x": 0.1000}"#
+        );
     }
 
     #[test]
