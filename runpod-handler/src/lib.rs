@@ -59,6 +59,8 @@ pub mod testing;
 mod tls;
 mod urls;
 mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 pub use completion::{Completion, Outcome, PostFailure};
 pub use concurrency::Concurrency;

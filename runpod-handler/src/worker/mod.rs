@@ -322,6 +322,3 @@ impl Worker {
         gate.outcome()
     }
 }
-
-#[cfg(test)]
-mod tests;

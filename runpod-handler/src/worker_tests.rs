@@ -1,20 +1,33 @@
-//! Worker mode in-process, on paused time, against the FAKE RunPod endpoint (`fake_http`):
+//! Worker mode (`worker`) in-process, on paused time, against the FAKE RunPod endpoint (`fake_http`):
 //! faults on takes and result posts, refused results, re-served jobs and shutdown with a
 //! result on the wire. The log lines asserted are the runtime's own JSON lines, captured.
 
-use super::*;
-use crate::deliver::{Capture, KEPT_FOR, Sent};
+use crate::body::Reporter;
+use crate::completion::Completion;
+use crate::concurrency::Concurrency;
+use crate::config::Config;
+use crate::deliver::{Capture, KEPT_FOR, Sent, Sink};
+use crate::error::{BoxError, Error};
 use crate::fake_http::{Exchange, FakeEndpoint, Fault, Reply, Request, secs};
+use crate::inflight::InFlight;
+use crate::job::Origin;
 use crate::log::RunpodLog;
 use crate::runtime::Runtime;
+use crate::service::Invocation;
 use crate::startup::tail::Tail;
+use crate::startup::{Gate, Limit};
+use crate::worker::{Connection, Dispatch, StartUp, Worker, serve};
 use crate::{Job, JobError, service_fn};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tower::Service;
 use tracing_subscriber::layer::SubscriberExt;
 
 mod chaos;
