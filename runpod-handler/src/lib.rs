@@ -52,6 +52,7 @@ mod post;
 mod progress;
 pub mod redact;
 mod runtime;
+mod served;
 mod service;
 mod signal;
 mod startup;
@@ -61,6 +62,8 @@ pub mod testing;
 mod tls;
 mod urls;
 mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 pub use completion::{Completion, Outcome, PostFailure};
 pub use concurrency::Concurrency;

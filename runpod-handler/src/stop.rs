@@ -136,8 +136,8 @@ mod tests {
         .await;
         let inflight = Arc::new(InFlight::new());
         let (a, b) = (CancellationToken::new(), CancellationToken::new());
-        let _a = inflight.insert("a", a.clone());
-        let _b = inflight.insert("b", b.clone());
+        let _a = inflight.insert("a", a.clone()).expect("a new id");
+        let _b = inflight.insert("b", b.clone()).expect("a new id");
         let stop = CancellationToken::new();
         let poll = tokio::spawn(run(
             crate::client::Client::for_tests(),

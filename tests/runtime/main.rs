@@ -6,7 +6,6 @@
 mod dynamic_concurrency;
 mod echo;
 mod examples_worker;
-mod faults;
 mod lb;
 mod lifecycle;
 mod local;
