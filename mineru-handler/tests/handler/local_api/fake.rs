@@ -1,7 +1,9 @@
 //! The worker with the FAKE mineru-api: GPU tiers, a crash, a cancelled hang, a failed warm-up,
-//! and the `s3` transport with the oversize fallback against moto.
+//! and the worker's own fetch policy for `file_url` (SSRF) and `volume_path` end to end.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -135,6 +137,88 @@ async fn failed_warmup_still_serves_with_a_clear_engine_error() {
         .await
         .unwrap();
     assert!(health.status().is_success());
+}
+
+/// A plain HTTP server on 127.0.0.1 serving the sample PDF at any path; counts its requests.
+async fn pdf_server() -> (String, Arc<AtomicUsize>) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    let pdf = std::fs::read(asset("sample.pdf")).unwrap();
+    let app = axum::Router::new().fallback(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+        let pdf = pdf.clone();
+        async move { ([("content-type", "application/pdf")], pdf) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("127.0.0.1:{port}"), served)
+}
+
+/// The binary's fetch set-up end to end: `file_url` to a loopback host is refused before any
+/// connection (by address and by name) unless `MINERU_ALLOW_LOCAL_FETCH` allows it, and
+/// `volume_path` is served from the configured roots only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn file_url_and_volume_path_jobs_follow_the_workers_fetch_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let inside = volume.join("report.pdf");
+    std::fs::copy(asset("sample.pdf"), &inside).unwrap();
+    let (host, served) = pdf_server().await;
+    let port = host.rsplit(':').next().unwrap().to_owned();
+    let mut env = fake_env("flash", &dir.path().join("fake.log"));
+    env.push(("MINERU_VOLUME_ROOTS", volume.display().to_string()));
+    let worker = LocalWorker::start(&env).await;
+
+    for (url, refusal) in [
+        (
+            format!("http://{host}/a.pdf"),
+            "file_url must point at a publicly routable host; '127.0.0.1' is not one (set MINERU_ALLOW_LOCAL_FETCH=1 to allow this)".to_owned(),
+        ),
+        (
+            format!("http://localhost:{port}/a.pdf"),
+            "file_url must point at a publicly routable host; 'localhost' resolves to".to_owned(),
+        ),
+    ] {
+        let (out, error) = worker.runsync(json!({"file_url": url})).await;
+        let error = error.unwrap_or_else(|| panic!("{url} must be refused: {out}"));
+        assert!(error.contains(&refusal), "{error}");
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 0, "no connection was made");
+
+    let (out, error) = worker
+        .runsync(json!({"volume_path": inside.display().to_string()}))
+        .await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(
+        out["results"][0]["source"],
+        format!("volume:{}", inside.display())
+    );
+    let outside = asset("sample.pdf").display().to_string();
+    let (out, error) = worker.runsync(json!({"volume_path": outside})).await;
+    let error = error.unwrap_or_else(|| panic!("outside the roots: {out}"));
+    assert!(
+        error.contains(&format!(
+            "volume_path is outside the configured input roots ({}): {outside}",
+            volume.display()
+        )),
+        "{error}"
+    );
+    drop(worker);
+
+    // Allowed: the same loopback URL is fetched and parsed.
+    env.push(("MINERU_ALLOW_LOCAL_FETCH", "1".into()));
+    let worker = LocalWorker::start(&env).await;
+    let (out, error) = worker
+        .runsync(json!({"file_url": format!("http://{host}/report.pdf")}))
+        .await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(
+        out["results"][0]["source"],
+        format!("url:http://{host}/report.pdf")
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 1);
 }
 
 /// Fetches an uploaded archive back through its presigned URL: its tar.gz members.
