@@ -7,7 +7,8 @@
 //! `PROBE_CURRENT_THREAD=1` (a single-threaded runtime, so a `spin` job blocks everything but
 //! the heartbeat thread), `PROBE_ECHO=1` (return the whole input instead, as the `echo` example
 //! does), and for start-up `PROBE_START` (`fail`: `on_start` logs a line with the API key in it,
-//! then fails after `PROBE_START_MS`; `hang`: it never ends), `PROBE_START_TIMEOUT_MS` and
+//! and one with `HF_TOKEN`'s value when set, then fails after `PROBE_START_MS`; `hang`: it
+//! never ends), `PROBE_START_TIMEOUT_MS` and
 //! `PROBE_TAKE_WHILE_STARTING=1`.
 
 use runpod_handler::{Concurrency, Job, JobError, Runtime, service_fn};
@@ -32,6 +33,10 @@ async fn start_up() -> Result<(), JobError> {
         Ok("fail") => {
             let key = std::env::var("RUNPOD_AI_API_KEY").unwrap_or_default();
             tracing::info!("probe: loading weights with key {key}");
+            if let Ok(token) = std::env::var("HF_TOKEN") {
+                // Bare: only the environment scan of the start-up redaction knows it.
+                tracing::info!("probe: downloading weights as {token}");
+            }
             tokio::time::sleep(env_ms("PROBE_START_MS").unwrap_or_default()).await;
             Err(JobError::new(
                 "ModelLoadError",

@@ -195,3 +195,45 @@ async fn worker_level_refresh_marks_the_result_and_stops_after_the_job() {
     assert_eq!(worker.wait(LIMIT).await, 0);
     assert!(server.served().iter().all(|s| s.id != "never"));
 }
+
+/// A final body over the runtime's result size limit (RunPod's job-done cap) is replaced by an
+/// error result that names both sizes, keeps a refresh, and the worker keeps serving.
+#[tokio::test(start_paused = true)]
+async fn a_result_over_the_size_limit_becomes_an_error_that_names_the_limit() {
+    let logs = logs::capture();
+    let runtime = Runtime::new(runpod_handler::testing::config()).result_size_limit(64);
+    let delivered = TestWorker::start(runtime, service_fn(probe::handle))
+        .await
+        .serve([
+            json!({"id": "fits", "input": {"value": "x".repeat(50)}}),
+            json!({"id": "too-big", "input": {"value": "x".repeat(100)}}),
+            json!({"id": "too-big-refresh", "input": {"mode": "refresh", "value": "x".repeat(100)}}),
+            json!({"id": "after", "input": {"value": 1}}),
+        ])
+        .await;
+    // {"output": "<50 x>"} is 64 bytes: exactly at the limit.
+    let fits = by_id(&delivered, "fits").body_text().unwrap();
+    assert_eq!(fits.len(), 64, "{fits}");
+    assert_eq!(
+        by_id(&delivered, "too-big").body_text().as_deref(),
+        Some(
+            r#"{"error": "result too large to return: 114 bytes exceeds the 64-byte job-done limit"}"#
+        )
+    );
+    let refreshed = by_id(&delivered, "too-big-refresh");
+    assert_eq!(
+        refreshed.error(),
+        Some(&json!(
+            "result too large to return: 131 bytes exceeds the 64-byte job-done limit"
+        ))
+    );
+    assert!(
+        refreshed.refreshes_worker(),
+        "the replacement keeps stopPod"
+    );
+    assert_eq!(
+        by_id(&delivered, "after").body_text().as_deref(),
+        Some(r#"{"output": 1}"#)
+    );
+    assert_eq!(logs.count("result too large to return"), 2);
+}

@@ -36,7 +36,14 @@ async fn a_failed_start_with_no_job_held_answers_one_taken_job_and_exits_with_an
     let server = FakeRunpod::start().await;
     server.push_job(json!({"id": "first", "input": {"value": 1}}));
     server.push_job(json!({"id": "second", "input": {"value": 2}}));
-    let env = probe_env(&server, &[("PROBE_START", "fail")]);
+    // A credential only the environment scan knows as one: the probe logs it bare.
+    let env = probe_env(
+        &server,
+        &[
+            ("PROBE_START", "fail"),
+            ("HF_TOKEN", "hf_ProbeOnlyInTheEnv42"),
+        ],
+    );
     let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
 
     let payload = start_failure(&server.result_of("first").await);
@@ -55,7 +62,13 @@ async fn a_failed_start_with_no_job_held_answers_one_taken_job_and_exits_with_an
         logs.contains("probe: loading weights with key <redacted>"),
         "{logs}"
     );
-    assert!(!logs.contains("rpa_TESTKEY"), "{logs}");
+    assert!(
+        logs.contains("probe: downloading weights as <redacted>"),
+        "{logs}"
+    );
+    for secret in ["rpa_TESTKEY", "hf_ProbeOnlyInTheEnv42"] {
+        assert!(!logs.contains(secret), "{logs}");
+    }
     // One bounded single take; the second job stays queued for a healthy worker.
     let takes = takes(&server);
     assert_eq!(takes.len(), 1, "{takes:?}");
@@ -134,9 +147,11 @@ async fn a_failed_start_answers_the_jobs_taken_while_starting() {
 }
 
 /// The platform long-polls job-stop; after an answer that named a job the worker must poll
-/// again at once, or a second stop 300 ms later waits out a one-second pause.
+/// again at once, or a second stop 300 ms later waits out a one-second pause. Each stop lands
+/// 0 ms after its answer where the failure costs a second, so the bound is half a second (the
+/// test runs beside others on two cores).
 #[tokio::test]
-async fn two_jobs_stopped_300_ms_apart_are_both_cancelled_within_100_ms() {
+async fn two_jobs_stopped_300_ms_apart_are_both_cancelled_well_within_the_pause() {
     let server = FakeRunpod::start().await;
     server.hold_stop_polls(Duration::from_secs(10));
     for id in ["s1", "s2"] {
@@ -164,7 +179,7 @@ async fn two_jobs_stopped_300_ms_apart_are_both_cancelled_within_100_ms() {
             .await;
         let late = asked.elapsed();
         assert!(
-            late < Duration::from_millis(100),
+            late < Duration::from_millis(500),
             "{id} stopped {late:?} after its answer"
         );
     }
@@ -177,7 +192,8 @@ async fn sigterm_while_the_result_post_fails_exits_within_the_grace_period() {
     let server = FakeRunpod::start().await;
     server.push_job(json!({"id": "r1", "input": {"value": 1}}));
     server.script_posts(std::iter::repeat_n(503, 1000));
-    let env = probe_env(&server, &[("RUNPOD_SHUTDOWN_GRACE_SECONDS", "2")]);
+    // A one-second grace against the five-minute retry budget (and the 8 s default grace).
+    let env = probe_env(&server, &[("RUNPOD_SHUTDOWN_GRACE_SECONDS", "1")]);
     let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
     server
         .wait_until(LIMIT, "a failed result post", |rs| {
@@ -189,7 +205,7 @@ async fn sigterm_while_the_result_post_fails_exits_within_the_grace_period() {
     assert_eq!(worker.wait(LIMIT).await, 0);
     let took = signalled.elapsed();
     assert!(
-        took < Duration::from_secs(3),
+        took < Duration::from_secs(6),
         "exited {took:?} after SIGTERM"
     );
     let line = worker
