@@ -1,17 +1,14 @@
 //! Result bodies: the SDK's `{"error": ...}` and `refresh_worker` conventions, handler errors
-//! and panics, malformed jobs, in-process through `runpod_handler::testing` (the probe handler
-//! of tests/support); and the worker-level refresh, whose exit is a process's, against the FAKE
-//! RunPod server.
+//! and panics, malformed jobs, the result size limit, in-process through
+//! `runpod_handler::testing` (the probe handler of tests/support); and the worker-level
+//! refresh in worker mode run in-process against the FAKE RunPod server.
 #![allow(clippy::unwrap_used)]
 
-use crate::logs;
+use crate::{logs, seam};
 use runpod_handler::testing::{Delivered, TestWorker};
 use runpod_handler::{Config, Job, JobError, Runtime, service_fn};
 use serde_json::{Value, json};
-use std::time::Duration;
-use test_support::{FakeRunpod, Worker, example, probe};
-
-const LIMIT: Duration = Duration::from_secs(20);
+use test_support::{FakeRunpod, probe};
 
 /// The runtime as the platform configures it: the pod's id and host name.
 fn on_pod() -> Runtime {
@@ -181,19 +178,22 @@ async fn malformed_jobs_are_logged_or_answered_and_the_worker_keeps_serving() {
     assert_eq!((delivered.len(), results), (3, 3));
 }
 
+/// Worker mode in-process: `run` returns after the first job, whose result asks RunPod to
+/// recycle the worker, and no other job is taken (the exit code is `sdk_parity.rs`'s).
 #[tokio::test]
 async fn worker_level_refresh_marks_the_result_and_stops_after_the_job() {
     let server = FakeRunpod::start().await;
-    let mut env = server.worker_env();
-    env.push(("PROBE_REFRESH_WORKER".into(), "1".into()));
-    let mut worker = Worker::spawn(&example("protocol_probe"), &[], &env, None);
     server.push_job(json!({"id": "only", "input": {"mode": "fail", "message": "x"}}));
-
+    server.push_job(json!({"id": "never", "input": {}}));
+    Runtime::new(seam::config(&server, &[]))
+        .refresh_worker(true)
+        .run(service_fn(probe::handle))
+        .await
+        .unwrap();
     let done = server.result_of("only").await;
     assert_eq!(done.json()["stopPod"], true, "{}", done.text());
-    server.push_job(json!({"id": "never", "input": {}}));
-    assert_eq!(worker.wait(LIMIT).await, 0);
-    assert!(server.served().iter().all(|s| s.id != "never"));
+    let served: Vec<String> = server.served().into_iter().map(|s| s.id).collect();
+    assert_eq!(served, ["only"]);
 }
 
 /// A final body over the runtime's result size limit (RunPod's job-done cap) is replaced by an
