@@ -70,7 +70,7 @@ fn probe_jobs() -> Vec<Value> {
 enum Ends {
     /// After an idle ping and a job-stop poll, by SIGTERM.
     OnSigterm,
-    /// By itself, after its one job (a worker-level refresh).
+    /// By itself, after its first batch (a worker-level refresh).
     ByItself,
 }
 
@@ -264,18 +264,19 @@ async fn our_worker_sends_what_the_python_sdk_sends() {
     let sdk_jobs: Vec<Value> = echo_jobs().into_iter().chain(probe_jobs()).collect();
     let probe = example("protocol_probe");
     let sdk_args = [handler];
-    // Streams on a worker of three slots, so that the takes are batch takes.
+    // Streams on a worker of three slots (so that the take is a batch take) with a worker-level
+    // refresh: the three jobs of the one batch run, each result says `stopPod`, and the worker
+    // takes nothing more and exits by itself.
     let (sdk_stream_env, our_stream_env) = (
-        env(&[("SDK_HANDLER", "stream"), ("SDK_CONCURRENCY", "3")]),
-        env(&[("PROBE_CONCURRENCY", "3")]),
-    );
-    let refreshed = || vec![json!({"id": "job-refresh-worker", "input": {"keep": 4}})];
-    let (sdk_refresh_env, our_refresh_env) = (
-        env(&[("SDK_REFRESH_WORKER", "1")]),
-        as_echo(&env(&[("PROBE_REFRESH_WORKER", "1")])),
+        env(&[
+            ("SDK_HANDLER", "stream"),
+            ("SDK_CONCURRENCY", "3"),
+            ("SDK_REFRESH_WORKER", "1"),
+        ]),
+        env(&[("PROBE_CONCURRENCY", "3"), ("PROBE_REFRESH_WORKER", "1")]),
     );
     let echo_env = as_echo(&[]);
-    let (sdk, ours_echo, ours_probe, sdk_stream, ours_stream, sdk_refresh, ours_refresh) = tokio::join!(
+    let (sdk, ours_echo, ours_probe, sdk_stream, ours_stream) = tokio::join!(
         serve(sdk_jobs, &python, &sdk_args, &[], Ends::OnSigterm),
         serve(echo_jobs(), &probe, &[], &echo_env, Ends::OnSigterm),
         serve(probe_jobs(), &probe, &[], &[], Ends::OnSigterm),
@@ -284,17 +285,9 @@ async fn our_worker_sends_what_the_python_sdk_sends() {
             &python,
             &sdk_args,
             &sdk_stream_env,
-            Ends::OnSigterm
-        ),
-        serve(stream_jobs(), &probe, &[], &our_stream_env, Ends::OnSigterm),
-        serve(
-            refreshed(),
-            &python,
-            &sdk_args,
-            &sdk_refresh_env,
             Ends::ByItself
         ),
-        serve(refreshed(), &probe, &[], &our_refresh_env, Ends::ByItself),
+        serve(stream_jobs(), &probe, &[], &our_stream_env, Ends::ByItself),
     );
     let ours: Vec<Recorded> = ours_echo.into_iter().chain(ours_probe).collect();
 
@@ -334,11 +327,18 @@ async fn our_worker_sends_what_the_python_sdk_sends() {
     let all: Vec<Value> = echo_jobs().into_iter().chain(probe_jobs()).collect();
     assert_same_posts(&ours, &sdk, &ids(&all));
     assert_same_posts(&ours_stream, &sdk_stream, &ids(&stream_jobs()));
-    // A worker-level refresh: the same stopPod result, and both exit by themselves after it.
-    assert_same_posts(&ours_refresh, &sdk_refresh, &ids(&refreshed()));
-    assert!(
-        posts_of(&ours_refresh, "job-refresh-worker")[0]
-            .text()
-            .contains("\"stopPod\": true")
-    );
+    // The worker-level refresh: every result asks for it, and one batch was all either took.
+    for traffic in [&ours_stream, &sdk_stream] {
+        let ends: Vec<Value> = traffic
+            .iter()
+            .filter(|r| r.kind() == "done")
+            .map(Recorded::json)
+            .collect();
+        assert_eq!(ends.len(), 3);
+        assert!(ends.iter().all(|end| end["stopPod"] == true), "{ends:?}");
+        let takes = traffic
+            .iter()
+            .filter(|r| matches!(r.kind(), "take" | "batch"));
+        assert_eq!(takes.count(), 1);
+    }
 }
