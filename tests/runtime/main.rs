@@ -6,6 +6,7 @@
 mod dynamic_concurrency;
 mod echo;
 mod examples_worker;
+mod fitness;
 mod lb;
 mod lifecycle;
 mod local;
@@ -18,5 +19,7 @@ mod otel_runtime;
 mod otlp_receiver;
 mod results;
 mod sdk_parity;
+mod seam;
 mod startup;
 mod stream;
+mod tls;

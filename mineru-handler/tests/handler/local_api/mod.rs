@@ -11,7 +11,11 @@ mod real;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::Notify;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -34,6 +38,8 @@ struct LocalWorker {
     child: tokio::process::Child,
     base: String,
     client: reqwest::Client,
+    /// Its stdout lines so far, and a wake-up for each new one.
+    lines: Arc<(Mutex<Vec<String>>, Notify)>,
 }
 
 impl LocalWorker {
@@ -50,17 +56,28 @@ impl LocalWorker {
             .env_remove("RUNPOD_WEBHOOK_GET_JOB")
             .env("HF_HUB_OFFLINE", "1")
             .env("MINERU_MODEL_SOURCE", "local")
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .kill_on_drop(true);
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command.spawn().unwrap();
+        let mut child = command.spawn().unwrap();
+        let lines: Arc<(Mutex<Vec<String>>, Notify)> = Arc::default();
+        let stdout = child.stdout.take().unwrap();
+        let sink = Arc::clone(&lines);
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_waiters();
+            }
+        });
         let worker = LocalWorker {
             child,
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
+            lines,
         };
         // The API listens only after the warm-up (on_start): poll its health, bounded.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
@@ -80,6 +97,25 @@ impl LocalWorker {
                 "the worker did not serve within 180s"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until `n` stdout lines contain `needle`.
+    async fn wait_for_lines(&self, needle: &str, n: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let new_line = self.lines.1.notified();
+            let seen = {
+                let lines = self.lines.0.lock().unwrap();
+                lines.iter().filter(|l| l.contains(needle)).count()
+            };
+            if seen >= n {
+                return;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, new_line).await.is_ok(),
+                "{seen} of {n} lines with {needle:?} within {limit:?}"
+            );
         }
     }
 
