@@ -17,7 +17,7 @@ use crate::config::{EnvConfig, ExportConfig};
 use crate::error::TelemetryError;
 use crate::export::Pipeline;
 use crate::flashboot::{self, StartState};
-use crate::flush::{FlushOutcome, Flusher};
+use crate::flush::{FlushOutcome, Flusher, ShutdownOutcome};
 use crate::job_metrics::JobMetrics;
 use crate::log::EventLayer;
 
@@ -217,10 +217,20 @@ impl Telemetry {
 
     /// Final flush and shutdown, bounded by `bound` (use [`Telemetry::shutdown_timeout`] for
     /// `RUNPOD_OTEL_SHUTDOWN_TIMEOUT_MS`). Call once, after the runtime has drained its jobs.
-    pub async fn shutdown(&self, bound: Duration) -> FlushOutcome {
+    /// The outcome also counts what the backends rejected over the process's life.
+    ///
+    /// ```no_run
+    /// # async fn demo(telemetry: runpod_otel_layer::Telemetry) {
+    /// let outcome = telemetry.shutdown(telemetry.shutdown_timeout()).await;
+    /// if outcome.rejected.total() > 0 {
+    ///     eprintln!("the telemetry backend rejected {:?}", outcome.rejected);
+    /// }
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, bound: Duration) -> ShutdownOutcome {
         match &self.inner.flusher {
             Some(flusher) => flusher.shutdown(bound).await,
-            None => FlushOutcome::Skipped,
+            None => ShutdownOutcome::skipped(),
         }
     }
 
@@ -441,6 +451,9 @@ fn build(builder: TelemetryBuilder) -> (Telemetry, Option<TelemetryError>) {
         opentelemetry::global::set_tracer_provider(tp.clone());
     }
     let job_metrics = JobMetrics::new(&meter);
+    if let Some((p, _)) = &pipeline {
+        p.register_metrics(&meter);
+    }
     #[cfg(feature = "gpu")]
     let gpu = pipeline
         .as_ref()
