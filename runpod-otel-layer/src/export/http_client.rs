@@ -86,7 +86,8 @@ struct Answer {
 /// A part of a split request still to be sent.
 struct Piece<M> {
     message: M,
-    /// The largest body it may be sent with: the configured limit, or less after a 413.
+    /// The largest body it may be sent with: the configured limit, or, after a 413, less than
+    /// the size refused.
     limit: usize,
     /// How many 413 answers its ancestors got.
     splits: u32,
@@ -172,13 +173,13 @@ impl ExportClient {
         parts: &Parts,
         body: Bytes,
     ) -> Result<Response<Bytes>, HttpError> {
-        // Over the limit: split before sending. Answered 413: split below the size refused.
+        // Over the limit: split before sending. Answered 413: only smaller requests may pass.
         let (mut limit, mut splits) = (self.max_body, 0);
         if body.len() <= limit {
             match self.post(client, parts, body.clone()).await {
                 Ok(answer) if answer.status == StatusCode::PAYLOAD_TOO_LARGE => {
                     self.reporter.report(Problem::TooLargeAnswer);
-                    (limit, splits) = (body.len() / 2, 1);
+                    (limit, splits) = (body.len().saturating_sub(1), 1);
                 }
                 Ok(answer) => return self.answered(answer),
                 Err(error) => return Err(self.failed(&error)),
@@ -261,7 +262,7 @@ impl ExportClient {
                         continue;
                     }
                     let smaller = Piece {
-                        limit: size / 2,
+                        limit: size.saturating_sub(1),
                         splits: piece.splits + 1,
                         ..piece
                     };
