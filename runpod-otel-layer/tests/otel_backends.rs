@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use support::child::{self, ChildOutput};
 use support::fake_jobs::run_jobs;
-use support::receiver::{Behaviour, Receiver, Received, log_records, spans};
+use support::receiver::{Behaviour, Received, Receiver, log_records, spans};
 
 const KEY: &str = "ak_live_backend-key-4242";
 const JOBS: [&str; 3] = ["b-1", "b-2", "b-3"];
@@ -75,7 +75,10 @@ fn json_only_backend_partial_successes_are_reported_once_per_interval_and_totall
     let requests = receiver.requests();
     let count = |path: &str| requests.iter().filter(|r| r.path == path).count() as u64;
     let (traces, logs) = (count("/v1/traces"), count("/v1/logs"));
-    assert!(traces >= 2 && logs >= 2, "{traces} trace and {logs} log exports");
+    assert!(
+        traces >= 2 && logs >= 2,
+        "{traces} trace and {logs} log exports"
+    );
     for r in &requests {
         assert!(r.path == "/v1/traces" || r.path == "/v1/logs", "{}", r.path);
         assert!(r.is_json(), "protobuf sent to {}", r.path);
@@ -104,7 +107,10 @@ fn json_only_backend_partial_successes_are_reported_once_per_interval_and_totall
 
     // One line per signal in the interval, with the count and the message, key redacted.
     let lines = warnings(&out, "OTLP partial success");
-    let mut signals: Vec<&str> = lines.iter().map(|l| l["signal"].as_str().unwrap()).collect();
+    let mut signals: Vec<&str> = lines
+        .iter()
+        .map(|l| l["signal"].as_str().unwrap())
+        .collect();
     signals.sort_unstable();
     assert_eq!(signals, ["logs", "traces"], "{lines:?}");
     for line in &lines {
@@ -180,14 +186,22 @@ fn batches_over_the_body_limit_arrive_complete_in_several_requests() {
         log_requests >= 3 * JOBS.len(),
         "{log_requests} log requests"
     );
-    assert_eq!(spans(&requests).len(), 2 * JOBS.len(), "job and phase spans");
+    assert_eq!(
+        spans(&requests).len(),
+        2 * JOBS.len(),
+        "job and phase spans"
+    );
     let truncated = warnings(&out, "OTLP record truncated");
     assert_eq!(truncated.len(), 1, "once per interval: {truncated:?}");
     assert_eq!(truncated[0]["signal"], "logs");
     assert_eq!(truncated[0]["max_body_bytes"], limit);
     let shutdown = out.shutdown();
     assert_eq!(shutdown["rejected"]["too_large"], 0, "{}", out.stdout);
-    assert!(warnings(&out, "OTLP export failed").is_empty(), "{}", out.stdout);
+    assert!(
+        warnings(&out, "OTLP export failed").is_empty(),
+        "{}",
+        out.stdout
+    );
     assert_no_secret(&out, &requests);
 }
 
@@ -225,14 +239,21 @@ fn a_413_answer_leads_to_the_halves_arriving() {
             (n / 2, n - n / 2),
             "{path}: {seen:?}"
         );
-        assert!(sent[1..].iter().all(|r| r.accepted()), "{path}: one 413 only");
+        assert!(
+            sent[1..].iter().all(|r| r.accepted()),
+            "{path}: one 413 only"
+        );
     }
     let refused = &by_path["/v1/logs"][0];
     let halves: Vec<LogRecord> = by_path["/v1/logs"][1..3]
         .iter()
         .flat_map(|r| r.log_record_list())
         .collect();
-    assert_eq!(halves, refused.log_record_list(), "the halves are the refused records");
+    assert_eq!(
+        halves,
+        refused.log_record_list(),
+        "the halves are the refused records"
+    );
     // Nothing lost, nothing twice.
     let bodies: Vec<String> = log_records(&requests).iter().map(body).collect();
     for job in JOBS {
@@ -245,7 +266,12 @@ fn a_413_answer_leads_to_the_halves_arriving() {
     let lines = warnings(&out, "OTLP request too large (HTTP 413)");
     assert!(!lines.is_empty(), "{}", out.stdout);
     for line in &lines {
-        assert!(line["hint"].as_str().unwrap().contains("RUNPOD_OTEL_MAX_BODY_BYTES"));
+        assert!(
+            line["hint"]
+                .as_str()
+                .unwrap()
+                .contains("RUNPOD_OTEL_MAX_BODY_BYTES")
+        );
     }
     assert_eq!(out.shutdown()["rejected"]["too_large"], 0);
     assert_no_secret(&out, &requests);

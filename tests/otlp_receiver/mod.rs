@@ -172,7 +172,8 @@ fn partial_success(path: &str, json: bool, rejected: i64, message: &str) -> Byte
             "/v1/logs" => "rejectedLogRecords",
             _ => "rejectedDataPoints",
         };
-        let answer = serde_json::json!({"partialSuccess": {field: rejected, "errorMessage": message}});
+        let answer =
+            serde_json::json!({"partialSuccess": {field: rejected, "errorMessage": message}});
         return Bytes::from(answer.to_string());
     }
     Bytes::from(match path {

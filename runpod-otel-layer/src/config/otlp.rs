@@ -407,6 +407,47 @@ mod tests {
         assert!(config(&[(ENDPOINT, "not a url")]).export.is_err());
     }
 
+    /// The README's JSON-only (axonpush) and traces-only (OpenRouter-style) recipes.
+    #[cfg(feature = "http-json")]
+    #[test]
+    fn json_only_and_traces_only_recipes() {
+        let e = export(&[
+            (ENDPOINT, "https://api.axonpush.xyz"),
+            (PROTOCOL, "http/json"),
+            (HEADERS, "X-API-Key=ak_live_1,X-Axonpush-Channel=7"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ]);
+        assert!(e.metrics.is_none());
+        for (signal, path) in [(e.traces, "traces"), (e.logs, "logs")] {
+            let signal = signal.expect("on");
+            assert_eq!(signal.url, format!("https://api.axonpush.xyz/v1/{path}"));
+            assert_eq!(signal.protocol, Protocol::HttpJson);
+            assert_eq!(signal.headers[1], ("X-Axonpush-Channel".into(), "7".into()));
+        }
+        let e = export(&[
+            (ENDPOINT, "https://collector.example.com"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://collector.example.com/custom/path/v1/traces",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "Authorization=Bearer t0ken",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ]);
+        assert!(e.logs.is_none() && e.metrics.is_none());
+        let traces = e.traces.expect("traces");
+        assert_eq!(
+            traces.url,
+            "https://collector.example.com/custom/path/v1/traces"
+        );
+        assert_eq!(traces.protocol, Protocol::HttpJson);
+        assert_eq!(traces.headers[0].1, "Bearer t0ken");
+    }
+
     #[test]
     fn body_limit_defaults_under_the_strictest_backend_and_rejects_nonsense() {
         let limit = |value: Option<&str>| {

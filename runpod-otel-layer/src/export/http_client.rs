@@ -220,16 +220,9 @@ impl ExportClient {
             return Err(format!("{} export failed", self.signal.as_str()).into());
         };
         let key = body_hash(body);
-        let resumed = self
-            .resume
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-            .filter(|(k, _)| *k == key);
-        let mut done = 0;
-        if let Some((_, delivered)) = resumed {
-            message = message.split_off(delivered);
-            done = delivered;
+        let mut done = self.delivered_before(key);
+        if done > 0 {
+            message = message.split_off(done);
         }
         let mut queue = VecDeque::from([Piece {
             message,
@@ -255,18 +248,7 @@ impl ExportClient {
                     done += records;
                 }
                 Ok(answer) if answer.status == StatusCode::PAYLOAD_TOO_LARGE => {
-                    self.reporter.report(Problem::TooLargeAnswer);
-                    if piece.splits >= MAX_413_SPLITS {
-                        self.reporter.dropped(records as u64);
-                        done += records;
-                        continue;
-                    }
-                    let smaller = Piece {
-                        limit: size.saturating_sub(1),
-                        splits: piece.splits + 1,
-                        ..piece
-                    };
-                    done += self.shrink(smaller, &mut queue);
+                    done += self.refused(piece, size, &mut queue);
                 }
                 other => {
                     *self.resume.lock().unwrap_or_else(PoisonError::into_inner) = Some((key, done));
@@ -281,6 +263,38 @@ impl ExportClient {
         Ok(Response::builder()
             .status(StatusCode::OK)
             .body(Bytes::new())?)
+    }
+
+    /// How many records of this body an earlier attempt delivered (0 for a new body).
+    fn delivered_before(&self, key: u64) -> usize {
+        self.resume
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|(k, _)| *k == key)
+            .map_or(0, |(_, delivered)| delivered)
+    }
+
+    /// A part answered 413 at `size` bytes: queued again smaller, or dropped after
+    /// [`MAX_413_SPLITS`] rounds; returns how many records were dropped.
+    fn refused<M: split::Request>(
+        &self,
+        piece: Piece<M>,
+        size: usize,
+        queue: &mut VecDeque<Piece<M>>,
+    ) -> usize {
+        self.reporter.report(Problem::TooLargeAnswer);
+        if piece.splits >= MAX_413_SPLITS {
+            let records = piece.message.records();
+            self.reporter.dropped(records as u64);
+            return records;
+        }
+        let smaller = Piece {
+            limit: size.saturating_sub(1),
+            splits: piece.splits + 1,
+            ..piece
+        };
+        self.shrink(smaller, queue)
     }
 
     /// Queues a piece too large for its limit as two halves, or its one record cut; returns
