@@ -44,6 +44,8 @@ pub enum Behaviour {
     BodyLimit(usize),
     /// 413 for the first request on each path, 200 afterwards.
     TooLargeOnce,
+    /// 503 for the `nth` request (counting from 1), 200 for the others.
+    UnavailableOnce { nth: usize },
 }
 
 /// One request as received.
@@ -159,7 +161,9 @@ fn respond(
             (StatusCode::PAYLOAD_TOO_LARGE, Bytes::new())
         }
         Behaviour::TooLargeOnce if first_on_path => (StatusCode::PAYLOAD_TOO_LARGE, Bytes::new()),
-        Behaviour::BodyLimit(_) | Behaviour::TooLargeOnce => (StatusCode::OK, Bytes::new()),
+        Behaviour::BodyLimit(_) | Behaviour::TooLargeOnce | Behaviour::UnavailableOnce { .. } => {
+            (StatusCode::OK, Bytes::new())
+        }
     }
 }
 
@@ -278,8 +282,14 @@ impl Receiver {
                             let (status, answer) = {
                                 let mut requests = shared.requests.lock().unwrap();
                                 let first_on_path = !requests.iter().any(|r| r.path == path);
-                                let (status, answer) =
-                                    respond(behaviour, &path, json, body.len(), first_on_path);
+                                let (status, answer) = match behaviour {
+                                    Behaviour::UnavailableOnce { nth }
+                                        if requests.len() + 1 == nth =>
+                                    {
+                                        (StatusCode::SERVICE_UNAVAILABLE, Bytes::new())
+                                    }
+                                    _ => respond(behaviour, &path, json, body.len(), first_on_path),
+                                };
                                 requests.push(Received {
                                     path,
                                     headers,

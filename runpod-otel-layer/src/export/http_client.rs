@@ -412,3 +412,81 @@ impl HttpClient for ExportClient {
         Box::pin(async move { self.send(request) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use prost::Message;
+
+    use super::super::test_receiver as receiver;
+    use super::*;
+
+    fn logs_request(records: usize) -> ExportLogsServiceRequest {
+        let record = |n: usize| LogRecord {
+            body: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(format!(
+                    "{n:03} {}",
+                    "x".repeat(300)
+                ))),
+            }),
+            ..LogRecord::default()
+        };
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                scope_logs: vec![ScopeLogs {
+                    log_records: (0..records).map(record).collect(),
+                    ..ScopeLogs::default()
+                }],
+                ..ResourceLogs::default()
+            }],
+        }
+    }
+
+    /// A part refused by a 5xx fails the export; the SDK's retry of the same body sends only
+    /// what was not delivered, so every record arrives exactly once.
+    #[test]
+    fn a_retry_after_a_failed_part_skips_the_delivered_records() {
+        // Requests 1 and 2 are the first two parts; the second is refused.
+        let receiver = receiver::Receiver::start(receiver::Behaviour::UnavailableOnce { nth: 2 });
+        let url = format!("{}/v1/logs", receiver.base_url());
+        let config = SignalConfig {
+            signal: Signal::Logs,
+            url: url.clone(),
+            headers: Vec::new(),
+            protocol: Protocol::HttpProtobuf,
+            timeout: Duration::from_secs(10),
+            max_body: 1_024,
+        };
+        let client =
+            ExportClient::new(&config, Arc::default(), Arc::default(), Redactor::default());
+        let body = Bytes::from(logs_request(12).encode_to_vec());
+        let request = || {
+            Request::builder()
+                .method("POST")
+                .uri(&url)
+                .header("content-type", "application/x-protobuf")
+                .body(body.clone())
+                .expect("request")
+        };
+        let first = client.send(request()).expect("an answer");
+        assert_eq!(first.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(client.generation.any_failing());
+        let retry = client.send(request()).expect("an answer");
+        assert_eq!(retry.status(), StatusCode::OK);
+        assert!(!client.generation.any_failing());
+
+        let requests = receiver.requests();
+        assert!(requests.len() >= 4, "{} requests", requests.len());
+        assert!(requests.iter().all(|r| r.body.len() <= 1_024));
+        let bodies: Vec<String> = receiver::log_records(&requests)
+            .into_iter()
+            .map(|r| match r.body.and_then(|b| b.value) {
+                Some(any_value::Value::StringValue(s)) => s[..3].to_owned(),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let expected: Vec<String> = (0..12).map(|n| format!("{n:03}")).collect();
+        assert_eq!(bodies, expected, "in order, once each");
+    }
+}

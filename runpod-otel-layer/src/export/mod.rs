@@ -7,6 +7,10 @@ mod pipeline;
 mod redacting;
 mod report;
 mod split;
+/// The workspace's OTLP receiver, for the HTTP client's own tests.
+#[cfg(test)]
+#[path = "../../../tests/otlp_receiver/mod.rs"]
+mod test_receiver;
 
 use crate::signal::Signal;
 
