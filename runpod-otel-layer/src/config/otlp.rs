@@ -20,6 +20,7 @@ const MAX_BODY: &str = "RUNPOD_OTEL_MAX_BODY_BYTES";
 /// Default bound of an export request's body: 5 MiB, under the strictest limit of the
 /// backends the README lists (axonpush refuses bodies over 6 MB).
 const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
+const _: () = assert!(DEFAULT_MAX_BODY < 6_000_000, "axonpush: 413 beyond 6 MB");
 
 /// Smallest accepted bound: below it resource and scope alone may not fit.
 const MIN_MAX_BODY: usize = 1024;
@@ -459,7 +460,6 @@ mod tests {
             (e.logs.expect("logs").max_body, warned)
         };
         assert_eq!(limit(None), (DEFAULT_MAX_BODY, false));
-        assert!(DEFAULT_MAX_BODY < 6_000_000, "axonpush: 413 beyond 6 MB");
         assert_eq!(limit(Some("65536")), (65_536, false));
         assert_eq!(limit(Some("100")), (DEFAULT_MAX_BODY, true));
         assert_eq!(limit(Some("6MB")), (DEFAULT_MAX_BODY, true));

@@ -405,9 +405,11 @@ mod tests {
 
     #[test]
     fn both_protocols_round_trip_the_parts() {
-        let mut protocols = vec![Protocol::HttpProtobuf];
-        #[cfg(feature = "http-json")]
-        protocols.push(Protocol::HttpJson);
+        let protocols = [
+            Protocol::HttpProtobuf,
+            #[cfg(feature = "http-json")]
+            Protocol::HttpJson,
+        ];
         for protocol in protocols {
             let mut head = request();
             let tail = head.split_off(3);
