@@ -33,6 +33,7 @@ mod completion;
 mod concurrency;
 mod config;
 mod deliver;
+pub mod endpoint;
 mod error;
 #[cfg(test)]
 mod fake_http;
