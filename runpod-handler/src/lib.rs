@@ -44,6 +44,8 @@ mod kind;
 #[cfg(feature = "lb")]
 pub mod lb;
 mod local;
+#[cfg(feature = "local-endpoint")]
+pub mod local_endpoint;
 mod log;
 mod output;
 mod ping;

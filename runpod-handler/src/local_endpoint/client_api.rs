@@ -1,0 +1,141 @@
+//! The endpoint API that clients call (docs/endpoint.md §2): `/run`, `/runsync`, `/status`,
+//! `/stream`, `/cancel`, `/retry`, `/purge-queue`, `/health`, with RunPod's shapes.
+
+use super::jobs::Refused;
+use super::state::Shared;
+use crate::endpoint::{JobReport, PurgeReport};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// `/runsync`'s wait: RunPod's default and bounds.
+const SYNC_WAIT: Duration = Duration::from_secs(90);
+const SYNC_WAIT_MIN: Duration = Duration::from_secs(1);
+const SYNC_WAIT_MAX: Duration = Duration::from_secs(300);
+
+type App = State<Arc<Shared>>;
+
+/// An error answer: `{"error": "..."}`.
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, axum::Json(json!({"error": message.into()}))).into_response()
+}
+
+fn not_found(id: &str) -> Response {
+    error(StatusCode::NOT_FOUND, format!("job {id} not found"))
+}
+
+/// A body over its route's limit, or unreadable; else the request as a JSON object.
+fn request(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, Response> {
+    let body = body.map_err(|rejection| error(rejection.status(), rejection.body_text()))?;
+    match serde_json::from_slice(&body) {
+        Ok(Value::Object(request)) => Ok(request),
+        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
+        Err(err) => Err(error(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {err}"),
+        )),
+    }
+}
+
+fn submit(shared: &Shared, body: Result<Bytes, BytesRejection>, sync: bool) -> Result<JobReport, Response> {
+    let request = request(body)?;
+    let queued = shared
+        .change(|jobs, now| jobs.submit(request, sync, now))
+        .map_err(|Refused(why)| error(StatusCode::BAD_REQUEST, why))?;
+    tracing::info!("Job {} queued.", queued.id);
+    Ok(queued)
+}
+
+pub(crate) async fn run(State(shared): App, body: Result<Bytes, BytesRejection>) -> Response {
+    match submit(&shared, body, false) {
+        Ok(queued) => axum::Json(queued).into_response(),
+        Err(refused) => refused,
+    }
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Wait {
+    wait: Option<u64>,
+}
+
+/// Queues the job and answers when it ends, or after `?wait=` milliseconds with its state.
+pub(crate) async fn runsync(
+    State(shared): App,
+    Query(wait): Query<Wait>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let wait = wait.wait.map_or(SYNC_WAIT, Duration::from_millis);
+    let wait = wait.clamp(SYNC_WAIT_MIN, SYNC_WAIT_MAX);
+    let queued = match submit(&shared, body, true) {
+        Ok(queued) => queued,
+        Err(refused) => return refused,
+    };
+    let id = queued.id;
+    let ended = shared
+        .wait_for(Instant::now() + wait, |jobs, _| {
+            jobs.report(&id).filter(|r| r.status.is_final())
+        })
+        .await;
+    let report = ended.or_else(|| shared.with(|jobs, _| jobs.report(&id)));
+    match report {
+        Some(report) => axum::Json(report).into_response(),
+        None => not_found(&id),
+    }
+}
+
+pub(crate) async fn status(State(shared): App, Path(id): Path<String>) -> Response {
+    match shared.with(|jobs, _| jobs.report(&id)) {
+        Some(report) => axum::Json(report).into_response(),
+        None => not_found(&id),
+    }
+}
+
+pub(crate) async fn stream(State(shared): App, Path(id): Path<String>) -> Response {
+    match shared.with(|jobs, _| jobs.stream(&id)) {
+        Some(report) => axum::Json(report).into_response(),
+        None => not_found(&id),
+    }
+}
+
+pub(crate) async fn cancel(State(shared): App, Path(id): Path<String>) -> Response {
+    let Some((report, ended)) = shared.change(|jobs, now| jobs.cancel(&id, now)) else {
+        return not_found(&id);
+    };
+    if ended.is_some() {
+        tracing::info!("Job {id} cancelled.");
+    }
+    shared.ended(ended.into_iter().collect());
+    axum::Json(report).into_response()
+}
+
+pub(crate) async fn retry(State(shared): App, Path(id): Path<String>) -> Response {
+    match shared.change(|jobs, _| jobs.retry(&id)) {
+        None => not_found(&id),
+        Some(Err(Refused(why))) => error(StatusCode::BAD_REQUEST, why),
+        Some(Ok(report)) => {
+            tracing::info!("Job {id} queued again (/retry).");
+            axum::Json(report).into_response()
+        }
+    }
+}
+
+pub(crate) async fn purge_queue(State(shared): App) -> Response {
+    let (removed, ended) = shared.change(|jobs, now| jobs.purge(now));
+    shared.ended(ended);
+    axum::Json(PurgeReport {
+        removed,
+        status: "completed".into(),
+    })
+    .into_response()
+}
+
+pub(crate) async fn health(State(shared): App) -> Response {
+    axum::Json(shared.with(|jobs, _| jobs.health())).into_response()
+}
