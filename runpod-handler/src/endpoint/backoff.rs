@@ -90,7 +90,9 @@ mod tests {
     #[test]
     fn the_wait_doubles_up_to_the_cap_and_retry_after_wins_within_it() {
         let backoff = Backoff::default();
-        let waits: Vec<u64> = (1..=8).map(|n| backoff.base(n).as_millis() as u64).collect();
+        let waits: Vec<u64> = (1..=8)
+            .map(|n| backoff.base(n).as_millis() as u64)
+            .collect();
         assert_eq!(
             waits,
             [500, 1_000, 2_000, 4_000, 8_000, 16_000, 30_000, 30_000]

@@ -149,7 +149,10 @@ impl EndpointClientBuilder {
                 http,
                 root: format!("{base}/{}", self.endpoint_id),
                 authorization,
-                secrets: vec![self.api_key].into_iter().filter(|k| !k.is_empty()).collect(),
+                secrets: vec![self.api_key]
+                    .into_iter()
+                    .filter(|k| !k.is_empty())
+                    .collect(),
                 backoff: self.backoff,
                 request_limit: self.request_limit,
             }),
@@ -183,8 +186,8 @@ impl EndpointClient {
     /// A client configured as the Python SDK's is: the key from `RUNPOD_API_KEY`, the base
     /// from `RUNPOD_ENDPOINT_BASE_URL` (default [`RUNPOD_API_BASE`]).
     pub fn from_env(endpoint_id: impl Into<String>) -> Result<Self, EndpointError> {
-        let mut builder = Self::builder(endpoint_id)
-            .api_key(std::env::var("RUNPOD_API_KEY").unwrap_or_default());
+        let mut builder =
+            Self::builder(endpoint_id).api_key(std::env::var("RUNPOD_API_KEY").unwrap_or_default());
         if let Ok(base) = std::env::var("RUNPOD_ENDPOINT_BASE_URL") {
             builder = builder.base_url(base);
         }
@@ -287,7 +290,10 @@ impl EndpointClient {
         let mut attempt = 1;
         loop {
             let (error, verdict, retry_after) = match self.attempt(&call).await {
-                Ok(response) => match self.answer(&operation, response, attempt, call.submits).await {
+                Ok(response) => match self
+                    .answer(&operation, response, attempt, call.submits)
+                    .await
+                {
                     Ok(text) => return decode(&operation, &text),
                     Err(failed) => failed,
                 },

@@ -93,11 +93,7 @@ pub struct JobRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub policy: Option<Policy>,
     /// S3 credentials RunPod hands to the worker (`s3Config`), passed through as given.
-    #[serde(
-        default,
-        rename = "s3Config",
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(default, rename = "s3Config", skip_serializing_if = "Option::is_none")]
     pub s3_config: Option<Value>,
 }
 

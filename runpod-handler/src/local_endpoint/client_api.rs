@@ -36,7 +36,10 @@ fn request(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, Re
     let body = body.map_err(|rejection| error(rejection.status(), rejection.body_text()))?;
     match serde_json::from_slice(&body) {
         Ok(Value::Object(request)) => Ok(request),
-        Ok(_) => Err(error(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
+        Ok(_) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        )),
         Err(err) => Err(error(
             StatusCode::BAD_REQUEST,
             format!("the body is not JSON: {err}"),
@@ -44,7 +47,11 @@ fn request(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, Re
     }
 }
 
-fn submit(shared: &Shared, body: Result<Bytes, BytesRejection>, sync: bool) -> Result<JobReport, Response> {
+fn submit(
+    shared: &Shared,
+    body: Result<Bytes, BytesRejection>,
+    sync: bool,
+) -> Result<JobReport, Response> {
     let request = request(body)?;
     let queued = shared
         .change(|jobs, now| jobs.submit(request, sync, now))

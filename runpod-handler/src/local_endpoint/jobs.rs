@@ -450,9 +450,9 @@ impl Jobs {
             }
         }
         self.records.retain(|_, record| {
-            record.ended.is_none_or(|ended| {
-                ended + keep(&self.limits, record) > now
-            })
+            record
+                .ended
+                .is_none_or(|ended| ended + keep(&self.limits, record) > now)
         });
         sweep.silent = self.give_up_silent(now, &mut sweep.ended);
         sweep.next = self.next_deadline();
@@ -504,7 +504,10 @@ impl Jobs {
                 "its worker {worker} sent nothing for {} s",
                 timeout.as_secs()
             );
-            ended.extend(held.iter().filter_map(|id| self.give_back(id, &reason, now)));
+            ended.extend(
+                held.iter()
+                    .filter_map(|id| self.give_back(id, &reason, now)),
+            );
         }
         silent
     }
@@ -512,7 +515,9 @@ impl Jobs {
     /// The earliest instant a timer is due.
     fn next_deadline(&self) -> Option<Instant> {
         let jobs = self.records.values().flat_map(|record| {
-            let running = record.taken.filter(|_| record.status == JobStatus::InProgress);
+            let running = record
+                .taken
+                .filter(|_| record.status == JobStatus::InProgress);
             [
                 (!record.status.is_final()).then(|| record.submitted + record.ttl),
                 running.map(|taken| taken + record.execution_timeout),
@@ -556,4 +561,369 @@ fn bounded(
         )));
     }
     Ok(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const LIMITS: Limits = Limits {
+        execution_timeout: Duration::from_secs(600),
+        ttl: Duration::from_secs(86_400),
+        keep_async: Duration::from_secs(1_800),
+        keep_sync: Duration::from_secs(60),
+        ping_timeout: Duration::from_secs(30),
+        max_attempts: 3,
+    };
+
+    fn request(body: Value) -> Map<String, Value> {
+        match body {
+            Value::Object(map) => map,
+            _ => unreachable!("a test request is an object"),
+        }
+    }
+
+    fn submit(jobs: &mut Jobs, body: Value, at: Instant) -> String {
+        jobs.submit(request(body), false, at).expect("accepted").id
+    }
+
+    fn ids(served: &[Value]) -> Vec<&str> {
+        served.iter().filter_map(|job| job["id"].as_str()).collect()
+    }
+
+    fn status(jobs: &Jobs, id: &str) -> JobStatus {
+        jobs.report(id).expect("known").status
+    }
+
+    #[test]
+    fn jobs_are_served_oldest_first_with_everything_submitted_and_timed_from_submission() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let a = submit(
+            &mut jobs,
+            json!({"input": {"n": 1}, "policy": {"ttl": 60000}}),
+            t0,
+        );
+        let b = submit(&mut jobs, json!({"input": {"n": 2}}), t0);
+        let c = submit(&mut jobs, json!({"input": {"n": 3}}), t0);
+        let served = jobs.take("w1", 2, t0 + Duration::from_millis(250));
+        assert_eq!(ids(&served), [a.as_str(), b.as_str()]);
+        assert_eq!(
+            served[0],
+            json!({"id": a, "input": {"n": 1}, "policy": {"ttl": 60000}})
+        );
+        assert_eq!(ids(&jobs.take("w2", 5, t0)), [c.as_str()]);
+        assert!(jobs.take("w2", 1, t0).is_empty());
+        let running = jobs.report(&a).expect("known");
+        assert_eq!(running.status, JobStatus::InProgress);
+        assert_eq!(running.delay_time, Some(250));
+        assert_eq!(running.worker_id.as_deref(), Some("w1"));
+        assert_eq!(running.execution_time, None);
+        let t1 = t0 + Duration::from_millis(1_250);
+        jobs.done(
+            "w1",
+            &a,
+            request(json!({"output": {"ok": true}})),
+            false,
+            t1,
+        );
+        let done = jobs.report(&a).expect("known");
+        assert_eq!(
+            serde_json::to_value(&done).expect("writes"),
+            json!({"delayTime": 250, "executionTime": 1000, "id": a, "output": {"ok": true},
+                   "status": "COMPLETED", "workerId": "w1"})
+        );
+    }
+
+    #[test]
+    fn a_result_with_a_truthy_error_fails_the_job_and_progress_shows_only_while_it_runs() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let failing = submit(&mut jobs, json!({"input": {}}), t0);
+        let fine = submit(&mut jobs, json!({"input": {}}), t0);
+        jobs.take("w1", 2, t0);
+        jobs.progress("w1", &failing, json!("step 1/2"), t0);
+        assert_eq!(
+            jobs.report(&failing).expect("known").output,
+            Some(json!("step 1/2"))
+        );
+        jobs.done("w1", &failing, request(json!({"error": "boom"})), false, t0);
+        jobs.done(
+            "w1",
+            &fine,
+            request(json!({"output": 1, "error": ""})),
+            false,
+            t0,
+        );
+        let failed = jobs.report(&failing).expect("known");
+        assert_eq!(
+            (failed.status, failed.error, failed.output),
+            (JobStatus::Failed, Some(json!("boom")), None)
+        );
+        assert_eq!(status(&jobs, &fine), JobStatus::Completed);
+        let health = jobs.health();
+        assert_eq!((health.jobs.completed, health.jobs.failed), (1, 1));
+    }
+
+    #[test]
+    fn stream_parts_are_read_once_and_become_the_output_of_an_sdk_style_empty_final_result() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let id = submit(&mut jobs, json!({"input": {}}), t0);
+        jobs.take("w1", 1, t0);
+        jobs.part("w1", &id, json!("a"), t0);
+        jobs.part("w1", &id, json!({"b": 2}), t0);
+        let first = jobs.stream(&id).expect("known");
+        assert_eq!(first.status, JobStatus::InProgress);
+        assert_eq!(first.stream.len(), 2);
+        jobs.part("w1", &id, json!("c"), t0);
+        jobs.done("w1", &id, request(json!({"output": []})), true, t0);
+        let rest = jobs.stream(&id).expect("known");
+        assert_eq!((rest.status, rest.stream.len()), (JobStatus::Completed, 1));
+        assert_eq!(rest.stream[0].output, json!("c"));
+        assert!(jobs.stream(&id).expect("known").stream.is_empty());
+        assert_eq!(
+            jobs.report(&id).expect("known").output,
+            Some(json!(["a", {"b": 2}, "c"]))
+        );
+    }
+
+    #[test]
+    fn cancelling_a_running_job_tells_its_worker_once_and_its_late_result_is_ignored() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let queued = submit(&mut jobs, json!({"input": {}}), t0);
+        let (report, _) = jobs.cancel(&queued, t0).expect("known");
+        assert_eq!(report.status, JobStatus::Cancelled);
+        assert!(
+            jobs.take("w1", 1, t0).is_empty(),
+            "a cancelled job is not served"
+        );
+        let running = submit(
+            &mut jobs,
+            json!({"input": {}, "webhook": "http://127.0.0.1:9/hook"}),
+            t0,
+        );
+        jobs.take("w1", 1, t0);
+        let (report, ended) = jobs.cancel(&running, t0).expect("known");
+        assert_eq!(report.status, JobStatus::Cancelled);
+        assert_eq!(
+            ended.expect("a webhook").report.status,
+            JobStatus::Cancelled
+        );
+        assert_eq!(jobs.stops("w1", t0), [running.clone()]);
+        assert!(jobs.stops("w1", t0).is_empty());
+        assert!(
+            jobs.done("w1", &running, request(json!({"output": 1})), false, t0)
+                .is_none()
+        );
+        assert_eq!(status(&jobs, &running), JobStatus::Cancelled);
+        let (again, ended) = jobs.cancel(&running, t0).expect("known");
+        assert_eq!((again.status, ended), (JobStatus::Cancelled, None));
+    }
+
+    #[test]
+    fn the_execution_timeout_counts_from_the_take_and_stops_the_worker() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let id = submit(
+            &mut jobs,
+            json!({"input": {}, "policy": {"executionTimeout": 5000}}),
+            t0,
+        );
+        let taken = t0 + Duration::from_secs(2);
+        jobs.take("w1", 1, taken);
+        let before = jobs.sweep(taken + Duration::from_millis(4_999));
+        assert_eq!(status(&jobs, &id), JobStatus::InProgress);
+        assert_eq!(before.next, Some(taken + Duration::from_secs(5)));
+        let at = jobs.sweep(taken + Duration::from_secs(5));
+        assert!(at.ended.is_empty(), "no webhook was asked for");
+        let report = jobs.report(&id).expect("known");
+        assert_eq!(report.status, JobStatus::TimedOut);
+        assert_eq!(report.execution_time, Some(5_000));
+        assert_eq!(
+            report.error,
+            Some(json!(
+                "the job ran longer than its execution timeout of 5000 ms"
+            ))
+        );
+        assert_eq!(jobs.stops("w1", t0), [id]);
+        assert_eq!(jobs.health().jobs.failed, 1);
+    }
+
+    #[test]
+    fn the_time_to_live_counts_from_submission_and_ends_a_job_never_taken() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let id = submit(
+            &mut jobs,
+            json!({"input": {}, "policy": {"ttl": 10000}}),
+            t0,
+        );
+        assert_eq!(jobs.sweep(t0).next, Some(t0 + Duration::from_secs(10)));
+        jobs.sweep(t0 + Duration::from_secs(10));
+        let report = jobs.report(&id).expect("known");
+        assert_eq!(
+            (report.status, report.delay_time, report.worker_id),
+            (JobStatus::TimedOut, None, None)
+        );
+        assert!(jobs.take("w1", 1, t0 + Duration::from_secs(11)).is_empty());
+    }
+
+    #[test]
+    fn policies_outside_runpods_bounds_and_requests_without_input_are_refused() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        for (body, why) in [
+            (
+                json!({"input": {}, "policy": {"executionTimeout": 4999}}),
+                "policy.executionTimeout must be between 5000 and 604800000 ms, not 4999",
+            ),
+            (
+                json!({"input": {}, "policy": {"ttl": 9999}}),
+                "policy.ttl must be between 10000 and 604800000 ms, not 9999",
+            ),
+            (json!({"prompt": "x"}), "the request has no \"input\""),
+        ] {
+            assert_eq!(
+                jobs.submit(request(body), false, t0),
+                Err(Refused(why.into()))
+            );
+        }
+        assert_eq!(jobs.health().jobs.in_queue, 0);
+    }
+
+    #[test]
+    fn a_dead_workers_jobs_go_back_to_the_head_of_the_queue_until_the_attempts_run_out() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let id = submit(
+            &mut jobs,
+            json!({"input": {}, "webhook": "http://127.0.0.1:9/hook"}),
+            t0,
+        );
+        let later = submit(&mut jobs, json!({"input": {}}), t0);
+        for attempt in 1..=2 {
+            let worker = format!("w{attempt}");
+            jobs.started(&worker, None);
+            assert_eq!(ids(&jobs.take(&worker, 1, t0)), [id.as_str()]);
+            jobs.part(&worker, &id, json!("partial"), t0);
+            assert!(jobs.exited(&worker, t0).is_empty());
+            assert_eq!(status(&jobs, &id), JobStatus::InQueue);
+            assert!(jobs.stream(&id).expect("known").stream.is_empty());
+        }
+        assert_eq!(jobs.health().jobs.retried, 2);
+        assert_eq!(jobs.health().workers.unhealthy, 2);
+        jobs.take("w3", 1, t0);
+        let ended = jobs.exited("w3", t0);
+        assert_eq!(ended.len(), 1, "the failure calls the webhook");
+        let failed = jobs.report(&id).expect("known");
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert_eq!(
+            failed.error_text().as_deref(),
+            Some(
+                "the job was taken 3 times and never finished; last: its worker w3 exited while running it"
+            )
+        );
+        assert_eq!(ids(&jobs.take("w4", 1, t0)), [later.as_str()]);
+    }
+
+    #[test]
+    fn a_worker_silent_past_the_ping_timeout_loses_its_jobs_and_is_named_for_replacement() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let id = submit(&mut jobs, json!({"input": {}}), t0);
+        jobs.take("w1", 1, t0);
+        jobs.seen("w1", t0 + Duration::from_secs(10));
+        jobs.seen("idle", t0);
+        assert!(jobs.sweep(t0 + Duration::from_secs(39)).silent.is_empty());
+        let sweep = jobs.sweep(t0 + Duration::from_secs(40));
+        assert_eq!(sweep.silent, ["w1"]);
+        assert_eq!(status(&jobs, &id), JobStatus::InQueue);
+        let health = jobs.health();
+        assert_eq!(
+            (
+                health.jobs.retried,
+                health.workers.unhealthy,
+                health.workers.idle
+            ),
+            (1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn results_are_kept_thirty_minutes_after_run_and_one_minute_after_runsync() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let run = submit(&mut jobs, json!({"input": {}}), t0);
+        let sync = jobs
+            .submit(request(json!({"input": {}})), true, t0)
+            .expect("accepted")
+            .id;
+        assert!(sync.starts_with("sync-"));
+        jobs.take("w1", 2, t0);
+        jobs.done("w1", &run, request(json!({"output": 1})), false, t0);
+        jobs.done("w1", &sync, request(json!({"output": 2})), false, t0);
+        jobs.sweep(t0 + Duration::from_secs(60));
+        assert!(jobs.report(&sync).is_none());
+        assert!(jobs.report(&run).is_some());
+        jobs.sweep(t0 + Duration::from_secs(1_800));
+        assert!(jobs.report(&run).is_none());
+    }
+
+    #[test]
+    fn retry_queues_a_failed_job_again_under_its_id_and_refuses_a_completed_one() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let id = submit(&mut jobs, json!({"input": {}}), t0);
+        jobs.take("w1", 1, t0);
+        jobs.done("w1", &id, request(json!({"error": "boom"})), false, t0);
+        let report = jobs.retry(&id).expect("known").expect("accepted");
+        assert_eq!(report, JobReport::bare(id.clone(), JobStatus::InQueue));
+        assert_eq!(jobs.report(&id).expect("known").error, None);
+        assert_eq!(jobs.health().jobs.retried, 1);
+        jobs.take("w1", 1, t0);
+        jobs.done("w1", &id, request(json!({"output": 1})), false, t0);
+        let refused = jobs.retry(&id).expect("known");
+        assert_eq!(
+            refused,
+            Err(Refused(
+                "only a FAILED or TIMED_OUT job can be retried; this one is COMPLETED".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn purging_cancels_the_queued_jobs_and_leaves_running_ones_alone() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        let running = submit(&mut jobs, json!({"input": {}}), t0);
+        jobs.take("w1", 1, t0);
+        let queued = [
+            submit(&mut jobs, json!({"input": {}}), t0),
+            submit(&mut jobs, json!({"input": {}}), t0),
+        ];
+        let (removed, _) = jobs.purge(t0);
+        assert_eq!(removed, 2);
+        assert!(
+            queued
+                .iter()
+                .all(|id| status(&jobs, id) == JobStatus::Cancelled)
+        );
+        assert_eq!(status(&jobs, &running), JobStatus::InProgress);
+        let health = jobs.health().jobs;
+        assert_eq!((health.in_queue, health.in_progress), (0, 1));
+    }
+
+    #[test]
+    fn workers_count_as_initializing_until_their_first_request_then_idle_or_running() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        jobs.started("w1", None);
+        jobs.started("w2", None);
+        assert_eq!(jobs.health().workers.initializing, 2);
+        submit(&mut jobs, json!({"input": {}}), t0);
+        jobs.take("w1", 1, t0);
+        jobs.seen("w2", t0);
+        let workers = jobs.health().workers;
+        assert_eq!(
+            (
+                workers.initializing,
+                workers.idle,
+                workers.running,
+                workers.ready
+            ),
+            (0, 1, 1, 2)
+        );
+        jobs.started("w1-1", Some("w1"));
+        assert_eq!(jobs.health().workers.initializing, 1);
+    }
 }

@@ -202,7 +202,12 @@ impl LocalEndpoint {
         tokio::spawn(sweep(Arc::clone(&shared), pids.clone()));
         let launch = Launch {
             command: config.command.clone(),
-            env: config.env.iter().cloned().chain(worker_env.clone()).collect(),
+            env: config
+                .env
+                .iter()
+                .cloned()
+                .chain(worker_env.clone())
+                .collect(),
             stop_grace: config.stop_grace,
         };
         let slots = workers::start(&shared, &launch, config.workers, &pids).map_err(|source| {
@@ -320,11 +325,17 @@ fn worker_env(config: &LocalEndpointConfig, address: SocketAddr) -> Vec<(String,
         address
     };
     let root = format!("http://{host}/v2/{}", config.endpoint_id);
-    let key = config.api_key.clone().unwrap_or_else(|| UNCHECKED_KEY.into());
+    let key = config
+        .api_key
+        .clone()
+        .unwrap_or_else(|| UNCHECKED_KEY.into());
     [
         ("RUNPOD_ENDPOINT_ID", config.endpoint_id.clone()),
         ("RUNPOD_AI_API_KEY", key),
-        ("RUNPOD_WEBHOOK_GET_JOB", format!("{root}/job-take/$ID?gpu={GPU}")),
+        (
+            "RUNPOD_WEBHOOK_GET_JOB",
+            format!("{root}/job-take/$ID?gpu={GPU}"),
+        ),
         (
             "RUNPOD_WEBHOOK_POST_OUTPUT",
             format!("{root}/job-done/$RUNPOD_POD_ID/$ID?gpu={GPU}"),
@@ -366,8 +377,14 @@ fn router(shared: Arc<Shared>) -> Router {
             "/runsync",
             post(client_api::runsync).layer(DefaultBodyLimit::max(RUNSYNC_BODY)),
         )
-        .route("/status/{id}", get(client_api::status).post(client_api::status))
-        .route("/stream/{id}", get(client_api::stream).post(client_api::stream))
+        .route(
+            "/status/{id}",
+            get(client_api::status).post(client_api::status),
+        )
+        .route(
+            "/stream/{id}",
+            get(client_api::stream).post(client_api::stream),
+        )
         .route("/cancel/{id}", post(client_api::cancel))
         .route("/retry/{id}", post(client_api::retry))
         .route("/purge-queue", post(client_api::purge_queue))
@@ -386,7 +403,9 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/job-stop/{worker}", get(worker_api::stop));
     Router::new()
         .nest(&format!("/v2/{}", shared.endpoint_id), jobs)
-        .fallback(|| async { client_api::error(StatusCode::NOT_FOUND, "no such route or endpoint") })
+        .fallback(|| async {
+            client_api::error(StatusCode::NOT_FOUND, "no such route or endpoint")
+        })
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             authorize,
@@ -406,11 +425,17 @@ async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Ne
 
 /// Whether `Authorization` is `Bearer <key>` (clients) or the bare key (workers).
 fn carries(headers: &HeaderMap, key: &str) -> bool {
-    let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
+    let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
         return false;
     };
     let value = value.trim();
-    value == key || value.strip_prefix("Bearer ").is_some_and(|v| v.trim() == key)
+    value == key
+        || value
+            .strip_prefix("Bearer ")
+            .is_some_and(|v| v.trim() == key)
 }
 
 /// Applies the timers when they are due and after every change: timeouts, silent workers
@@ -427,7 +452,9 @@ async fn sweep(shared: Arc<Shared>, pids: Pids) {
                 shared.changed();
             }
             shared.ended(sweep.ended);
-            sweep.next.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
+            sweep
+                .next
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600))
         })
         .await;
 }

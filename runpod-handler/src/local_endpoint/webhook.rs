@@ -30,10 +30,14 @@ impl Webhooks {
                     Err(err) => crate::client::describe(err),
                 };
                 if attempt == ATTEMPTS {
-                    tracing::warn!("Webhook of job {id} not delivered after {ATTEMPTS} attempts: {failure}");
+                    tracing::warn!(
+                        "Webhook of job {id} not delivered after {ATTEMPTS} attempts: {failure}"
+                    );
                     return;
                 }
-                tracing::debug!("Webhook of job {id} failed ({failure}); trying again in {BETWEEN:?}");
+                tracing::debug!(
+                    "Webhook of job {id} failed ({failure}); trying again in {BETWEEN:?}"
+                );
                 tokio::time::sleep(BETWEEN).await;
             }
         });

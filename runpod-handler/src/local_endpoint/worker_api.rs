@@ -72,7 +72,10 @@ fn body(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, Respo
     let body = body.map_err(|rejection| error(rejection.status(), rejection.body_text()))?;
     match serde_json::from_slice(&body) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(error(StatusCode::BAD_REQUEST, "the body must be a JSON object")),
+        _ => Err(error(
+            StatusCode::BAD_REQUEST,
+            "the body must be a JSON object",
+        )),
     }
 }
 

@@ -51,7 +51,12 @@ impl Pids {
 
     /// Sends `signal` to the worker's process.
     pub(crate) fn signal(&self, worker: &str, signal: Signal) {
-        let pid = self.0.lock().unwrap_or_else(|p| p.into_inner()).get(worker).copied();
+        let pid = self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(worker)
+            .copied();
         if let Some(pid) = pid.and_then(|pid| Pid::from_raw(pid.try_into().ok()?)) {
             let _ = kill_process(pid, signal);
         }
@@ -91,7 +96,13 @@ pub(crate) fn start(
 
 /// One worker slot: wait for its process, hand back its jobs, start a new one; until the
 /// endpoint stops.
-async fn keep_running(shared: &Shared, launch: &Launch, slot: usize, mut child: Child, pids: &Pids) {
+async fn keep_running(
+    shared: &Shared,
+    launch: &Launch,
+    slot: usize,
+    mut child: Child,
+    pids: &Pids,
+) {
     let mut pause = RESTART_FIRST;
     for generation in 1.. {
         let worker = worker_id(slot, generation - 1);
