@@ -10,6 +10,7 @@ mod faults;
 mod lb;
 mod lifecycle;
 mod local;
+mod local_endpoint;
 mod logs;
 mod mineru_telemetry;
 mod otel_lb;

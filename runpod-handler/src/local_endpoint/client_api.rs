@@ -54,9 +54,10 @@ fn submit(
 ) -> Result<JobReport, Response> {
     let request = request(body)?;
     let queued = shared
-        .change(|jobs, now| jobs.submit(request, sync, now))
+        .with(|jobs, now| jobs.submit(request, sync, now))
         .map_err(|Refused(why)| error(StatusCode::BAD_REQUEST, why))?;
     tracing::info!("Job {} queued.", queued.id);
+    shared.changed();
     Ok(queued)
 }
 

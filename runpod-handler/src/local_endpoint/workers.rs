@@ -6,8 +6,10 @@ use super::state::Shared;
 use rustix::process::{Pid, Signal, kill_process};
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -83,8 +85,10 @@ pub(crate) fn start(
     for slot in 1..=count {
         let worker = worker_id(slot, 0);
         // Children already started are killed on drop if this one fails.
-        first.push(spawn(launch, &worker)?);
+        let child = spawn(launch, &worker)?;
+        pids.set(&worker, child.id());
         shared.with(|jobs, _| jobs.started(&worker, None));
+        first.push(child);
     }
     let mut slots = JoinSet::new();
     for (slot, child) in (1..=count).zip(first) {
@@ -106,7 +110,6 @@ async fn keep_running(
     let mut pause = RESTART_FIRST;
     for generation in 1.. {
         let worker = worker_id(slot, generation - 1);
-        pids.set(&worker, child.id());
         let started = Instant::now();
         let exited = tokio::select! {
             status = child.wait() => status,
@@ -136,6 +139,7 @@ async fn keep_running(
                 return;
             }
         };
+        pids.set(&next, child.id());
         shared.with(|jobs, _| jobs.started(&next, Some(&worker)));
     }
 }
@@ -150,8 +154,33 @@ fn spawn(launch: &Launch, worker: &str) -> std::io::Result<Child> {
         .envs(launch.env.iter().map(|(k, v)| (k, v)))
         .env("RUNPOD_POD_ID", worker)
         .env("RUNPOD_POD_HOSTNAME", format!("{worker}.local"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
+        .map(|mut child| {
+            let prefix = format!("[{worker}]");
+            if let Some(out) = child.stdout.take() {
+                tokio::spawn(relay(out, prefix.clone(), false));
+            }
+            if let Some(err) = child.stderr.take() {
+                tokio::spawn(relay(err, prefix, true));
+            }
+            child
+        })
+}
+
+/// Prints a worker's output lines, each after the worker's id, on this process's stdout or
+/// stderr: which worker said what stays readable with several of them.
+async fn relay(from: impl tokio::io::AsyncRead + Unpin, prefix: String, stderr: bool) {
+    let mut lines = BufReader::new(from).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if stderr {
+            eprintln!("{prefix} {line}");
+        } else {
+            println!("{prefix} {line}");
+        }
+    }
 }
 
 /// SIGTERM, then SIGKILL once the grace period is over (RunPod's scale-in).

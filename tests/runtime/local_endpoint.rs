@@ -1,0 +1,256 @@
+//! The local RunPod endpoint (`runpod_handler::local_endpoint`) with real worker processes (the
+//! protocol probe), driven by the real Python client `runpod` 1.12.0 pointed at it — shapes,
+//! states, cancel, execution timeout, TTL, a worker SIGKILLed mid-job, a webhook — and by this
+//! crate's own Rust client.
+#![allow(clippy::unwrap_used)]
+
+use runpod_handler::endpoint::{EndpointClient, JobRequest, JobStatus};
+use runpod_handler::local_endpoint::{LocalEndpoint, LocalEndpointConfig};
+use serde_json::{Value, json};
+use std::process::Stdio;
+use std::time::Duration;
+use test_support::example;
+
+const KEY: &str = "local-test-key-8e1f";
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// An endpoint on an ephemeral loopback port with `workers` probes running `concurrency` jobs each.
+async fn endpoint(workers: usize, concurrency: usize, api_key: Option<&str>) -> LocalEndpoint {
+    let command = if workers > 0 {
+        vec![example("protocol_probe").into_os_string()]
+    } else {
+        Vec::new()
+    };
+    LocalEndpoint::start(LocalEndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers,
+        command,
+        env: vec![("PROBE_CONCURRENCY".into(), concurrency.to_string())],
+        api_key: api_key.map(str::to_owned),
+        stop_grace: Duration::from_secs(5),
+        ..LocalEndpointConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+fn keys(value: &Value) -> Vec<&str> {
+    value
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_client_works_against_the_local_endpoint_unchanged_but_for_its_base_url() {
+    let (a, b, c) = (
+        endpoint(2, 4, Some(KEY)).await,
+        endpoint(0, 1, Some(KEY)).await,
+        endpoint(2, 1, Some(KEY)).await,
+    );
+    let pids: serde_json::Map<String, Value> = c
+        .workers()
+        .into_iter()
+        .map(|(worker, pid)| (worker, json!(pid)))
+        .collect();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/endpoint_client.py");
+    let child = tokio::process::Command::new(super::sdk_parity::sdk_python())
+        .arg(script)
+        .env("TEST_KEY", KEY)
+        .env("ENDPOINT_A", a.base_url())
+        .env("ENDPOINT_B", b.base_url())
+        .env("ENDPOINT_C", c.base_url())
+        .env("WORKERS_C", Value::Object(pids).to_string())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let out = tokio::time::timeout(LIMIT, child.wait_with_output())
+        .await
+        .expect("the client script finishes")
+        .unwrap();
+    assert!(out.status.success(), "the client script failed");
+    let seen: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for (name, result) in seen.as_object().unwrap() {
+        assert!(result.get("exception").is_none(), "{name}: {result}");
+    }
+    tokio::join!(a.shutdown(), b.shutdown(), c.shutdown());
+
+    assert_eq!(seen["sync_echo"], json!({"a": 1}));
+    assert_eq!(seen["unauthorized"], json!(401));
+
+    let run = &seen["run_and_status"];
+    assert!(["IN_QUEUE", "IN_PROGRESS"].contains(&run["first"].as_str().unwrap()));
+    assert_eq!(run["output"]["slept_ms"], json!(300));
+    assert_eq!(
+        keys(&run["final"]),
+        [
+            "delayTime",
+            "executionTime",
+            "id",
+            "output",
+            "status",
+            "workerId"
+        ]
+    );
+    assert!(run["final"]["executionTime"].as_u64().unwrap() >= 300);
+
+    let failed = &seen["failed"];
+    assert_eq!(
+        (&failed["output"], &failed["status"]),
+        (&Value::Null, &json!("FAILED"))
+    );
+    let error = failed["final"]["error"].as_str().unwrap();
+    let payload: Value = serde_json::from_str(error).unwrap();
+    assert_eq!(payload["error_message"], "boom");
+    let retry_id = &failed["final"]["id"];
+    assert_eq!(
+        failed["retry"],
+        json!([200, {"id": retry_id, "status": "IN_QUEUE"}])
+    );
+    assert_eq!(failed["again"]["status"], "FAILED");
+
+    assert_eq!(seen["stream"], json!([1, {"two": 2}, "three"]));
+
+    let progress = &seen["progress"];
+    assert_eq!(progress["seen"]["status"], "IN_PROGRESS");
+    assert_eq!(progress["output"], "done");
+
+    let cancel = &seen["cancel"];
+    let cancelled_id = &cancel["final"]["id"];
+    assert_eq!(cancel["answer"]["status"], "CANCELLED");
+    assert_eq!(cancel["answer"]["id"], *cancelled_id);
+    assert_eq!(
+        (&cancel["status"], &cancel["final"]["status"]),
+        (&json!("CANCELLED"), &json!("CANCELLED"))
+    );
+
+    let timeout = &seen["timeout"];
+    assert_eq!(
+        (&timeout["status"], &timeout["output"]),
+        (&json!("TIMED_OUT"), &Value::Null)
+    );
+    let ran = timeout["final"]["executionTime"].as_u64().unwrap();
+    assert!((5_000..6_000).contains(&ran), "executionTime {ran}");
+    assert!(
+        timeout["final"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("execution timeout of 5000 ms")
+    );
+
+    let hook = &seen["webhook"];
+    assert_eq!(hook["received"].as_array().unwrap().len(), 1, "{hook}");
+    assert_eq!(hook["received"][0]["path"], "/hook");
+    assert_eq!(hook["received"][0]["body"], hook["status"]);
+    assert_eq!(hook["status"]["output"], "hooked");
+
+    let wait = &seen["runsync_wait"];
+    assert_eq!(wait["code"], 200);
+    assert_eq!(wait["answer"]["status"], "IN_PROGRESS");
+    assert!(wait["answer"]["id"].as_str().unwrap().starts_with("sync-"));
+    assert!(wait["seconds"].as_f64().unwrap() < 2.5, "{wait}");
+
+    let queue = &seen["purge_ttl"];
+    assert_eq!(
+        queue["purged"],
+        json!({"removed": 2, "status": "completed"})
+    );
+    assert_eq!(queue["purged_statuses"], json!(["CANCELLED", "CANCELLED"]));
+    assert_eq!(
+        (&queue["ttl_status"], &queue["ttl_output"]),
+        (&json!("TIMED_OUT"), &Value::Null)
+    );
+    assert_eq!(keys(&queue["ttl_final"]), ["error", "id", "status"]);
+    assert!(queue["ttl_seconds"].as_f64().unwrap() >= 10.0);
+
+    let requeue = &seen["requeue"];
+    assert_eq!(requeue["output"]["slept_ms"], 1500);
+    assert_eq!(requeue["final"]["status"], "COMPLETED");
+    assert_ne!(requeue["final"]["workerId"], requeue["killed"]);
+    assert_eq!(requeue["health"]["jobs"]["retried"], 1);
+
+    let health = &seen["health"];
+    assert_eq!(
+        keys(&health["jobs"]),
+        ["completed", "failed", "inProgress", "inQueue", "retried"]
+    );
+    assert_eq!(health["workers"]["ready"], 2);
+    assert_eq!(health["jobs"]["retried"], 1, "the /retry");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_client_submits_follows_streams_and_cancels_on_the_local_endpoint() {
+    let local = endpoint(1, 1, None).await;
+    let client = EndpointClient::builder(local.endpoint_id())
+        .base_url(local.base_url())
+        .build()
+        .unwrap();
+    let echoed = client
+        .run_sync(&JobRequest::new(json!({"value": {"n": 1}})), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (echoed.status, echoed.output),
+        (JobStatus::Completed, Some(json!({"n": 1})))
+    );
+
+    // One worker running one job at a time: the cancelled job must leave it, or the next one
+    // would wait a minute behind it.
+    let long = client
+        .run(&JobRequest::new(json!({"mode": "sleep", "ms": 60_000})))
+        .await
+        .unwrap();
+    assert_eq!(long.status, JobStatus::InQueue);
+    loop {
+        if client.status(&long.id).await.unwrap().status == JobStatus::InProgress {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        client.cancel(&long.id).await.unwrap().status,
+        JobStatus::Cancelled
+    );
+    let parts = client
+        .run(&JobRequest::new(
+            json!({"mode": "stream", "parts": ["a", "b"]}),
+        ))
+        .await
+        .unwrap();
+    let done = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.wait(&parts.id, Duration::from_millis(50)),
+    )
+    .await
+    .expect("the worker was freed by the cancel")
+    .unwrap();
+    assert_eq!(done.output, Some(json!(["a", "b"])));
+    let streamed = client.stream(&parts.id).await.unwrap();
+    let outputs: Vec<Value> = streamed.stream.into_iter().map(|c| c.output).collect();
+    assert_eq!(outputs, [json!("a"), json!("b")]);
+    assert!(client.stream(&parts.id).await.unwrap().stream.is_empty());
+
+    let health = client.health().await.unwrap();
+    assert_eq!((health.jobs.completed, health.workers.idle), (2, 1));
+    let missing = client.status("no-such-job").await.unwrap_err();
+    assert_eq!(missing.status(), Some(404));
+    local.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_refused_and_appears_in_no_error() {
+    let local = endpoint(0, 1, Some(KEY)).await;
+    let secret = "rpa_NOT_THE_KEY_0123456789";
+    let client = EndpointClient::builder(local.endpoint_id())
+        .base_url(local.base_url())
+        .api_key(secret)
+        .build()
+        .unwrap();
+    let err = client.health().await.unwrap_err();
+    assert_eq!(err.status(), Some(401));
+    assert!(!format!("{err} {err:?} {client:?}").contains(secret));
+    local.shutdown().await;
+}
