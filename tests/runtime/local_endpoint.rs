@@ -241,7 +241,7 @@ async fn the_rust_client_submits_follows_streams_and_cancels_on_the_local_endpoi
 }
 
 #[tokio::test]
-async fn a_wrong_key_is_refused_and_appears_in_no_error() {
+async fn the_key_goes_as_a_bearer_token_and_a_wrong_one_is_refused_and_shown_nowhere() {
     let local = endpoint(0, 1, Some(KEY)).await;
     let secret = "rpa_NOT_THE_KEY_0123456789";
     let client = EndpointClient::builder(local.endpoint_id())
@@ -252,5 +252,11 @@ async fn a_wrong_key_is_refused_and_appears_in_no_error() {
     let err = client.health().await.unwrap_err();
     assert_eq!(err.status(), Some(401));
     assert!(!format!("{err} {err:?} {client:?}").contains(secret));
+    let right = EndpointClient::builder(local.endpoint_id())
+        .base_url(local.base_url())
+        .api_key(KEY)
+        .build()
+        .unwrap();
+    assert_eq!(right.health().await.unwrap().jobs.in_queue, 0);
     local.shutdown().await;
 }

@@ -389,3 +389,114 @@ fn retry_after(response: &reqwest::Response) -> Option<Duration> {
     let value = response.headers().get(header::RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse().ok().map(Duration::from_secs)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::endpoint::JobStatus;
+    use crate::fake_http::{FakeEndpoint, Reply};
+    use serde_json::json;
+
+    const KEY: &str = "rpa_SECRET_KEY_0123456789";
+    const QUEUED: &str = r#"{"id": "job-1", "status": "IN_QUEUE"}"#;
+
+    /// A client of the FAKE endpoint, retrying quickly.
+    fn client(fake: &FakeEndpoint, attempts: u32) -> EndpointClient {
+        EndpointClient::builder("ep")
+            .base_url(fake.url.trim_end_matches('/'))
+            .api_key(KEY)
+            .backoff(Backoff {
+                first: Duration::from_millis(20),
+                max: Duration::from_secs(1),
+                attempts,
+            })
+            .build()
+            .expect("a client")
+    }
+
+    fn request() -> JobRequest {
+        JobRequest::new(json!({"n": 1}))
+    }
+
+    #[tokio::test]
+    async fn a_429_and_a_503_are_waited_out_with_a_doubling_backoff() {
+        let replies = vec![Reply::status(429), Reply::status(503)];
+        let fake = FakeEndpoint::start(replies, Reply::json(QUEUED)).await;
+        let queued = client(&fake, 6).run(&request()).await.expect("queued");
+        assert_eq!(
+            (queued.id.as_str(), queued.status),
+            ("job-1", JobStatus::InQueue)
+        );
+        let exchanges = fake.exchanges();
+        assert_eq!(exchanges.len(), 3);
+        let first = exchanges[1].arrived - exchanges[0].answered;
+        let second = exchanges[2].arrived - exchanges[1].answered;
+        // 20 ms then 40 ms, each up to a quarter shorter.
+        assert!(first >= Duration::from_millis(15), "{first:?}");
+        assert!(second >= Duration::from_millis(30), "{second:?}");
+    }
+
+    #[tokio::test]
+    async fn a_submission_is_not_repeated_after_a_500_but_a_status_read_is() {
+        let fake = FakeEndpoint::start(vec![Reply::status(500)], Reply::json(QUEUED)).await;
+        let client = client(&fake, 6);
+        let err = client.run(&request()).await.expect_err("not repeated");
+        assert_eq!(err.status(), Some(500));
+        assert_eq!(fake.exchanges().len(), 1);
+        let fake = FakeEndpoint::start(vec![Reply::status(500)], Reply::json(QUEUED)).await;
+        let read = self::client(&fake, 6).status("job-1").await.expect("read");
+        assert_eq!(read.status, JobStatus::InQueue);
+        assert_eq!(fake.exchanges().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn retries_stop_after_the_attempts_and_the_error_counts_them() {
+        let fake = FakeEndpoint::start(Vec::new(), Reply::status(503)).await;
+        let err = client(&fake, 3).health().await.expect_err("gives up");
+        assert_eq!(fake.exchanges().len(), 3);
+        assert_eq!(err.to_string(), "GET health: HTTP 503 after 3 attempt(s): ");
+    }
+
+    #[tokio::test]
+    async fn neither_an_error_nor_the_client_shows_the_key() {
+        let echoed = Reply {
+            delay: Duration::ZERO,
+            status: 400,
+            body: Some(format!(r#"{{"error": "bad request from Bearer {KEY}"}}"#)),
+        };
+        let fake = FakeEndpoint::start(Vec::new(), echoed).await;
+        let client = client(&fake, 3);
+        let err = client.cancel("job-1").await.expect_err("refused");
+        let shown = format!("{err} {err:?} {client:?}");
+        assert!(!shown.contains(KEY), "{shown}");
+        assert!(shown.contains("POST cancel/job-1: HTTP 400"), "{shown}");
+        assert_eq!(fake.exchanges().len(), 1, "a 400 is final");
+    }
+
+    #[tokio::test]
+    async fn a_connection_refused_is_retried_and_reported_without_the_url() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("address"));
+        drop(listener);
+        let client = EndpointClient::builder("ep")
+            .base_url(&url)
+            .backoff(Backoff {
+                first: Duration::from_millis(1),
+                max: Duration::from_millis(1),
+                attempts: 2,
+            })
+            .build()
+            .expect("a client");
+        let err = client.status("job-1").await.expect_err("nobody listens");
+        let EndpointError::Transport {
+            attempts, message, ..
+        } = &err
+        else {
+            panic!("{err:?}");
+        };
+        assert_eq!(*attempts, 2);
+        assert!(!message.contains(&url), "{message}");
+    }
+}
