@@ -2,6 +2,7 @@
 //! `/stream`, `/cancel`, `/retry`, `/purge-queue`, `/health`, with RunPod's shapes.
 
 use super::jobs::Refused;
+use super::refusal::{Refusal, json_object};
 use super::state::Shared;
 use crate::endpoint::{JobReport, PurgeReport};
 use axum::body::Bytes;
@@ -10,7 +11,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -22,40 +22,15 @@ const SYNC_WAIT_MAX: Duration = Duration::from_secs(300);
 
 type App = State<Arc<Shared>>;
 
-/// An error answer: `{"error": "..."}`.
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, axum::Json(json!({"error": message.into()}))).into_response()
-}
-
-fn not_found(id: &str) -> Response {
-    error(StatusCode::NOT_FOUND, format!("job {id} not found"))
-}
-
-/// A body over its route's limit, or unreadable; else the request as a JSON object.
-fn request(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, Response> {
-    let body = body.map_err(|rejection| error(rejection.status(), rejection.body_text()))?;
-    match serde_json::from_slice(&body) {
-        Ok(Value::Object(request)) => Ok(request),
-        Ok(_) => Err(error(
-            StatusCode::BAD_REQUEST,
-            "the body must be a JSON object",
-        )),
-        Err(err) => Err(error(
-            StatusCode::BAD_REQUEST,
-            format!("the body is not JSON: {err}"),
-        )),
-    }
-}
-
 fn submit(
     shared: &Shared,
     body: Result<Bytes, BytesRejection>,
     sync: bool,
-) -> Result<JobReport, Response> {
-    let request = request(body)?;
+) -> Result<JobReport, Refusal> {
+    let request = json_object(body)?;
     let queued = shared
         .with(|jobs, now| jobs.submit(request, sync, now))
-        .map_err(|Refused(why)| error(StatusCode::BAD_REQUEST, why))?;
+        .map_err(|Refused(why)| Refusal::new(StatusCode::BAD_REQUEST, why))?;
     tracing::info!("Job {} queued.", queued.id);
     shared.changed();
     Ok(queued)
@@ -64,7 +39,7 @@ fn submit(
 pub(crate) async fn run(State(shared): App, body: Result<Bytes, BytesRejection>) -> Response {
     match submit(&shared, body, false) {
         Ok(queued) => axum::Json(queued).into_response(),
-        Err(refused) => refused,
+        Err(refused) => refused.into_response(),
     }
 }
 
@@ -83,7 +58,7 @@ pub(crate) async fn runsync(
     let wait = wait.clamp(SYNC_WAIT_MIN, SYNC_WAIT_MAX);
     let queued = match submit(&shared, body, true) {
         Ok(queued) => queued,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let id = queued.id;
     let ended = shared
@@ -94,27 +69,27 @@ pub(crate) async fn runsync(
     let report = ended.or_else(|| shared.with(|jobs, _| jobs.report(&id)));
     match report {
         Some(report) => axum::Json(report).into_response(),
-        None => not_found(&id),
+        None => Refusal::not_found(&id).into_response(),
     }
 }
 
 pub(crate) async fn status(State(shared): App, Path(id): Path<String>) -> Response {
     match shared.with(|jobs, _| jobs.report(&id)) {
         Some(report) => axum::Json(report).into_response(),
-        None => not_found(&id),
+        None => Refusal::not_found(&id).into_response(),
     }
 }
 
 pub(crate) async fn stream(State(shared): App, Path(id): Path<String>) -> Response {
     match shared.with(|jobs, _| jobs.stream(&id)) {
         Some(report) => axum::Json(report).into_response(),
-        None => not_found(&id),
+        None => Refusal::not_found(&id).into_response(),
     }
 }
 
 pub(crate) async fn cancel(State(shared): App, Path(id): Path<String>) -> Response {
     let Some((report, ended)) = shared.change(|jobs, now| jobs.cancel(&id, now)) else {
-        return not_found(&id);
+        return Refusal::not_found(&id).into_response();
     };
     if ended.is_some() {
         tracing::info!("Job {id} cancelled.");
@@ -125,8 +100,8 @@ pub(crate) async fn cancel(State(shared): App, Path(id): Path<String>) -> Respon
 
 pub(crate) async fn retry(State(shared): App, Path(id): Path<String>) -> Response {
     match shared.change(|jobs, _| jobs.retry(&id)) {
-        None => not_found(&id),
-        Some(Err(Refused(why))) => error(StatusCode::BAD_REQUEST, why),
+        None => Refusal::not_found(&id).into_response(),
+        Some(Err(Refused(why))) => Refusal::new(StatusCode::BAD_REQUEST, why).into_response(),
         Some(Ok(report)) => {
             tracing::info!("Job {id} queued again (/retry).");
             axum::Json(report).into_response()

@@ -708,7 +708,7 @@ mod tests {
             ended.expect("a webhook").report.status,
             JobStatus::Cancelled
         );
-        assert_eq!(jobs.stops("w1", t0), [running.clone()]);
+        assert_eq!(jobs.stops("w1", t0), std::slice::from_ref(&running));
         assert!(jobs.stops("w1", t0).is_empty());
         assert!(
             jobs.done("w1", &running, request(json!({"output": 1})), false, t0)

@@ -24,6 +24,7 @@
 
 mod client_api;
 mod jobs;
+mod refusal;
 mod state;
 mod webhook;
 mod worker_api;
@@ -33,9 +34,10 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jobs::{Jobs, Limits};
+use refusal::Refusal;
 use state::Shared;
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -109,6 +111,20 @@ impl Default for LocalEndpointConfig {
     }
 }
 
+impl LocalEndpointConfig {
+    /// The job rules' limits; results are kept as long as RunPod keeps them.
+    fn limits(&self) -> Limits {
+        Limits {
+            execution_timeout: self.execution_timeout,
+            ttl: self.ttl,
+            keep_async: Duration::from_secs(30 * 60),
+            keep_sync: Duration::from_secs(60),
+            ping_timeout: self.ping_timeout,
+            max_attempts: self.max_attempts.max(1),
+        }
+    }
+}
+
 impl std::fmt::Debug for LocalEndpointConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalEndpointConfig")
@@ -166,33 +182,21 @@ impl LocalEndpoint {
         if config.workers > 0 && config.command.is_empty() {
             return Err(LocalEndpointError::NoCommand(config.workers));
         }
+        let listen = |source| LocalEndpointError::Listen {
+            address: config.listen,
+            source,
+        };
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| LocalEndpointError::Listen {
-                address: config.listen,
-                source,
-            })?;
-        let address = listener
-            .local_addr()
-            .map_err(|source| LocalEndpointError::Listen {
-                address: config.listen,
-                source,
-            })?;
+            .map_err(listen)?;
+        let address = listener.local_addr().map_err(listen)?;
         let webhooks = webhook::Webhooks::new()
             .map_err(|err| LocalEndpointError::Client(crate::client::describe(err)))?;
-        let limits = Limits {
-            execution_timeout: config.execution_timeout,
-            ttl: config.ttl,
-            keep_async: Duration::from_secs(30 * 60),
-            keep_sync: Duration::from_secs(60),
-            ping_timeout: config.ping_timeout,
-            max_attempts: config.max_attempts.max(1),
-        };
         let shared = Arc::new(Shared::new(
             config.endpoint_id.clone(),
             config.api_key.clone(),
             config.long_poll,
-            Jobs::new(limits),
+            Jobs::new(config.limits()),
             webhooks,
         ));
         let worker_env = worker_env(&config, address);
@@ -403,9 +407,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .route("/job-stop/{worker}", get(worker_api::stop));
     Router::new()
         .nest(&format!("/v2/{}", shared.endpoint_id), jobs)
-        .fallback(|| async {
-            client_api::error(StatusCode::NOT_FOUND, "no such route or endpoint")
-        })
+        .fallback(|| async { Refusal::new(StatusCode::NOT_FOUND, "no such route or endpoint") })
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&shared),
             authorize,
@@ -417,7 +419,7 @@ fn router(shared: Arc<Shared>) -> Router {
 async fn authorize(State(shared): State<Arc<Shared>>, request: Request, next: Next) -> Response {
     match &shared.api_key {
         Some(key) if !carries(request.headers(), key) => {
-            client_api::error(StatusCode::UNAUTHORIZED, "missing or wrong API key")
+            Refusal::new(StatusCode::UNAUTHORIZED, "missing or wrong API key").into_response()
         }
         _ => next.run(request).await,
     }

@@ -2,7 +2,7 @@
 //! platform's side): job-take and job-take-batch (long-polled), job-done (results and progress
 //! updates), job-stream, ping, job-stop (long-polled).
 
-use super::client_api::error;
+use super::refusal::json_object;
 use super::state::Shared;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::sync::Arc;
 use tokio::time::Instant;
 
@@ -67,18 +67,6 @@ pub(crate) struct Done {
     is_stream: Option<String>,
 }
 
-/// The worker's JSON body (it is sent as `application/x-www-form-urlencoded`).
-fn body(body: Result<Bytes, BytesRejection>) -> Result<Map<String, Value>, Response> {
-    let body = body.map_err(|rejection| error(rejection.status(), rejection.body_text()))?;
-    match serde_json::from_slice(&body) {
-        Ok(Value::Object(map)) => Ok(map),
-        _ => Err(error(
-            StatusCode::BAD_REQUEST,
-            "the body must be a JSON object",
-        )),
-    }
-}
-
 fn accepted() -> Response {
     axum::Json(json!({})).into_response()
 }
@@ -90,9 +78,9 @@ pub(crate) async fn done(
     Query(done): Query<Done>,
     posted: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut posted = match body(posted) {
+    let mut posted = match json_object(posted) {
         Ok(posted) => posted,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     if posted.get("status").and_then(Value::as_str) == Some("IN_PROGRESS") {
         let output = posted.remove("output").unwrap_or(Value::Null);
@@ -117,9 +105,9 @@ pub(crate) async fn stream(
     Path((worker, id)): Path<(String, String)>,
     posted: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let mut posted = match body(posted) {
+    let mut posted = match json_object(posted) {
         Ok(posted) => posted,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let part = posted.remove("output").unwrap_or(Value::Null);
     shared.with(|jobs, now| jobs.part(&worker, &id, part, now));
