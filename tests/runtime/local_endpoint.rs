@@ -260,3 +260,105 @@ async fn the_key_goes_as_a_bearer_token_and_a_wrong_one_is_refused_and_shown_now
     assert_eq!(right.health().await.unwrap().jobs.in_queue, 0);
     local.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_that_stops_answering_loses_its_job_to_another_and_is_replaced() {
+    let local = LocalEndpoint::start(LocalEndpointConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        workers: 2,
+        command: vec![example("protocol_probe").into_os_string()],
+        ping_interval: Duration::from_secs(1),
+        ping_timeout: Duration::from_secs(2),
+        stop_grace: Duration::from_secs(5),
+        ..LocalEndpointConfig::default()
+    })
+    .await
+    .unwrap();
+    let client = EndpointClient::builder(local.endpoint_id())
+        .base_url(local.base_url())
+        .build()
+        .unwrap();
+    let job = client
+        .run(&JobRequest::new(json!({"mode": "sleep", "ms": 1000})))
+        .await
+        .unwrap();
+    let holder = loop {
+        let report = client.status(&job.id).await.unwrap();
+        if let Some(worker) = report.worker_id {
+            break worker;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let pids = local.workers();
+    let (_, pid) = pids.iter().find(|(worker, _)| *worker == holder).unwrap();
+    // Frozen, not dead: only its silence can tell the endpoint.
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let done = tokio::time::timeout(LIMIT, client.wait(&job.id, Duration::from_millis(100)))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, JobStatus::Completed);
+    assert_ne!(done.worker_id.as_deref(), Some(holder.as_str()));
+    assert_eq!(client.health().await.unwrap().jobs.retried, 1);
+    // The silent worker was killed (a stopped process dies of SIGKILL) and replaced.
+    let replaced = loop {
+        let now = local.workers();
+        if now.len() == 2 && now.iter().all(|(worker, _)| *worker != holder) {
+            break now;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        replaced
+            .iter()
+            .any(|(worker, _)| worker.starts_with(&format!("{holder}-")))
+    );
+    local.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_binary_serves_the_command_after_the_double_dash_and_stops_on_sigterm() {
+    let binary = test_support::bin("runpod-local-endpoint");
+    let probe = example("protocol_probe");
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "1",
+        "--",
+        probe.to_str().unwrap(),
+    ];
+    let mut endpoint = test_support::Worker::spawn(&binary, &args, &[], None);
+    let line = endpoint
+        .wait_for_line("Local RunPod endpoint local on ", LIMIT)
+        .await;
+    let base = line
+        .split_whitespace()
+        .find(|word| word.starts_with("http://"))
+        .unwrap()
+        .to_owned();
+    let client = EndpointClient::builder("local")
+        .base_url(base)
+        .build()
+        .unwrap();
+    let report = client
+        .run_sync(&JobRequest::new(json!({"value": "served"})), None)
+        .await
+        .unwrap();
+    assert_eq!(report.output, Some(json!("served")));
+    endpoint.wait_for_line("[local-worker-1] ", LIMIT).await;
+    endpoint.signal("TERM");
+    assert_eq!(endpoint.wait(LIMIT).await, 0);
+    assert!(
+        endpoint
+            .lines()
+            .iter()
+            .any(|l| l.contains("Local RunPod endpoint stopped.")),
+        "{:?}",
+        endpoint.lines()
+    );
+}
