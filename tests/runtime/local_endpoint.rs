@@ -182,7 +182,7 @@ async fn the_python_client_works_against_the_local_endpoint_unchanged_but_for_it
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_rust_client_submits_follows_streams_and_cancels_on_the_local_endpoint() {
+async fn the_rust_client_submits_follows_streams_and_cancels_and_stop_pod_recycles_the_worker() {
     let local = endpoint(1, 1, None).await;
     let client = EndpointClient::builder(local.endpoint_id())
         .base_url(local.base_url())
@@ -237,6 +237,22 @@ async fn the_rust_client_submits_follows_streams_and_cancels_on_the_local_endpoi
     assert_eq!((health.jobs.completed, health.workers.idle), (2, 1));
     let missing = client.status("no-such-job").await.unwrap_err();
     assert_eq!(missing.status(), Some(404));
+
+    // A result with `stopPod` recycles its worker, as RunPod does: a new process serves next.
+    let refreshed = client
+        .run_sync(
+            &JobRequest::new(json!({"mode": "refresh", "value": 1})),
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(refreshed.worker_id.as_deref(), Some("local-worker-1"));
+    let next = client
+        .run_sync(&JobRequest::new(json!({"value": 2})), None)
+        .await
+        .unwrap();
+    assert_eq!(next.output, Some(json!(2)));
+    assert_eq!(next.worker_id.as_deref(), Some("local-worker-1-1"));
     local.shutdown().await;
 }
 

@@ -81,6 +81,8 @@ struct Worker {
     held: BTreeSet<String>,
     to_stop: Vec<String>,
     unhealthy: bool,
+    /// Asked to be recycled (`stopPod`): it gets no more jobs.
+    retiring: bool,
 }
 
 /// Every job and worker of one endpoint.
@@ -172,10 +174,25 @@ impl Jobs {
         self.workers.entry(worker.to_owned()).or_default();
     }
 
+    /// A worker whose result asked for a recycle (`stopPod`): it is served no more jobs.
+    pub(crate) fn retire(&mut self, worker: &str) {
+        if let Some(entry) = self.workers.get_mut(worker) {
+            entry.retiring = true;
+        }
+    }
+
+    pub(crate) fn is_retiring(&self, worker: &str) -> bool {
+        self.workers.get(worker).is_some_and(|w| w.retiring)
+    }
+
     /// Hands up to `n` queued jobs to `worker`, oldest first: each as the worker receives it.
+    /// A retiring worker gets none.
     pub(crate) fn take(&mut self, worker: &str, n: usize, now: Instant) -> Vec<Value> {
         self.seen(worker, now);
         let mut served = Vec::new();
+        if self.is_retiring(worker) {
+            return served;
+        }
         while served.len() < n {
             let Some(id) = self.queue.pop_front() else {
                 break;
@@ -925,5 +942,16 @@ mod tests {
         );
         jobs.started("w1-1", Some("w1"));
         assert_eq!(jobs.health().workers.initializing, 1);
+    }
+
+    #[test]
+    fn a_worker_asked_to_recycle_is_served_no_more_jobs() {
+        let (mut jobs, t0) = (Jobs::new(LIMITS), Instant::now());
+        jobs.started("w1", None);
+        jobs.started("w2", None);
+        let id = submit(&mut jobs, json!({"input": {}}), t0);
+        jobs.retire("w1");
+        assert!(jobs.take("w1", 1, t0).is_empty());
+        assert_eq!(ids(&jobs.take("w2", 1, t0)), [id.as_str()]);
     }
 }

@@ -202,8 +202,8 @@ impl LocalEndpoint {
         let worker_env = worker_env(&config, address);
         let stop_server = CancellationToken::new();
         let server = tokio::spawn(serve(listener, Arc::clone(&shared), stop_server.clone()));
-        let pids = Pids::default();
-        tokio::spawn(sweep(Arc::clone(&shared), pids.clone()));
+        let pids = shared.pids.clone();
+        tokio::spawn(sweep(Arc::clone(&shared)));
         let launch = Launch {
             command: config.command.clone(),
             env: config
@@ -442,13 +442,13 @@ fn carries(headers: &HeaderMap, key: &str) -> bool {
 
 /// Applies the timers when they are due and after every change: timeouts, silent workers
 /// (killed, to be replaced), expired results.
-async fn sweep(shared: Arc<Shared>, pids: Pids) {
+async fn sweep(shared: Arc<Shared>) {
     shared
         .on_every_change(|| {
             let sweep = shared.with(|jobs, now| jobs.sweep(now));
             for worker in &sweep.silent {
                 tracing::warn!("Worker {worker} stopped answering; killing it.");
-                pids.signal(worker, rustix::process::Signal::KILL);
+                shared.pids.signal(worker, rustix::process::Signal::KILL);
             }
             if !sweep.ended.is_empty() || !sweep.silent.is_empty() {
                 shared.changed();

@@ -3,6 +3,7 @@
 
 use super::jobs::{Ended, Jobs};
 use super::webhook::Webhooks;
+use super::workers::Pids;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -22,6 +23,8 @@ pub(crate) struct Shared {
     /// Fired when the endpoint stops: held requests are answered at once.
     pub(crate) shutdown: CancellationToken,
     webhooks: Webhooks,
+    /// The worker processes the endpoint started.
+    pub(crate) pids: Pids,
 }
 
 impl Shared {
@@ -40,6 +43,7 @@ impl Shared {
             changed: Notify::new(),
             shutdown: CancellationToken::new(),
             webhooks,
+            pids: Pids::default(),
         }
     }
 

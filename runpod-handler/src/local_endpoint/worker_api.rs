@@ -25,9 +25,11 @@ async fn take_some(shared: &Shared, worker: &str, n: usize) -> Option<Vec<Value>
     let served = shared
         .wait_for(deadline, |jobs, now| {
             let served = jobs.take(worker, n, now);
-            (!served.is_empty()).then_some(served)
+            // A retiring worker is answered at once: it drains sooner.
+            (!served.is_empty() || jobs.is_retiring(worker)).then_some(served)
         })
-        .await;
+        .await
+        .filter(|served| !served.is_empty());
     if let Some(served) = &served {
         let ids: Vec<&str> = served.iter().filter_map(|j| j["id"].as_str()).collect();
         tracing::info!("Worker {worker} took {}.", ids.join(", "));
@@ -88,13 +90,22 @@ pub(crate) async fn done(
         return accepted();
     }
     let is_stream = done.is_stream.as_deref() == Some("true");
+    let recycle = posted.get("stopPod") == Some(&Value::Bool(true));
     let ended = shared.change(|jobs, now| {
         let ended = jobs.done(&worker, &id, posted, is_stream, now);
+        // In the same step: no take slips in between.
+        if recycle {
+            jobs.retire(&worker);
+        }
         (jobs.report(&id), ended)
     });
     if let (Some(report), ended) = ended {
         tracing::info!("Job {id} {} on worker {worker}.", report.status);
         shared.ended(ended.into_iter().collect());
+    }
+    if recycle {
+        tracing::info!("Worker {worker} asked to be recycled (stopPod); replacing it.");
+        shared.pids.signal(&worker, rustix::process::Signal::TERM);
     }
     accepted()
 }
@@ -120,15 +131,16 @@ pub(crate) async fn ping(State(shared): App, Path(worker): Path<String>) -> Resp
 }
 
 /// job-stop: `{"jobsToStop": [...]}` once a job the worker holds was cancelled or timed out;
-/// held up to the long-poll, then `204`.
+/// held up to the long-poll (a retiring worker's not at all), then `204`.
 pub(crate) async fn stop(State(shared): App, Path(worker): Path<String>) -> Response {
     let deadline = Instant::now() + shared.long_poll;
     let stops = shared
         .wait_for(deadline, |jobs, now| {
             let stops = jobs.stops(&worker, now);
-            (!stops.is_empty()).then_some(stops)
+            (!stops.is_empty() || jobs.is_retiring(&worker)).then_some(stops)
         })
-        .await;
+        .await
+        .filter(|stops| !stops.is_empty());
     match stops {
         Some(stops) => axum::Json(json!({ "jobsToStop": stops })).into_response(),
         None => StatusCode::NO_CONTENT.into_response(),

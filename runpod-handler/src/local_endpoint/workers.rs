@@ -35,8 +35,12 @@ pub(crate) struct Launch {
 pub(crate) struct Pids(Arc<Mutex<HashMap<String, u32>>>);
 
 impl Pids {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn set(&self, worker: &str, pid: Option<u32>) {
-        let mut pids = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let mut pids = self.lock();
         match pid {
             Some(pid) => pids.insert(worker.to_owned(), pid),
             None => pids.remove(worker),
@@ -45,20 +49,14 @@ impl Pids {
 
     /// Every running worker, ordered by id.
     pub(crate) fn list(&self) -> Vec<(String, u32)> {
-        let pids = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        let mut list: Vec<_> = pids.iter().map(|(w, p)| (w.clone(), *p)).collect();
+        let mut list: Vec<_> = self.lock().iter().map(|(w, p)| (w.clone(), *p)).collect();
         list.sort();
         list
     }
 
     /// Sends `signal` to the worker's process.
     pub(crate) fn signal(&self, worker: &str, signal: Signal) {
-        let pid = self
-            .0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(worker)
-            .copied();
+        let pid = self.lock().get(worker).copied();
         if let Some(pid) = pid.and_then(|pid| Pid::from_raw(pid.try_into().ok()?)) {
             let _ = kill_process(pid, signal);
         }
@@ -120,17 +118,24 @@ async fn keep_running(
         };
         pids.set(&worker, None);
         let status = exited.map_or_else(|err| err.to_string(), |s| s.to_string());
-        let ended = shared.change(|jobs, now| jobs.exited(&worker, now));
+        let (ended, recycled) = shared.change(|jobs, now| {
+            let recycled = jobs.is_retiring(&worker);
+            (jobs.exited(&worker, now), recycled)
+        });
         shared.ended(ended);
-        if started.elapsed() >= HEALTHY_RUN {
-            pause = RESTART_FIRST;
+        if recycled {
+            tracing::info!("Worker {worker} recycled ({status}); starting a new one.");
+        } else {
+            if started.elapsed() >= HEALTHY_RUN {
+                pause = RESTART_FIRST;
+            }
+            tracing::warn!("Worker {worker} exited ({status}); starting a new one in {pause:?}.");
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shared.shutdown.cancelled() => return,
+            }
+            pause = (pause * 2).min(RESTART_MAX);
         }
-        tracing::warn!("Worker {worker} exited ({status}); starting a new one in {pause:?}.");
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shared.shutdown.cancelled() => return,
-        }
-        pause = (pause * 2).min(RESTART_MAX);
         let next = worker_id(slot, generation);
         child = match spawn(launch, &next) {
             Ok(child) => child,
