@@ -23,7 +23,7 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8000")]
     listen: SocketAddr,
-    /// The endpoint id in the URLs (/v2/<id>/run).
+    /// The endpoint id in the URLs (/v2/ID/run).
     #[arg(long, default_value = "local")]
     endpoint_id: String,
     /// Worker processes to run.
