@@ -298,6 +298,15 @@ impl LocalEndpoint {
     }
 }
 
+impl Drop for LocalEndpoint {
+    /// Without [`shutdown`](LocalEndpoint::shutdown): the workers are killed (their tasks are
+    /// aborted, and a child is killed when dropped) and the server stops.
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+        self.stop_server.cancel();
+    }
+}
+
 /// SIGINT and SIGTERM.
 struct Signals {
     term: tokio::signal::unix::Signal,
