@@ -35,6 +35,7 @@ mod completion;
 mod concurrency;
 mod config;
 mod deliver;
+pub mod endpoint;
 mod error;
 #[cfg(test)]
 mod fake_http;
@@ -45,6 +46,8 @@ mod kind;
 #[cfg(feature = "lb")]
 pub mod lb;
 mod local;
+#[cfg(feature = "local-endpoint")]
+pub mod local_endpoint;
 pub mod log;
 mod output;
 mod ping;

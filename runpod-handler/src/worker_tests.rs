@@ -34,9 +34,7 @@ mod chaos;
 const LONG_POLL: Duration = Duration::from_secs(1);
 
 /// The stack the runtime builds around `handler`.
-fn stack<S, T>(
-    handler: S,
-) -> JobService
+fn stack<S, T>(handler: S) -> JobService
 where
     S: Service<Job<T>> + Clone + Send + Sync + 'static,
     S::Response: crate::IntoJobOutput,

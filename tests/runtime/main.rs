@@ -10,6 +10,7 @@ mod fitness;
 mod lb;
 mod lifecycle;
 mod local;
+mod local_endpoint;
 mod logs;
 mod mineru_startup;
 mod mineru_telemetry;

@@ -18,7 +18,7 @@ use test_support::{FakeRunpod, Recorded, Worker, as_echo, bin};
 /// The SDK imports in a few seconds and then waits on a one-second tick between jobs.
 const SDK_LIMIT: Duration = Duration::from_secs(60);
 
-fn sdk_python() -> PathBuf {
+pub(crate) fn sdk_python() -> PathBuf {
     let venv = std::env::var_os("SDK_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/sdk"));

@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use mineru_handler::engine::{
-    Deadline, Engine, EngineError, EngineState, OcrMode, PageSelection, ParseOptions, Tier, WarmupOutcome,
+    Deadline, Engine, EngineError, EngineState, OcrMode, PageSelection, ParseOptions, Tier,
+    WarmupOutcome,
 };
 use mineru_handler::package::{ArchiveFormat, Payload};
 use tokio_util::sync::CancellationToken;
