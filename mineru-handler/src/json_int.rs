@@ -7,6 +7,9 @@
 //! changes how every flattened number in the build deserializes, see the README); an
 //! integral float of at least 2^64 in magnitude can only come from such an integer or from an
 //! exponent literal like `1e20`, so it counts as an integer too, with the float's value.
+//!
+//! Built with the `exact-numbers` feature (serde_json's `arbitrary_precision`), a number keeps
+//! its served digits, and an integer literal beyond 64 bits is held exactly too, up to 128 bits.
 
 use serde_json::Value;
 
@@ -45,6 +48,11 @@ impl JsonInt {
         if let Some(u) = n.as_u64() {
             return Some(JsonInt::Exact(u.into()));
         }
+        // Only a number that kept its served digits (`exact-numbers`) reads as an integer
+        // literal here: serde_json writes its floats with a fraction or an exponent.
+        if let Ok(i) = n.to_string().parse::<i128>() {
+            return Some(JsonInt::Exact(i));
+        }
         let f = n.as_f64()?;
         (f.is_finite() && f.fract() == 0.0 && f.abs() >= TWO_POW_64).then_some(JsonInt::Huge(f))
     }
@@ -67,8 +75,14 @@ impl JsonInt {
     /// ```
     pub fn range_len(start: JsonInt, end: JsonInt) -> JsonInt {
         match (start, end) {
-            // Both within 64 bits: the difference fits i128 with room to spare.
-            (JsonInt::Exact(s), JsonInt::Exact(e)) => JsonInt::Exact(e - s + 1),
+            // Within 64 bits the difference fits i128 with room to spare; beyond (only with
+            // `exact-numbers`) it may not.
+            (JsonInt::Exact(s), JsonInt::Exact(e)) => {
+                match e.checked_sub(s).and_then(|d| d.checked_add(1)) {
+                    Some(len) => JsonInt::Exact(len),
+                    None => JsonInt::Huge(e as f64 - s as f64 + 1.0),
+                }
+            }
             _ => JsonInt::Huge(end.as_f64() - start.as_f64() + 1.0),
         }
     }
@@ -116,6 +130,18 @@ mod tests {
             assert_eq!(int, JsonInt::Exact(value));
             assert_eq!(int.to_string(), text);
         }
+    }
+
+    #[cfg(feature = "exact-numbers")]
+    #[test]
+    fn with_exact_numbers_an_integer_beyond_64_bits_keeps_its_digits() {
+        let int = JsonInt::from_json(&parse("100000000000000000001")).unwrap();
+        assert_eq!(int, JsonInt::Exact(100_000_000_000_000_000_001));
+        let len = JsonInt::range_len(JsonInt::Exact(0), int);
+        assert_eq!(len.to_string(), "100000000000000000002");
+        let widest = JsonInt::range_len(JsonInt::Exact(i128::MIN), JsonInt::Exact(i128::MAX));
+        assert!(matches!(widest, JsonInt::Huge(_)));
+        assert_eq!(JsonInt::from_json(&parse("1.0")), None);
     }
 
     #[test]

@@ -12,7 +12,9 @@ pub struct Completion {
     /// Whether RunPod accepted the result (always `false` for a cancelled job, in local modes
     /// and under [`testing`](crate::testing), where nothing is posted).
     pub posted: bool,
-    /// Why the result post was given up, when it was.
+    /// Why the result post was given up, when it was. When RunPod refused the result (a 4xx)
+    /// and accepted the error result posted in its place, this is `Http4xx`, `posted` is
+    /// `true` and the outcome is `Failed { error_type: "ResultRefused" }`.
     pub post_failure: Option<PostFailure>,
 }
 

@@ -7,7 +7,10 @@ use crate::body::Body;
 use crate::post::{PostError, Poster};
 use crate::urls::Urls;
 use serde_json::{Value, json};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Where a job's deliveries go; cheap to clone, shared by every job of a worker.
 #[derive(Debug, Clone)]
@@ -23,10 +26,11 @@ pub(crate) enum Sink {
 pub(crate) struct Remote {
     pub(crate) poster: Poster,
     pub(crate) urls: Urls,
+    pub(crate) recent: Recent,
 }
 
 /// A job's final body, encoded once: the bytes are what goes on the wire.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct Final {
     pub(crate) body: Body,
     pub(crate) bytes: Vec<u8>,
@@ -87,10 +91,13 @@ impl Sink {
         match self {
             Sink::Remote(remote) => {
                 let url = remote.urls.done(job_id, result.is_stream);
+                let kept = (result.bytes.len() <= KEPT_BYTES).then(|| result.clone());
                 remote.poster.post(&url, job_id, result.bytes).await?;
+                remote.recent.accepted(job_id, kept);
                 Ok(Landed::Posted)
             }
             Sink::Capture(capture) => {
+                capture.recent.accepted(job_id, Some(result.clone()));
                 let sent = Sent::Result {
                     body: result.body,
                     is_stream: result.is_stream,
@@ -100,12 +107,67 @@ impl Sink {
             }
         }
     }
+
+    /// The result accepted for this job id in the last [`KEPT_FOR`], if it was small enough to
+    /// keep: a job served again after its result landed is answered with it, not run again.
+    pub(crate) fn accepted(&self, job_id: &str) -> Option<Final> {
+        match self {
+            Sink::Remote(remote) => remote.recent.find(job_id),
+            Sink::Capture(capture) => capture.recent.find(job_id),
+        }
+    }
+}
+
+/// How long an accepted result is kept for a job served again.
+pub(crate) const KEPT_FOR: Duration = Duration::from_secs(600);
+/// The largest result kept; a larger one's job runs again when served again.
+pub(crate) const KEPT_BYTES: usize = 64 * 1024;
+/// How many results are kept at most (so at most 16 MiB).
+const KEPT: usize = 256;
+
+/// The results accepted lately, newest last.
+#[derive(Debug, Default)]
+pub(crate) struct Recent {
+    results: Mutex<VecDeque<(String, Instant, Final)>>,
+}
+
+impl Recent {
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<(String, Instant, Final)>> {
+        self.results
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records that `job_id`'s result landed; `None` when it is too large to keep.
+    fn accepted(&self, job_id: &str, result: Option<Final>) {
+        let mut results = self.lock();
+        results.retain(|(id, _, _)| id != job_id);
+        if let Some(result) = result {
+            if results.len() == KEPT {
+                results.pop_front();
+            }
+            results.push_back((job_id.to_owned(), Instant::now(), result));
+        }
+    }
+
+    fn find(&self, job_id: &str) -> Option<Final> {
+        let mut results = self.lock();
+        while results
+            .front()
+            .is_some_and(|(_, at, _)| at.elapsed() > KEPT_FOR)
+        {
+            results.pop_front();
+        }
+        let found = results.iter().find(|(id, _, _)| id == job_id);
+        found.map(|(_, _, result)| result.clone())
+    }
 }
 
 /// Captured deliveries, in the order they were sent.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Capture {
     log: Arc<Mutex<Vec<Delivery>>>,
+    recent: Arc<Recent>,
 }
 
 /// One captured delivery.

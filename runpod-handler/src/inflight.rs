@@ -29,19 +29,28 @@ impl InFlight {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Registers a job until the returned guard is dropped (also when its task panics).
-    pub(crate) fn insert(self: &Arc<Self>, job_id: &str, cancellation: CancellationToken) -> Guard {
+    /// Registers a job until the returned guard is dropped (also when its task panics), unless
+    /// a job with the same id is held already (RunPod served it again while it runs here):
+    /// then `None`, so that an id runs at most once at a time on this worker.
+    pub(crate) fn insert(
+        self: &Arc<Self>,
+        job_id: &str,
+        cancellation: CancellationToken,
+    ) -> Option<Guard> {
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let len = {
             let mut jobs = self.jobs();
+            if jobs.values().any(|(id, _)| id == job_id) {
+                return None;
+            }
             jobs.insert(key, (job_id.to_owned(), cancellation));
             jobs.len()
         };
         self.publish(len);
-        Guard {
+        Some(Guard {
             inflight: Arc::clone(self),
             key,
-        }
+        })
     }
 
     fn publish(&self, len: usize) {
@@ -62,16 +71,11 @@ impl InFlight {
         self.jobs().values().map(|(id, _)| id.clone()).collect()
     }
 
-    /// Fires the cancellation of every held job with this id; whether there was one.
+    /// Fires the cancellation of the held job with this id; whether there was one.
     pub(crate) fn cancel(&self, job_id: &str) -> bool {
-        let mut found = false;
-        for (id, token) in self.jobs().values() {
-            if id == job_id {
-                token.cancel();
-                found = true;
-            }
-        }
-        found
+        let jobs = self.jobs();
+        let held = jobs.values().find(|(id, _)| id == job_id);
+        held.inspect(|(_, token)| token.cancel()).is_some()
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<usize> {

@@ -156,6 +156,13 @@ pub(crate) enum Malformed {
     MissingInput { id: String },
     #[error("a job must be a JSON object")]
     NotAnObject,
+    /// A field's value could not be parsed (too deep, a number out of range, not UTF-8).
+    #[error("Job field `{field}` cannot be read: {reason}.")]
+    Unreadable {
+        id: String,
+        field: String,
+        reason: String,
+    },
 }
 
 impl RawJob {
@@ -169,6 +176,11 @@ impl RawJob {
             Some(Value::Number(n)) => n.to_string(),
             _ => return Err(Malformed::MissingId),
         };
+        Self::from_fields(id, fields)
+    }
+
+    /// A job with this id and these fields, which must include `input`.
+    pub(crate) fn from_fields(id: String, fields: Map<String, Value>) -> Result<Self, Malformed> {
         if !fields.contains_key("input") {
             return Err(Malformed::MissingInput { id });
         }

@@ -35,6 +35,7 @@ mod completion;
 mod concurrency;
 mod config;
 mod deliver;
+pub mod endpoint;
 mod error;
 #[cfg(test)]
 mod fake_http;
@@ -45,6 +46,8 @@ mod kind;
 #[cfg(feature = "lb")]
 pub mod lb;
 mod local;
+#[cfg(feature = "local-endpoint")]
+pub mod local_endpoint;
 pub mod log;
 mod output;
 mod ping;
@@ -52,6 +55,7 @@ mod post;
 mod progress;
 pub mod redact;
 mod runtime;
+mod served;
 mod service;
 mod signal;
 mod startup;
@@ -61,6 +65,8 @@ pub mod testing;
 mod tls;
 mod urls;
 mod worker;
+#[cfg(test)]
+mod worker_tests;
 
 pub use completion::{Completion, Outcome, PostFailure};
 pub use concurrency::Concurrency;

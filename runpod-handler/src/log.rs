@@ -71,6 +71,15 @@ pub struct StartupTail {
     tail: &'static Tail,
 }
 
+#[cfg(test)]
+impl StartupTail {
+    /// The JSON lines into `tail`, which keeps recording: in-process tests read what the
+    /// worker logged.
+    pub(crate) fn capturing(tail: &'static Tail) -> Self {
+        Self { json: true, tail }
+    }
+}
+
 impl std::fmt::Debug for StartupTail {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StartupTail")

@@ -5,7 +5,8 @@ use crate::client::{Client, describe};
 use crate::inflight::InFlight;
 use serde_json::Value;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 const POLL_LIMIT: Duration = Duration::from_secs(90);
@@ -100,20 +101,26 @@ impl ErrorLog {
         let line = format!(
             "JobScaler.monitor_stop_signals | Error Type: {kind} | Error Message: {message}"
         );
+        let repeats = self.suppressed;
         match &self.last {
             Some((last, at)) if *last == line && at.elapsed() < ERROR_LOG_EVERY => {
-                self.suppressed += 1
+                self.suppressed += 1;
+                return;
             }
-            _ => {
-                if self.suppressed > 0 {
-                    tracing::error!("{line} (repeated {} more times)", self.suppressed);
-                } else {
-                    tracing::error!("{line}");
+            Some((last, _)) if *last == line && repeats > 0 => {
+                tracing::error!("{line} (repeated {repeats} more times)");
+            }
+            Some((last, _)) => {
+                // A different error: the previous one's count belongs to its own line.
+                if repeats > 0 && *last != line {
+                    tracing::error!("{last} (repeated {repeats} more times)");
                 }
-                self.last = Some((line, Instant::now()));
-                self.suppressed = 0;
+                tracing::error!("{line}");
             }
+            None => tracing::error!("{line}"),
         }
+        self.last = Some((line, Instant::now()));
+        self.suppressed = 0;
     }
 }
 
@@ -136,8 +143,8 @@ mod tests {
         .await;
         let inflight = Arc::new(InFlight::new());
         let (a, b) = (CancellationToken::new(), CancellationToken::new());
-        let _a = inflight.insert("a", a.clone());
-        let _b = inflight.insert("b", b.clone());
+        let _a = inflight.insert("a", a.clone()).expect("a new id");
+        let _b = inflight.insert("b", b.clone()).expect("a new id");
         let stop = CancellationToken::new();
         let poll = tokio::spawn(run(
             crate::client::Client::for_tests(),
@@ -148,19 +155,84 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(5), b.cancelled())
             .await
             .expect("job b is stopped");
-        let cancelled_b = tokio::time::Instant::now();
+        let cancelled_b = Instant::now();
         assert!(a.is_cancelled());
         let exchanges = fake.answered(2).await;
         // The second poll left right after the first answer, and b was cancelled right after
-        // its answer.
+        // its answer: 0 ms where a poll that waited out the pause would take 1 s, so half a
+        // second tells them apart on a busy machine.
         let gap = exchanges[1]
             .arrived
             .saturating_duration_since(exchanges[0].answered);
-        assert!(gap < Duration::from_millis(100), "next poll after {gap:?}");
+        assert!(gap < Duration::from_millis(500), "next poll after {gap:?}");
         let late = cancelled_b.saturating_duration_since(exchanges[1].answered);
-        assert!(late < Duration::from_millis(100), "cancelled {late:?} late");
+        assert!(late < Duration::from_millis(500), "cancelled {late:?} late");
         stop.cancel();
         poll.await.expect("the stop loop ends");
+    }
+
+    /// The lines an [`ErrorLog`] writes, captured on this thread.
+    fn logged(log: impl FnOnce()) -> Vec<String> {
+        #[derive(Clone, Default)]
+        struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+        impl std::io::Write for Lines {
+            fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+                let mut lines = self.0.lock().unwrap_or_else(|p| p.into_inner());
+                lines.extend_from_slice(bytes);
+                Ok(bytes.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .without_time()
+            .finish();
+        tracing::subscriber::with_default(subscriber, log);
+        let text = lines.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        String::from_utf8_lossy(&text)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// An error that repeats every second is logged once a minute, with its count meanwhile;
+    /// a different error is logged at once.
+    #[tokio::test(start_paused = true)]
+    async fn a_repeated_error_is_logged_once_a_minute_with_its_count() {
+        let mut errors = ErrorLog::default();
+        let mut lines = Vec::new();
+        for _ in 0..3 {
+            lines.extend(logged(|| errors.log("ClientError", "refused")));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        lines.extend(logged(|| errors.log("TimeoutError", "slow")));
+        let prefix = "ERROR runpod_handler::stop: JobScaler.monitor_stop_signals | Error Type: ";
+        assert_eq!(
+            lines,
+            [
+                format!("{prefix}ClientError | Error Message: refused"),
+                format!("{prefix}ClientError | Error Message: refused (repeated 2 more times)"),
+                format!("{prefix}TimeoutError | Error Message: slow"),
+            ]
+        );
+
+        let mut lines = Vec::new();
+        for _ in 0..60 {
+            lines.extend(logged(|| errors.log("TimeoutError", "slow")));
+            tokio::time::advance(Duration::from_secs(1)).await;
+        }
+        lines.extend(logged(|| errors.log("TimeoutError", "slow")));
+        assert_eq!(
+            lines,
+            [format!(
+                "{prefix}TimeoutError | Error Message: slow (repeated 60 more times)"
+            )]
+        );
     }
 
     #[tokio::test]

@@ -1,7 +1,7 @@
 //! Taking jobs from the queue (docs/protocol.md §5.2): one request, its answer classified.
 
 use crate::client::{Client, describe};
-use serde_json::Value;
+use crate::served::Served;
 use std::time::Duration;
 
 /// A take is abandoned after this long, then retried at once (the platform long-polls).
@@ -10,8 +10,8 @@ const TAKE_LIMIT: Duration = Duration::from_secs(90);
 /// What one take brought.
 #[derive(Debug)]
 pub(crate) enum Taken {
-    /// One or more served values, not yet validated as jobs.
-    Jobs(Vec<Value>),
+    /// One or more served values, each read on its own.
+    Jobs(Vec<Served>),
     /// No job (204, 400, or a body that is not a job): poll again at once.
     Nothing,
     /// 429: wait five seconds.
@@ -73,12 +73,11 @@ pub(crate) async fn take(client: &Client, url: &str) -> Taken {
             };
         }
     };
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(job @ Value::Object(_)) => Taken::Jobs(vec![job]),
-        Ok(Value::Array(jobs)) if !jobs.is_empty() => Taken::Jobs(jobs),
-        Ok(_) => Taken::Nothing,
-        Err(_) => {
-            tracing::debug!("Ignoring a take answer whose body is not valid JSON.");
+    match crate::served::jobs(&body) {
+        Some(jobs) if !jobs.is_empty() => Taken::Jobs(jobs),
+        Some(_) => Taken::Nothing,
+        None => {
+            tracing::debug!("Ignoring a take answer that is not a job or a list of jobs.");
             Taken::Nothing
         }
     }

@@ -30,7 +30,7 @@ use crate::config::Config;
 use crate::deliver::{Capture, Delivery, Sent, Sink};
 use crate::error::BoxError;
 use crate::inflight::InFlight;
-use crate::job::{Job, Origin};
+use crate::job::{Job, Origin, RawJob};
 use crate::output::IntoJobOutput;
 use crate::runtime::{Runtime, start_locally};
 use crate::service::JobService;
@@ -107,7 +107,7 @@ impl TestWorker {
         let capture = Capture::default();
         let dispatch = self.dispatch(&capture, CancellationToken::new(), false);
         serve(
-            futures_util::stream::iter([job]),
+            futures_util::stream::iter([RawJob::parse(job)]),
             self.service.clone(),
             &dispatch,
         )
@@ -138,7 +138,7 @@ impl TestWorker {
                 .lock()
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             let n = wanted.min(queue.len());
-            let taken: Vec<Value> = queue.drain(..n).collect();
+            let taken: Vec<_> = queue.drain(..n).map(RawJob::parse).collect();
             if queue.is_empty() {
                 drained.cancel();
             }

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::export::Pipeline;
+use crate::export::{Pipeline, Rejected};
 
 /// How often at most the per-job flush collects and exports metrics.
 pub(crate) const JOB_METRICS_PERIOD: Duration = Duration::from_secs(1);
@@ -44,6 +44,26 @@ pub enum FlushOutcome {
     /// Nothing to do: export is off, a collector is failing, or a flush has been stuck for
     /// longer than the bound.
     Skipped,
+}
+
+/// How the final flush ended, and what the backends did not take over the life of the process
+/// (also printed as one warning line at shutdown when not zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownOutcome {
+    /// How the final flush and shutdown ended.
+    pub flush: FlushOutcome,
+    /// Partial-success rejections and records too large to send, since the process started.
+    pub rejected: Rejected,
+}
+
+impl ShutdownOutcome {
+    pub(crate) fn skipped() -> Self {
+        ShutdownOutcome {
+            flush: FlushOutcome::Skipped,
+            rejected: Rejected::default(),
+        }
+    }
 }
 
 /// Which signals a flush exports.
@@ -139,7 +159,15 @@ impl Flusher {
 
     /// Final flush and shutdown of the providers, waiting at most `bound`; a shutdown that
     /// overruns is abandoned on its thread (the process is about to exit).
-    pub(crate) async fn shutdown(&self, bound: Duration) -> FlushOutcome {
+    pub(crate) async fn shutdown(&self, bound: Duration) -> ShutdownOutcome {
+        let flush = self.shut_down(bound).await;
+        ShutdownOutcome {
+            flush,
+            rejected: self.pipeline.rejected(),
+        }
+    }
+
+    async fn shut_down(&self, bound: Duration) -> FlushOutcome {
         let (done, finished) = oneshot::channel();
         let pipeline = Arc::clone(&self.pipeline);
         let spawned = std::thread::Builder::new()

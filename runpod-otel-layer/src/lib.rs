@@ -53,8 +53,9 @@ mod signal;
 mod telemetry;
 
 pub use error::{ConfigError, TelemetryError};
+pub use export::Rejected;
 pub use flashboot::StartKind;
-pub use flush::FlushOutcome;
+pub use flush::{FlushOutcome, ShutdownOutcome};
 pub use job::{
     JobEnd, JobRequest, JobResponse, JobStart, JobStatus, JobTelemetry, JobTelemetryLayer,
     ResponseFuture,

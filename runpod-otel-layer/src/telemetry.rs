@@ -20,7 +20,7 @@ use crate::config::{EnvConfig, ExportConfig, Notice};
 use crate::error::TelemetryError;
 use crate::export::Pipeline;
 use crate::flashboot::{self, StartState};
-use crate::flush::{FlushOutcome, Flusher};
+use crate::flush::{FlushOutcome, Flusher, ShutdownOutcome};
 use crate::job_metrics::JobMetrics;
 use crate::log::EventLayer;
 
@@ -266,10 +266,20 @@ impl Telemetry {
 
     /// Final flush and shutdown, bounded by `bound` (use [`Telemetry::shutdown_timeout`] for
     /// `RUNPOD_OTEL_SHUTDOWN_TIMEOUT_MS`). Call once, after the runtime has drained its jobs.
-    pub async fn shutdown(&self, bound: Duration) -> FlushOutcome {
+    /// The outcome also counts what the backends rejected over the process's life.
+    ///
+    /// ```no_run
+    /// # async fn demo(telemetry: runpod_otel_layer::Telemetry) {
+    /// let outcome = telemetry.shutdown(telemetry.shutdown_timeout()).await;
+    /// if outcome.rejected.total() > 0 {
+    ///     eprintln!("the telemetry backend rejected {:?}", outcome.rejected);
+    /// }
+    /// # }
+    /// ```
+    pub async fn shutdown(&self, bound: Duration) -> ShutdownOutcome {
         match &self.inner.flusher {
             Some(flusher) => flusher.shutdown(bound).await,
-            None => FlushOutcome::Skipped,
+            None => ShutdownOutcome::skipped(),
         }
     }
 
@@ -600,6 +610,9 @@ fn handle(
     };
     if let Some(tp) = pipeline.as_ref().and_then(|p| p.tracer_provider.as_ref()) {
         opentelemetry::global::set_tracer_provider(tp.clone());
+    }
+    if let Some(p) = &pipeline {
+        p.register_metrics(&meter);
     }
     #[cfg(feature = "gpu")]
     let gpu = pipeline

@@ -3,27 +3,18 @@
 //! codes or the process's own log lines are the point, and for the runtime benchmark.
 //!
 //! Environment (read once here, test-only): `PROBE_CONCURRENCY` (unset: the runtime's default,
-//! `RUNPOD_MAX_CONCURRENCY` or 1), `PROBE_AGGREGATE_STREAM=1`, `PROBE_REFRESH_WORKER=1`,
-//! `PROBE_CURRENT_THREAD=1` (a single-threaded runtime, so a `spin` job blocks everything but
-//! the heartbeat thread), `PROBE_ECHO=1` (return the whole input instead, as the `echo` example
-//! does), and for start-up `PROBE_START` (`fail`: `on_start` logs a line with the API key in it,
-//! then fails after `PROBE_START_MS`; `hang`: it never ends), `PROBE_START_TIMEOUT_MS` and
-//! `PROBE_TAKE_WHILE_STARTING=1`.
+//! `RUNPOD_MAX_CONCURRENCY` or 1), `PROBE_REFRESH_WORKER=1`, `PROBE_CURRENT_THREAD=1` (a
+//! single-threaded runtime, so a `spin` job blocks everything but the heartbeat thread),
+//! `PROBE_ECHO=1` (return the whole input instead, as the `echo` example does), and
+//! `PROBE_START=fail` (`on_start` logs a line with the API key in it, and one with `HF_TOKEN`'s
+//! value when set, then fails). The other start-up paths are tested in-process.
 
 use runpod_handler::{Concurrency, Job, JobError, Runtime, service_fn};
 use serde_json::Value;
-use std::time::Duration;
 use test_support::probe;
 
 fn env_flag(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "1")
-}
-
-fn env_ms(name: &str) -> Option<Duration> {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .map(Duration::from_millis)
 }
 
 /// The start hook `PROBE_START` asks for.
@@ -32,13 +23,15 @@ async fn start_up() -> Result<(), JobError> {
         Ok("fail") => {
             let key = std::env::var("RUNPOD_AI_API_KEY").unwrap_or_default();
             tracing::info!("probe: loading weights with key {key}");
-            tokio::time::sleep(env_ms("PROBE_START_MS").unwrap_or_default()).await;
+            if let Ok(token) = std::env::var("HF_TOKEN") {
+                // Bare: only the environment scan of the start-up redaction knows it.
+                tracing::info!("probe: downloading weights as {token}");
+            }
             Err(JobError::new(
                 "ModelLoadError",
                 "weights not found at /models/probe.safetensors",
             ))
         }
-        Ok("hang") => std::future::pending().await,
         _ => Ok(()),
     }
 }
@@ -53,18 +46,13 @@ fn main() -> Result<(), runpod_handler::Error> {
     .build()
     .map_err(runpod_handler::Error::Serve)?;
     let mut worker = Runtime::from_env()?
-        .return_aggregate_stream(env_flag("PROBE_AGGREGATE_STREAM"))
         .refresh_worker(env_flag("PROBE_REFRESH_WORKER"))
-        .take_jobs_while_starting(env_flag("PROBE_TAKE_WHILE_STARTING"))
         .on_start(start_up);
     if let Some(concurrency) = std::env::var("PROBE_CONCURRENCY")
         .ok()
         .and_then(|v| v.parse().ok())
     {
         worker = worker.concurrency(Concurrency::fixed(concurrency));
-    }
-    if let Some(timeout) = env_ms("PROBE_START_TIMEOUT_MS") {
-        worker = worker.start_timeout(timeout);
     }
     if env_flag("PROBE_ECHO") {
         let echo = service_fn(|job: Job<Value>| async move { Ok::<_, JobError>(job.input) });

@@ -1,7 +1,9 @@
 #![allow(dead_code, clippy::unwrap_used)]
 //! An in-process OTLP/HTTP receiver (axum on 127.0.0.1) that decodes protobuf and JSON
 //! requests with the official proto definitions (`opentelemetry-proto`) and keeps them, with
-//! their headers, for assertions. It can also misbehave: answer a fixed status, or hang.
+//! their headers and the status answered, for assertions. It can also misbehave: answer a
+//! fixed status, hang, answer partial successes, or refuse bodies over a size limit (413) as
+//! backends do.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Condvar, Mutex};
@@ -9,9 +11,15 @@ use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode, Uri};
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use opentelemetry_proto::tonic::metrics::v1::Metric;
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -26,6 +34,18 @@ pub enum Behaviour {
     Status(u16),
     /// Never answers (a hung collector).
     Hang,
+    /// 200 with a partial success rejecting `rejected` items with `message`, in the request's
+    /// encoding, as axonpush answers records that fail its validation.
+    PartialSuccess {
+        rejected: i64,
+        message: &'static str,
+    },
+    /// 413 for bodies over this many bytes, 200 otherwise.
+    BodyLimit(usize),
+    /// 413 for the first request on each path, 200 afterwards.
+    TooLargeOnce,
+    /// 503 for the `nth` request (counting from 1), 200 for the others.
+    UnavailableOnce { nth: usize },
 }
 
 /// One request as received.
@@ -34,6 +54,8 @@ pub struct Received {
     pub path: String,
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The status answered (none for a hung request: 0).
+    pub status: u16,
 }
 
 impl Received {
@@ -41,7 +63,7 @@ impl Received {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
-    fn is_json(&self) -> bool {
+    pub fn is_json(&self) -> bool {
         self.header("content-type")
             .is_some_and(|c| c.starts_with("application/json"))
     }
@@ -72,39 +94,142 @@ impl Received {
     pub fn metrics(&self) -> ExportMetricsServiceRequest {
         self.decode()
     }
+
+    pub fn accepted(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The spans of a `/v1/traces` request.
+    pub fn span_list(&self) -> Vec<Span> {
+        self.traces()
+            .resource_spans
+            .into_iter()
+            .flat_map(|rs| rs.scope_spans)
+            .flat_map(|ss| ss.spans)
+            .collect()
+    }
+
+    /// The log records of a `/v1/logs` request.
+    pub fn log_record_list(&self) -> Vec<LogRecord> {
+        self.logs()
+            .resource_logs
+            .into_iter()
+            .flat_map(|rl| rl.scope_logs)
+            .flat_map(|sl| sl.log_records)
+            .collect()
+    }
+
+    /// The metrics of a `/v1/metrics` request.
+    pub fn metric_list(&self) -> Vec<Metric> {
+        self.metrics()
+            .resource_metrics
+            .into_iter()
+            .flat_map(|rm| rm.scope_metrics)
+            .flat_map(|sm| sm.metrics)
+            .collect()
+    }
+
+    /// How many records (spans, log records or metrics) the request holds.
+    pub fn records(&self) -> usize {
+        match self.path.as_str() {
+            "/v1/traces" => self.span_list().len(),
+            "/v1/logs" => self.log_record_list().len(),
+            _ => self.metric_list().len(),
+        }
+    }
 }
 
-/// Every span of the `/v1/traces` requests among `requests`, in arrival order.
+/// The status and body `behaviour` answers a request with (a hung request's are never sent).
+fn respond(
+    behaviour: Behaviour,
+    path: &str,
+    json: bool,
+    size: usize,
+    first_on_path: bool,
+) -> (StatusCode, Bytes) {
+    match behaviour {
+        Behaviour::Accept | Behaviour::Hang => (StatusCode::OK, Bytes::new()),
+        Behaviour::Status(code) => (
+            StatusCode::from_u16(code).unwrap(),
+            Bytes::from_static(b"nope"),
+        ),
+        Behaviour::PartialSuccess { rejected, message } => (
+            StatusCode::OK,
+            partial_success(path, json, rejected, message),
+        ),
+        Behaviour::BodyLimit(limit) if size > limit => {
+            (StatusCode::PAYLOAD_TOO_LARGE, Bytes::new())
+        }
+        Behaviour::TooLargeOnce if first_on_path => (StatusCode::PAYLOAD_TOO_LARGE, Bytes::new()),
+        Behaviour::BodyLimit(_) | Behaviour::TooLargeOnce | Behaviour::UnavailableOnce { .. } => {
+            (StatusCode::OK, Bytes::new())
+        }
+    }
+}
+
+/// A 200 answer with a partial success for `path`, encoded as the request was.
+fn partial_success(path: &str, json: bool, rejected: i64, message: &str) -> Bytes {
+    let error_message = message.to_owned();
+    if json {
+        let field = match path {
+            "/v1/traces" => "rejectedSpans",
+            "/v1/logs" => "rejectedLogRecords",
+            _ => "rejectedDataPoints",
+        };
+        let answer =
+            serde_json::json!({"partialSuccess": {field: rejected, "errorMessage": message}});
+        return Bytes::from(answer.to_string());
+    }
+    Bytes::from(match path {
+        "/v1/traces" => ExportTraceServiceResponse {
+            partial_success: Some(ExportTracePartialSuccess {
+                rejected_spans: rejected,
+                error_message,
+            }),
+        }
+        .encode_to_vec(),
+        "/v1/logs" => ExportLogsServiceResponse {
+            partial_success: Some(ExportLogsPartialSuccess {
+                rejected_log_records: rejected,
+                error_message,
+            }),
+        }
+        .encode_to_vec(),
+        _ => ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message,
+            }),
+        }
+        .encode_to_vec(),
+    })
+}
+
+/// Every span of the accepted (2xx) `/v1/traces` requests among `requests`, in arrival order.
 pub fn spans(requests: &[Received]) -> Vec<Span> {
-    requests
-        .iter()
-        .filter(|r| r.path == "/v1/traces")
-        .flat_map(|r| r.traces().resource_spans)
-        .flat_map(|rs| rs.scope_spans)
-        .flat_map(|ss| ss.spans)
+    accepted(requests, "/v1/traces")
+        .flat_map(Received::span_list)
         .collect()
 }
 
-/// Every log record of the `/v1/logs` requests among `requests`, in arrival order.
+/// Every log record of the accepted `/v1/logs` requests among `requests`, in arrival order.
 pub fn log_records(requests: &[Received]) -> Vec<LogRecord> {
-    requests
-        .iter()
-        .filter(|r| r.path == "/v1/logs")
-        .flat_map(|r| r.logs().resource_logs)
-        .flat_map(|rl| rl.scope_logs)
-        .flat_map(|sl| sl.log_records)
+    accepted(requests, "/v1/logs")
+        .flat_map(Received::log_record_list)
         .collect()
 }
 
-/// Every metric of the `/v1/metrics` requests among `requests`, in arrival order.
+/// Every metric of the accepted `/v1/metrics` requests among `requests`, in arrival order.
 pub fn metrics(requests: &[Received]) -> Vec<Metric> {
+    accepted(requests, "/v1/metrics")
+        .flat_map(Received::metric_list)
+        .collect()
+}
+
+fn accepted<'a>(requests: &'a [Received], path: &'a str) -> impl Iterator<Item = &'a Received> {
     requests
         .iter()
-        .filter(|r| r.path == "/v1/metrics")
-        .flat_map(|r| r.metrics().resource_metrics)
-        .flat_map(|rm| rm.scope_metrics)
-        .flat_map(|sm| sm.metrics)
-        .collect()
+        .filter(move |r| r.path == path && r.accepted())
 }
 
 #[derive(Default)]
@@ -146,23 +271,38 @@ impl Receiver {
                                 } else {
                                     body
                                 };
-                            shared.requests.lock().unwrap().push(Received {
-                                path: uri.path().to_owned(),
-                                headers,
-                                body,
-                            });
+                            let path = uri.path().to_owned();
+                            let content_type = headers
+                                .get("content-type")
+                                .and_then(|c| c.to_str().ok())
+                                .unwrap_or("application/x-protobuf")
+                                .to_owned();
+                            let json = content_type.starts_with("application/json");
+                            let hang = matches!(behaviour, Behaviour::Hang);
+                            let (status, answer) = {
+                                let mut requests = shared.requests.lock().unwrap();
+                                let first_on_path = !requests.iter().any(|r| r.path == path);
+                                let (status, answer) = match behaviour {
+                                    Behaviour::UnavailableOnce { nth }
+                                        if requests.len() + 1 == nth =>
+                                    {
+                                        (StatusCode::SERVICE_UNAVAILABLE, Bytes::new())
+                                    }
+                                    _ => respond(behaviour, &path, json, body.len(), first_on_path),
+                                };
+                                requests.push(Received {
+                                    path,
+                                    headers,
+                                    body,
+                                    status: if hang { 0 } else { status.as_u16() },
+                                });
+                                (status, answer)
+                            };
                             shared.arrived.notify_all();
-                            match behaviour {
-                                Behaviour::Accept => (StatusCode::OK, Bytes::new()),
-                                Behaviour::Status(code) => (
-                                    StatusCode::from_u16(code).unwrap(),
-                                    Bytes::from_static(b"nope"),
-                                ),
-                                Behaviour::Hang => {
-                                    std::future::pending::<()>().await;
-                                    unreachable!()
-                                }
+                            if hang {
+                                std::future::pending::<()>().await;
                             }
+                            (status, [("content-type", content_type)], answer)
                         }
                     },
                 );

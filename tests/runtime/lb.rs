@@ -357,3 +357,62 @@ async fn chunked_post(base: &str, path: &str, body: &str) -> String {
     let _ = stream.read_to_string(&mut response).await;
     response
 }
+
+/// `LoadBalancer::health()` lets the application report a failure it detects after start-up
+/// (a crashed engine): `/ping` turns 503, RunPod stops routing and requests are refused with
+/// the reason, until `mark_ready`. In-process: no signal or exit code is involved.
+#[tokio::test]
+async fn mark_unhealthy_turns_ping_503_and_refuses_requests_until_mark_ready() {
+    use axum::routing::get;
+    use runpod_handler::lb::{LbConfig, LoadBalancer};
+
+    let port = free_port();
+    let vars = [("PORT", port.to_string())];
+    let config = LbConfig::from_parts(
+        |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        },
+        std::iter::empty::<String>(),
+    )
+    .unwrap();
+    let lb = LoadBalancer::new(config);
+    let health = lb.health();
+    let crashed = health.clone();
+    let app = axum::Router::new()
+        .route("/hello", get(|| async { "hello" }))
+        .route(
+            "/engine-crashed",
+            get(move || {
+                crashed.mark_unhealthy();
+                async { "noted" }
+            }),
+        );
+    let serving = tokio::spawn(lb.serve(app));
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ping = || async {
+        loop {
+            // Refused until the listener is bound.
+            if let Ok(r) = http.get(format!("{base}/ping")).send().await {
+                return r.status().as_u16();
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    while ping().await != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "never ready");
+    }
+    let get = |path: &str| http.get(format!("{base}{path}")).send();
+    assert_eq!(get("/engine-crashed").await.unwrap().status(), 200);
+    assert_eq!((ping().await, health.status()), (503, 503));
+    let (status, error) = error_of(get("/hello").await.unwrap()).await;
+    assert_eq!((status, error.as_str()), (503, "the worker is unhealthy"));
+
+    health.mark_ready();
+    assert_eq!(ping().await, 200);
+    assert_eq!(get("/hello").await.unwrap().text().await.unwrap(), "hello");
+    serving.abort();
+}

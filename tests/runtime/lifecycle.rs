@@ -150,6 +150,70 @@ async fn sigterm_mid_job_lets_the_job_finish_posts_its_result_and_exits_zero() {
     );
 }
 
+/// A take still waiting for its answer when SIGTERM arrives is not abandoned: the job it
+/// brings runs (seeing the shutdown) and its result is posted before the worker exits 0, with
+/// no take after it (docs/protocol.md §16; the SDK may drop such a job).
+#[tokio::test]
+async fn a_job_brought_by_the_take_in_flight_at_sigterm_runs_and_is_posted() {
+    let server = FakeRunpod::start().await;
+    // The take is held until a job arrives, far longer than the test needs.
+    server.hold_takes(Duration::from_secs(30));
+    let env = probe_env(&server, &[("RUNPOD_LOG_LEVEL", "DEBUG")]);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
+    server
+        .wait_until(LIMIT, "a take in flight", |rs| {
+            rs.iter().any(|r| r.kind() == "take")
+        })
+        .await;
+    worker.signal("TERM");
+    worker.wait_for_line("Kill worker.", LIMIT).await;
+    // The signal is handled; only now does the held take get its job.
+    server.push_job(json!({"id": "late", "input": {"mode": "sleep", "ms": 10}}));
+    assert_eq!(worker.wait(LIMIT).await, 0);
+    let done = server.result_of("late").await;
+    assert_eq!(
+        done.text(),
+        r#"{"output": {"slept_ms": 10, "shutting_down": true}}"#
+    );
+    assert_eq!(
+        server.requests_of("take").len(),
+        1,
+        "no take after the signal"
+    );
+}
+
+/// The first SIGINT drains like SIGTERM; a second one exits at once with 130, without waiting
+/// for the running job (whose result is never posted).
+#[tokio::test]
+async fn a_second_sigint_exits_130_without_waiting_for_the_running_job() {
+    let server = FakeRunpod::start().await;
+    let env = probe_env(&server, &[("RUNPOD_LOG_LEVEL", "DEBUG")]);
+    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
+    server.push_job(json!({"id": "long", "input": {"mode": "sleep", "ms": 600_000}}));
+    worker
+        .wait_for_line(r#""requestId": "long", "message": "Started.""#, LIMIT)
+        .await;
+    worker.signal("INT");
+    // Two signals before the first is handled would count as one.
+    worker
+        .wait_for_line("Received shutdown signal: 2.", LIMIT)
+        .await;
+    worker.signal("INT");
+    assert_eq!(worker.wait(LIMIT).await, 130);
+    assert!(
+        worker
+            .lines()
+            .iter()
+            .any(|l| l.contains("Second interrupt: exiting without waiting for running jobs.")),
+        "{:?}",
+        worker.lines()
+    );
+    assert!(
+        server.requests_of("done").is_empty(),
+        "the job was not waited for"
+    );
+}
+
 /// The ping reports the running job by id, even while a CPU-bound handler blocks the only
 /// executor thread (`PROBE_CURRENT_THREAD=1`): the heartbeat has its own thread.
 #[tokio::test]

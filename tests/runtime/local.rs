@@ -1,11 +1,14 @@
-//! Local modes: one job from `--test_input` or `test_input.json`, and the development API
-//! server (`--rp_serve_api`) driven over HTTP. No RunPod server is involved.
+//! Local modes: one job from `--test_input` or `test_input.json` (a child process: its exit
+//! code and log lines are the point), and the development API server (`--rp_serve_api`)
+//! driven over HTTP: in-process (`Runtime::run` inside the test) for its routes, shapes and
+//! limits, a child process for its SIGTERM drain. No RunPod server is involved.
 #![allow(clippy::unwrap_used)]
 
+use runpod_handler::{Config, Runtime, service_fn};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::time::Duration;
-use test_support::{Worker, as_echo, bin};
+use test_support::{Worker, as_echo, bin, probe};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -133,37 +136,94 @@ async fn test_input_json_in_the_working_directory_is_used_and_streams_are_collec
     );
 }
 
+/// The development API server with the probe handler.
 struct Api {
     base: String,
     http: reqwest::Client,
-    worker: Worker,
+    /// The server: run in this process, or a child process.
+    server: Server,
+}
+
+enum Server {
+    InProcess(tokio::task::JoinHandle<()>),
+    Child(Box<Worker>),
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        if let Server::InProcess(task) = &self.server {
+            task.abort();
+        }
+    }
+}
+
+fn api_args(port: &str) -> [&str; 7] {
+    [
+        "--rp_serve_api",
+        "--rp_api_port",
+        port,
+        "--rp_api_host",
+        "127.0.0.1",
+        "--rp_api_concurrency",
+        "4",
+    ]
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 impl Api {
+    /// Serves in this process, as `Runtime::run` does with these flags.
     async fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let port_arg = port.to_string();
-        let args = [
-            "--rp_serve_api",
-            "--rp_api_port",
-            &port_arg,
-            "--rp_api_host",
-            "127.0.0.1",
-            "--rp_api_concurrency",
-            "4",
-        ];
-        let worker = Worker::spawn(&bin("protocol_probe"), &args, &[], None);
+        let port = free_port().to_string();
+        let config = Config::from_parts(|_| None, api_args(&port)).unwrap();
+        let server = tokio::spawn(async move {
+            let ended = Runtime::new(config).run(service_fn(probe::handle)).await;
+            panic!("the local API server ended: {ended:?}");
+        });
+        let api = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            server: Server::InProcess(server),
+        };
+        // Refused until the listener is bound.
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        while api
+            .http
+            .get(format!("{}/health", api.base))
+            .send()
+            .await
+            .is_err()
+        {
+            assert!(tokio::time::Instant::now() < deadline, "never listened");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        api
+    }
+
+    /// Serves from a child process (for signals and exit codes).
+    async fn spawn() -> Self {
+        let port = free_port().to_string();
+        let worker = Worker::spawn(&bin("protocol_probe"), &api_args(&port), &[], None);
         worker
             .wait_for_line("Local API server listening", LIMIT)
             .await;
         Self {
             base: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
-            worker,
+            server: Server::Child(Box::new(worker)),
+        }
+    }
+
+    fn worker(&mut self) -> &mut Worker {
+        match &mut self.server {
+            Server::Child(worker) => worker,
+            Server::InProcess(_) => panic!("an in-process server has no process"),
         }
     }
 
@@ -200,6 +260,19 @@ impl Api {
                 tokio::time::Instant::now() < deadline,
                 "job {id} never finished"
             );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Polls `/health` until its job counts are `jobs`.
+    async fn jobs_become(&self, jobs: Value) {
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        loop {
+            let (_, health) = self.get("/health").await;
+            if health["jobs"] == jobs {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{health}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -395,19 +468,11 @@ async fn a_runsync_whose_client_disconnects_stops_its_job() {
         body.len()
     );
     client.write_all(request.as_bytes()).await.unwrap();
-    api.worker.wait_for_line("| Started.", LIMIT).await;
+    api.jobs_become(json!({"in_progress": 1, "total": 1})).await;
     drop(client);
     // The job is stopped: no longer in progress (its cancellation fired, as `/cancel` fires
     // it), long before its 600 s sleep would end.
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    loop {
-        let (_, health) = api.get("/health").await;
-        if health["jobs"] == json!({"in_progress": 0, "total": 1}) {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{health}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    api.jobs_become(json!({"in_progress": 0, "total": 1})).await;
     let (_, ok) = api
         .post("/runsync", Some(r#"{"input": {"value": 7}}"#))
         .await;
@@ -418,28 +483,28 @@ async fn a_runsync_whose_client_disconnects_stops_its_job() {
 /// request in flight finishes, its job sees the shutdown, and the process exits 0.
 #[tokio::test]
 async fn local_api_drains_and_exits_on_sigterm() {
-    let mut api = Api::start().await;
+    let mut api = Api::spawn().await;
     let request = api
         .http
         .post(format!("{}/runsync", api.base))
         .json(&json!({"input": {"mode": "sleep", "ms": 3000}}))
         .send();
     let answer = tokio::spawn(request);
-    api.worker.wait_for_line("Started.", LIMIT).await;
-    api.worker.signal("TERM");
+    api.worker().wait_for_line("Started.", LIMIT).await;
+    api.worker().signal("TERM");
     let answer: Value = answer.await.unwrap().unwrap().json().await.unwrap();
     assert_eq!(
         answer["output"],
         json!({"slept_ms": 3000, "shutting_down": true}),
         "{answer}"
     );
-    assert_eq!(api.worker.wait(LIMIT).await, 0);
+    assert_eq!(api.worker().wait(LIMIT).await, 0);
     assert!(
-        api.worker
+        api.worker()
             .lines()
             .iter()
             .any(|l| l.contains("Shutting down the local API server.")),
         "{:?}",
-        api.worker.lines()
+        api.worker().lines()
     );
 }

@@ -37,6 +37,14 @@ async fn runtime_jobs_are_traced_logged_and_counted() {
         "authorization=Bearer otlp-secret-token".into(),
     ));
     env.push(("RUNPOD_OTEL_GPU_METRICS".into(), "0".into()));
+    // The batch and metric schedules are ten minutes away: only the per-job flush can deliver.
+    for schedule in [
+        "OTEL_BSP_SCHEDULE_DELAY",
+        "OTEL_BLRP_SCHEDULE_DELAY",
+        "OTEL_METRIC_EXPORT_INTERVAL",
+    ] {
+        env.push((schedule.into(), "600000".into()));
+    }
     let mut worker = Worker::spawn(&example("telemetry"), &[], &env, None);
     server.result_of("job-ok").await;
     server.result_of("job-bad").await;

@@ -1,17 +1,14 @@
 //! Result bodies: the SDK's `{"error": ...}` and `refresh_worker` conventions, handler errors
-//! and panics, malformed jobs, in-process through `runpod_handler::testing` (the probe handler
-//! of tests/support); and the worker-level refresh, whose exit is a process's, against the FAKE
-//! RunPod server.
+//! and panics, malformed jobs, the result size limit, in-process through
+//! `runpod_handler::testing` (the probe handler of tests/support); and the worker-level
+//! refresh in worker mode run in-process against the FAKE RunPod server.
 #![allow(clippy::unwrap_used)]
 
-use crate::logs;
+use crate::{logs, seam};
 use runpod_handler::testing::{Delivered, TestWorker};
 use runpod_handler::{Config, Job, JobError, Runtime, service_fn};
 use serde_json::{Value, json};
-use std::time::Duration;
-use test_support::{FakeRunpod, Worker, bin, probe};
-
-const LIMIT: Duration = Duration::from_secs(20);
+use test_support::{FakeRunpod, probe};
 
 /// The runtime as the platform configures it: the pod's id and host name.
 fn on_pod() -> Runtime {
@@ -181,17 +178,62 @@ async fn malformed_jobs_are_logged_or_answered_and_the_worker_keeps_serving() {
     assert_eq!((delivered.len(), results), (3, 3));
 }
 
+/// Worker mode in-process: `run` returns after the first job, whose result asks RunPod to
+/// recycle the worker, and no other job is taken (the exit code is `sdk_parity.rs`'s).
 #[tokio::test]
 async fn worker_level_refresh_marks_the_result_and_stops_after_the_job() {
     let server = FakeRunpod::start().await;
-    let mut env = server.worker_env();
-    env.push(("PROBE_REFRESH_WORKER".into(), "1".into()));
-    let mut worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
     server.push_job(json!({"id": "only", "input": {"mode": "fail", "message": "x"}}));
-
+    server.push_job(json!({"id": "never", "input": {}}));
+    Runtime::new(seam::config(&server, &[]))
+        .refresh_worker(true)
+        .run(service_fn(probe::handle))
+        .await
+        .unwrap();
     let done = server.result_of("only").await;
     assert_eq!(done.json()["stopPod"], true, "{}", done.text());
-    server.push_job(json!({"id": "never", "input": {}}));
-    assert_eq!(worker.wait(LIMIT).await, 0);
-    assert!(server.served().iter().all(|s| s.id != "never"));
+    let served: Vec<String> = server.served().into_iter().map(|s| s.id).collect();
+    assert_eq!(served, ["only"]);
+}
+
+/// A final body over the runtime's result size limit (RunPod's job-done cap) is replaced by an
+/// error result that names both sizes, keeps a refresh, and the worker keeps serving.
+#[tokio::test(start_paused = true)]
+async fn a_result_over_the_size_limit_becomes_an_error_that_names_the_limit() {
+    let logs = logs::capture();
+    let runtime = Runtime::new(runpod_handler::testing::config()).result_size_limit(64);
+    let delivered = TestWorker::start(runtime, service_fn(probe::handle))
+        .await
+        .serve([
+            json!({"id": "fits", "input": {"value": "x".repeat(50)}}),
+            json!({"id": "too-big", "input": {"value": "x".repeat(100)}}),
+            json!({"id": "too-big-refresh", "input": {"mode": "refresh", "value": "x".repeat(100)}}),
+            json!({"id": "after", "input": {"value": 1}}),
+        ])
+        .await;
+    // {"output": "<50 x>"} is 64 bytes: exactly at the limit.
+    let fits = by_id(&delivered, "fits").body_text().unwrap();
+    assert_eq!(fits.len(), 64, "{fits}");
+    assert_eq!(
+        by_id(&delivered, "too-big").body_text().as_deref(),
+        Some(
+            r#"{"error": "result too large to return: 114 bytes exceeds the 64-byte job-done limit"}"#
+        )
+    );
+    let refreshed = by_id(&delivered, "too-big-refresh");
+    assert_eq!(
+        refreshed.error(),
+        Some(&json!(
+            "result too large to return: 131 bytes exceeds the 64-byte job-done limit"
+        ))
+    );
+    assert!(
+        refreshed.refreshes_worker(),
+        "the replacement keeps stopPod"
+    );
+    assert_eq!(
+        by_id(&delivered, "after").body_text().as_deref(),
+        Some(r#"{"output": 1}"#)
+    );
+    assert_eq!(logs.count("result too large to return"), 2);
 }

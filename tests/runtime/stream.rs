@@ -1,94 +1,80 @@
-//! Streaming handlers and progress updates against the FAKE RunPod server: parts go to
-//! job-stream, the end marker is the job-done with `isStream=true`, progress updates are
-//! ordered and all arrive before the result. Drives the `protocol_probe` test fixture.
+//! Streaming handlers and progress updates, in-process: parts are delivered in order and the
+//! stream's end is the final result (`isStream=true`), a failing stream keeps the parts before
+//! the failure, `return_aggregate_stream` repeats them in the final body (through
+//! `runpod_handler::testing`, on paused time); progress updates reach the FAKE RunPod server
+//! in order, all before the result (worker mode run in the test). What each of these looks
+//! like on the wire is compared with the Python SDK's own traffic in `sdk_parity.rs`.
 #![allow(clippy::unwrap_used)]
 
-use serde_json::json;
-use test_support::{FakeRunpod, Worker, bin};
+use crate::{logs, seam};
+use runpod_handler::testing::{self, TestWorker};
+use runpod_handler::{Runtime, service_fn};
+use serde_json::{Value, json};
+use test_support::{FakeRunpod, probe};
 
 const PARTS: &str = r#"["chunk-0", "chunk-1", {"i": 2}]"#;
 
-async fn stream_job(server: &FakeRunpod, id: &str) -> (Vec<String>, String) {
-    let parts: serde_json::Value = serde_json::from_str(PARTS).unwrap();
-    server.push_job(json!({"id": id, "input": {"mode": "stream", "parts": parts}}));
-    let done = server.result_of(id).await;
-    assert_eq!(
-        done.path,
-        format!("/v2/ep-test/job-done/worker-7f3/{id}?gpu=NVIDIA+GeForce+RTX+4090&isStream=true")
-    );
-    let streamed: Vec<String> = server
-        .requests_of("stream")
-        .into_iter()
-        .filter(|r| r.path.contains(&format!("/{id}?")))
-        .map(|r| {
-            assert_eq!(
-                r.path,
-                format!("/v2/ep-test/job-stream/worker-7f3/{id}?gpu=NVIDIA+GeForce+RTX+4090&isStream=false")
-            );
-            assert_eq!(r.header("x-request-id"), Some(id));
-            assert_eq!(r.header("content-type"), Some("application/x-www-form-urlencoded"));
-            assert!(r.at <= done.at, "a part arrived after the end marker");
-            r.text()
-        })
-        .collect();
-    (streamed, done.text())
+fn stream(id: &str, parts: Value) -> Value {
+    json!({"id": id, "input": {"mode": "stream", "parts": parts}})
 }
 
-#[tokio::test]
-async fn stream_parts_go_to_job_stream_and_the_final_done_carries_an_empty_output() {
-    let server = FakeRunpod::start().await;
-    let worker = Worker::spawn(&bin("protocol_probe"), &[], &server.worker_env(), None);
-    let (parts, done) = stream_job(&server, "s1").await;
-    assert_eq!(
-        parts,
-        [
-            r#"{"output": "chunk-0"}"#,
-            r#"{"output": "chunk-1"}"#,
-            r#"{"output": {"i": 2}}"#
-        ]
-    );
-    assert_eq!(done, r#"{"output": []}"#);
-    worker
-        .wait_for_line(
-            "Finished running generator.",
-            std::time::Duration::from_secs(5),
-        )
+#[tokio::test(start_paused = true)]
+async fn stream_parts_are_delivered_in_order_and_the_end_carries_an_empty_output() {
+    let logs = logs::capture();
+    let parts: Value = serde_json::from_str(PARTS).unwrap();
+    let worker = TestWorker::start(Runtime::new(testing::config()), service_fn(probe::handle));
+    let delivered = worker
+        .await
+        .serve([
+            stream("s1", parts.clone()),
+            stream("s2", json!(["a", {"fail": "boom"}, "never"])),
+        ])
         .await;
-
-    // A failing stream: the parts before the failure are posted, then the generator error shape.
-    server.push_job(
-        json!({"id": "s2", "input": {"mode": "stream", "parts": ["a", {"fail": "boom"}, "never"]}}),
+    let s1 = &delivered[0];
+    assert_eq!(s1.job_id(), Some("s1"));
+    assert_eq!(s1.parts(), parts.as_array().unwrap().as_slice());
+    assert!(
+        s1.is_stream(),
+        "the end marker is posted with isStream=true"
     );
-    let failed = server.result_of("s2").await;
-    assert_eq!(failed.text(), r#"{"error": "handler: boom \ntraceback: "}"#);
-    let s2_parts: Vec<String> = server
-        .requests_of("stream")
-        .into_iter()
-        .filter(|r| r.path.contains("/s2?"))
-        .map(|r| r.text())
-        .collect();
-    assert_eq!(s2_parts, [r#"{"output": "a"}"#]);
+    assert_eq!(s1.body_text().as_deref(), Some(r#"{"output": []}"#));
+
+    // A failing stream: the parts before the failure, then the generator error shape.
+    let s2 = &delivered[1];
+    assert_eq!(s2.parts(), [json!("a")]);
+    assert!(s2.is_stream());
+    assert_eq!(
+        s2.body_text().as_deref(),
+        Some(r#"{"error": "handler: boom \ntraceback: "}"#)
+    );
+    assert_eq!(logs.count("Finished running generator."), 2);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn aggregate_stream_repeats_the_parts_in_the_final_body() {
-    let server = FakeRunpod::start().await;
-    let mut env = server.worker_env();
-    env.push(("PROBE_AGGREGATE_STREAM".into(), "1".into()));
-    let _worker = Worker::spawn(&bin("protocol_probe"), &[], &env, None);
-    let (parts, done) = stream_job(&server, "agg").await;
-    assert_eq!(parts.len(), 3);
-    assert_eq!(done, format!(r#"{{"output": {PARTS}}}"#));
+    let runtime = Runtime::new(testing::config()).return_aggregate_stream(true);
+    let worker = TestWorker::start(runtime, service_fn(probe::handle)).await;
+    let delivered = worker
+        .run(stream("agg", serde_json::from_str(PARTS).unwrap()))
+        .await;
+    assert_eq!(delivered.parts().len(), 3);
+    assert_eq!(
+        delivered.body_text(),
+        Some(format!(r#"{{"output": {PARTS}}}"#))
+    );
 }
 
+/// On the wire, in worker mode (run in-process; a worker-level refresh ends it after the job).
 #[tokio::test]
 async fn progress_updates_are_posted_in_order_before_the_result() {
     let server = FakeRunpod::start().await;
-    let _worker = Worker::spawn(&bin("protocol_probe"), &[], &server.worker_env(), None);
     let updates = json!(["step 1/3", {"phase": "parsing", "input_bytes": 51234}, "step 3/3"]);
     server.push_job(json!({"id": "p1", "input": {"mode": "progress", "updates": updates, "value": {"done": true}}}));
-    let result = server.result_of("p1").await;
-    assert_eq!(result.text(), r#"{"output": {"done": true}}"#);
+    Runtime::new(seam::config(&server, &[]))
+        .refresh_worker(true)
+        .run(service_fn(probe::handle))
+        .await
+        .unwrap();
 
     let posts: Vec<_> = server
         .requests_of("done")
@@ -102,7 +88,7 @@ async fn progress_updates_are_posted_in_order_before_the_result() {
             r#"{"status": "IN_PROGRESS", "output": "step 1/3"}"#,
             r#"{"status": "IN_PROGRESS", "output": {"phase": "parsing", "input_bytes": 51234}}"#,
             r#"{"status": "IN_PROGRESS", "output": "step 3/3"}"#,
-            r#"{"output": {"done": true}}"#,
+            r#"{"output": {"done": true}, "stopPod": true}"#,
         ],
         "every update, in order, then the result and nothing after it"
     );
@@ -112,6 +98,5 @@ async fn progress_updates_are_posted_in_order_before_the_result() {
                 .ends_with("/job-done/worker-7f3/p1?gpu=NVIDIA+GeForce+RTX+4090&isStream=false")
         );
         assert_eq!(post.header("x-request-id"), Some("p1"));
-        assert_eq!(post.header("charset"), Some("utf-8"));
     }
 }

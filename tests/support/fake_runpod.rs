@@ -109,6 +109,8 @@ struct Inner {
     stop_list: Vec<String>,
     /// How long an empty job-stop poll is held, when not [`LONG_POLL`].
     stop_hold: Option<Duration>,
+    /// How long an empty take is held, when not [`LONG_POLL`].
+    take_hold: Option<Duration>,
     requests: Vec<Recorded>,
 }
 
@@ -210,6 +212,12 @@ impl FakeRunpod {
     /// Holds empty job-stop polls this long (default: 200 ms), as the platform's long-poll does.
     pub fn hold_stop_polls(&self, hold: Duration) {
         self.with(|i| i.stop_hold = Some(hold));
+    }
+
+    /// Holds empty takes this long (default: 200 ms) before answering 204, so that a test can
+    /// act while a take is known to be in flight.
+    pub fn hold_takes(&self, hold: Duration) {
+        self.with(|i| i.take_hold = Some(hold));
     }
 
     /// Every job handed out by a take, in order.
@@ -357,7 +365,13 @@ async fn handle(
 }
 
 async fn take(shared: &Shared, batch: bool, size: usize) -> Response {
-    let deadline = tokio::time::Instant::now() + LONG_POLL;
+    let hold = shared
+        .inner
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take_hold
+        .unwrap_or(LONG_POLL);
+    let deadline = tokio::time::Instant::now() + hold;
     loop {
         let changed = shared.changed.notified();
         {

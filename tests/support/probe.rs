@@ -11,7 +11,7 @@
 //! | `fail` | returns `Err(JobError::new("ValueError", message))` |
 //! | `panic` | panics with `message` |
 //! | `stream` | streams `parts` (a part `{"fail": S}` ends the stream with an `Err`) |
-//! | `progress` | sends every entry of `updates` as a progress update, then returns `value` |
+//! | `progress` | sends every entry of `updates` as a progress update, waits `ms` milliseconds, then returns `value` |
 //! | `refresh` | returns `value` and asks for a worker refresh (`Output::refresh_worker`) |
 //! | `sleep` | waits `ms` milliseconds (asynchronously); logs `probe: cancellation seen` when stopped |
 //! | `spin` | burns the CPU for `ms` milliseconds, blocking its executor thread |
@@ -91,6 +91,7 @@ pub async fn handle(job: Job<Probe>) -> Result<Reply, JobError> {
                     .progress(update)
                     .map_err(|err| JobError::msg(err.to_string()))?;
             }
+            tokio::time::sleep(Duration::from_millis(probe.ms)).await;
             value(probe.value)
         }
         Mode::Refresh => Ok(Reply::Value(Output::new(probe.value).refresh_worker())),

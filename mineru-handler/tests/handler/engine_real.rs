@@ -3,10 +3,11 @@
 //! selections, and a cancelled (timed-out) parse that kills and re-warms the real server.
 //! Needs the MinerU environment (MINERU_VENV or <workspace>/.venv/mineru); fails without it.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mineru_handler::engine::{
-    Engine, EngineError, EngineState, OcrMode, PageSelection, ParseOptions, Tier, WarmupOutcome,
+    Deadline, Engine, EngineError, EngineState, OcrMode, PageSelection, ParseOptions, Tier,
+    WarmupOutcome,
 };
 use mineru_handler::package::{ArchiveFormat, Payload};
 use tokio_util::sync::CancellationToken;
@@ -185,9 +186,7 @@ async fn a_timed_out_real_parse_kills_and_rewarms_the_server() {
     let fixtures = tempfile::tempdir().unwrap();
     make_fixtures(fixtures.path());
     let mut config = real_engine_config();
-    // 300 pages take about 45 s on a 2-core CPU; a fresh server's first DOCX takes a few
-    // seconds, more on a loaded machine while the restarted server warms up again: the limit
-    // sits well between the two.
+    // 300 pages take about 45 s on a 2-core CPU: the worker's limit stops them.
     config.job_timeout = Some(Duration::from_secs(15));
     let engine = Engine::new(config).unwrap();
     assert_eq!(engine.warmup().await.outcome, WarmupOutcome::Done);
@@ -205,10 +204,14 @@ async fn a_timed_out_real_parse_kills_and_rewarms_the_server() {
     let status = wait_for_state(&engine, EngineState::Ready, 1).await;
     assert_ne!(status.pid, Some(first_pid));
     assert!(common::process_gone(first_pid));
+    // The restarted server parses again. Its first DOCX takes a few seconds, but far longer
+    // on a loaded machine while the server warms up again, so this parse gets a limit of its
+    // own, wide enough that only a server that never answers misses it.
     let docx = engine
-        .parse(
+        .parse_until(
             &call(fixtures.path().join("report.docx"), PageSelection::ALL).request(),
             &CancellationToken::new(),
+            Deadline::worker(Instant::now(), Some(Duration::from_secs(180))),
         )
         .await
         .unwrap();

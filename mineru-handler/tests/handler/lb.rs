@@ -21,7 +21,16 @@ struct LbWorker {
 }
 
 impl LbWorker {
-    async fn start() -> LbWorker {
+    /// With real MinerU.
+    fn start() -> LbWorker {
+        let venv = common::mineru_venv().display().to_string();
+        Self::start_with(&[
+            ("MINERU_VENV", venv),
+            ("MINERU_SERVER_TIER", "flash".into()),
+        ])
+    }
+
+    fn start_with(env: &[(&str, String)]) -> LbWorker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -33,8 +42,7 @@ impl LbWorker {
             .env("PORT", port.to_string())
             .env("HF_HUB_OFFLINE", "1")
             .env("MINERU_MODEL_SOURCE", "local")
-            .env("MINERU_VENV", common::mineru_venv())
-            .env("MINERU_SERVER_TIER", "flash")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -45,6 +53,21 @@ impl LbWorker {
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
         }
+    }
+
+    /// SIGTERM, then the exit code.
+    async fn terminate(&mut self) -> Option<i32> {
+        let pid = self.child.id().unwrap();
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let exit = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        exit.code()
     }
 
     /// Polls `/ping` as RunPod's load balancer does, until it answers something other than
@@ -84,7 +107,7 @@ fn markdown(shape: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_mineru_serves_json_and_multipart_jobs_behind_ping() {
-    let mut worker = LbWorker::start().await;
+    let mut worker = LbWorker::start();
     assert_eq!(worker.ping_until_ready().await, [204, 200]);
     let pdf_path = asset("sample.pdf");
     let pdf = std::fs::read(&pdf_path).unwrap();
@@ -195,15 +218,38 @@ async fn real_mineru_serves_json_and_multipart_jobs_behind_ping() {
         "{refused}"
     );
 
-    let pid = worker.child.id().unwrap();
-    let killed = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let exit = tokio::time::timeout(Duration::from_secs(60), worker.child.wait())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit.code(), Some(0));
+    assert_eq!(worker.terminate().await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_warm_up_makes_ping_503_and_the_worker_refuses_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = common::workspace_root().join("tests/fakes/fake_mineru_api.py");
+    // The FAKE engine exits at every start: the warm-up cannot run.
+    let mut worker = LbWorker::start_with(&[
+        ("MINERU_API_BIN", fake.display().to_string()),
+        ("MINERU_SERVER_TIER", "flash".into()),
+        ("MINERU_PRELOAD_MODELS", "0".into()),
+        (
+            "FAKE_MINERU_LOG",
+            dir.path().join("fake.log").display().to_string(),
+        ),
+        ("FAKE_MINERU_EXIT_ON_START", "3".into()),
+        ("MINERU_ENGINE_MAX_RESTARTS", "1".into()),
+    ]);
+    assert_eq!(worker.ping_until_ready().await.last(), Some(&503));
+    let (status, refused) = worker
+        .json(
+            worker
+                .client
+                .post(format!("{}/runsync", worker.base))
+                .json(&json!({"input": {"file_b64": b64_of(&asset("sample.pdf"))}})),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (503, Some("the worker is unhealthy"))
+    );
+    // An unhealthy worker's end is a failure (its start hook failed).
+    assert_eq!(worker.terminate().await, Some(1));
 }

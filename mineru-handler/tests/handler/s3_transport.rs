@@ -283,7 +283,8 @@ fn missing_bucket_variables_fail_validation_with_the_contract_message() {
 
 /// A FAKE flaky S3 front in front of moto: answers 503 `SlowDown` to the first `fails`
 /// attempts of every distinct request (method and presigned URL, which a retry re-sends
-/// unchanged), then forwards to moto. Counts the attempts per request.
+/// unchanged) that `flaky` selects (by `METHOD path?query`), and forwards the rest to moto.
+/// Counts the attempts per request.
 struct FlakyFront {
     endpoint: String,
     attempts: Arc<Mutex<Vec<(String, u32)>>>,
@@ -291,6 +292,10 @@ struct FlakyFront {
 
 impl FlakyFront {
     async fn start(moto: &Moto, fails: u32) -> FlakyFront {
+        Self::start_failing(moto, fails, |_| true).await
+    }
+
+    async fn start_failing(moto: &Moto, fails: u32, flaky: fn(&str) -> bool) -> FlakyFront {
         use axum::body::{Body, to_bytes};
         use axum::http::{Request, Response, StatusCode};
         let attempts: Arc<Mutex<Vec<(String, u32)>>> = Arc::default();
@@ -304,6 +309,7 @@ impl FlakyFront {
                 let body = to_bytes(body, usize::MAX).await.unwrap();
                 let uri = parts.uri.path_and_query().unwrap().as_str().to_owned();
                 let id = format!("{} {uri}", parts.method);
+                let fails_here = flaky(&id);
                 let attempt = {
                     let mut seen = seen.lock().unwrap();
                     let entry = match seen.iter().position(|(k, _)| *k == id) {
@@ -316,7 +322,7 @@ impl FlakyFront {
                     entry.1 += 1;
                     entry.1
                 };
-                if attempt <= fails {
+                if attempt <= fails && fails_here {
                     return Response::builder()
                         .status(StatusCode::SERVICE_UNAVAILABLE)
                         .body(Body::from(
@@ -442,4 +448,52 @@ async fn transient_s3_failures_are_retried_and_persistent_ones_give_up_after_thr
     let logs = logs.text();
     assert!(logs.contains("retrying"), "{logs}");
     assert_no_secret(&logs, "the log");
+}
+
+/// A multipart upload whose part keeps failing is aborted (AbortMultipartUpload), so that no
+/// parts linger in the bucket, billed and invisible; the error names the failed operation.
+#[tokio::test]
+async fn a_failed_multipart_upload_is_aborted_and_leaves_no_parts_behind() {
+    let moto = Moto::start().await;
+    moto.create_bucket("results").await;
+    let dir = tempfile::tempdir().unwrap();
+    // Only the second part fails, every time.
+    let front = FlakyFront::start_failing(&moto, u32::MAX, |id| {
+        id.starts_with("PUT ") && id.contains("partNumber=2&")
+    })
+    .await;
+    let mut config = moto::config_for(&front.endpoint, "results", &[]);
+    config.part_size = MIN_PART_SIZE;
+    let large = archive_bytes(2 * MIN_PART_SIZE as usize + 99);
+    let error = S3Uploader::new(&config)
+        .unwrap()
+        .upload(
+            &write_file(&dir, "l.zip", &large),
+            "large",
+            ArchiveFormat::Zip,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(error.error_type(), "HTTPStatusError");
+    assert!(error.to_string().contains("503"), "{error}");
+    let attempts = front.attempts();
+    let operations: Vec<(&str, u32)> = attempts
+        .iter()
+        .map(|(id, n)| (id.split(' ').next().unwrap(), *n))
+        .collect();
+    // Create, part 1, part 2 three times, then the abort (forwarded to moto).
+    assert_eq!(
+        operations,
+        [("POST", 1), ("PUT", 1), ("PUT", 3), ("DELETE", 1)],
+        "{attempts:?}"
+    );
+    // Moto holds no upload in progress for the bucket any more (ListMultipartUploads).
+    let uploads = reqwest::get(format!("{}/results?uploads", moto.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(uploads.contains("ListMultipartUploadsResult"), "{uploads}");
+    assert!(!uploads.contains("<UploadId>"), "{uploads}");
 }

@@ -3,6 +3,7 @@
 
 use super::job::{LocalJob, LocalResult};
 use crate::config::Config;
+use crate::endpoint::JobStatus;
 use crate::error::Error;
 use crate::job::RawJob;
 use crate::service::JobService;
@@ -249,10 +250,10 @@ impl Api {
 
     fn status_of(&self, id: &str) -> Value {
         match self.lock().get(id).map(|e| &e.state) {
-            None => json!({"id": id, "status": "FAILED", "error": "Job ID not found"}),
-            Some(JobState::InQueue) => json!({"id": id, "status": "IN_QUEUE"}),
-            Some(JobState::InProgress) => json!({"id": id, "status": "IN_PROGRESS"}),
-            Some(JobState::Cancelled) => json!({"id": id, "status": "CANCELLED"}),
+            None => json!({"id": id, "status": JobStatus::Failed, "error": "Job ID not found"}),
+            Some(JobState::InQueue) => json!({"id": id, "status": JobStatus::InQueue}),
+            Some(JobState::InProgress) => json!({"id": id, "status": JobStatus::InProgress}),
+            Some(JobState::Cancelled) => json!({"id": id, "status": JobStatus::Cancelled}),
             Some(JobState::Done(result)) => final_shape(id, result),
         }
     }
@@ -267,10 +268,10 @@ fn final_shape(id: &str, result: &LocalResult) -> Value {
     let mut shape = Map::new();
     shape.insert("id".into(), id.into());
     if crate::body::is_failure(&result.body) {
-        shape.insert("status".into(), "FAILED".into());
+        shape.insert("status".into(), JobStatus::Failed.as_str().into());
         shape.insert("error".into(), result.body["error"].clone());
     } else {
-        shape.insert("status".into(), "COMPLETED".into());
+        shape.insert("status".into(), JobStatus::Completed.as_str().into());
         if let Some(output) = result.body.get("output") {
             shape.insert("output".into(), output.clone());
         }
@@ -294,7 +295,8 @@ async fn runsync(State(api): State<Arc<Api>>, body: Result<Bytes, BytesRejection
     let job = tokio::spawn(Arc::clone(&api).execute(id.clone(), request, cancellation));
     let shape = job.await.ok().flatten();
     abandoned.disarm();
-    axum::Json(shape.unwrap_or_else(|| json!({"id": id, "status": "CANCELLED"}))).into_response()
+    axum::Json(shape.unwrap_or_else(|| json!({"id": id, "status": JobStatus::Cancelled})))
+        .into_response()
 }
 
 async fn run(State(api): State<Arc<Api>>, body: Result<Bytes, BytesRejection>) -> Response {
@@ -308,7 +310,7 @@ async fn run(State(api): State<Arc<Api>>, body: Result<Bytes, BytesRejection>) -
         Err(detail) => return unprocessable(detail),
     };
     tokio::spawn(Arc::clone(&api).execute(id.clone(), request, cancellation));
-    axum::Json(json!({"id": id, "status": "IN_PROGRESS"})).into_response()
+    axum::Json(json!({"id": id, "status": JobStatus::InProgress})).into_response()
 }
 
 async fn status(State(api): State<Arc<Api>>, Path(id): Path<String>) -> axum::Json<Value> {
@@ -322,10 +324,10 @@ async fn stream(State(api): State<Arc<Api>>, Path(id): Path<String>) -> axum::Js
             body,
         })) if !crate::body::is_failure(body) => {
             let stream: Vec<Value> = parts.iter().map(|p| json!({"output": p})).collect();
-            json!({"id": id, "status": "COMPLETED", "stream": stream})
+            json!({"id": id, "status": JobStatus::Completed, "stream": stream})
         }
         Some(JobState::Done(LocalResult { stream: None, .. })) => {
-            json!({"id": id, "status": "FAILED", "error": "Stream not supported, handler must be a generator."})
+            json!({"id": id, "status": JobStatus::Failed, "error": "Stream not supported, handler must be a generator."})
         }
         _ => return axum::Json(api.status_of(&id)),
     };
@@ -345,7 +347,7 @@ async fn cancel(State(api): State<Arc<Api>>, Path(id): Path<String>) -> axum::Js
         }
     };
     if cancelled {
-        axum::Json(json!({"id": id, "status": "CANCELLED"}))
+        axum::Json(json!({"id": id, "status": JobStatus::Cancelled}))
     } else {
         axum::Json(api.status_of(&id))
     }

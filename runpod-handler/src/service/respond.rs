@@ -7,8 +7,10 @@ use super::handler::Handled;
 use crate::body::{self, Body, Reporter, StreamEnd};
 use crate::completion::{Completion, Outcome};
 use crate::deliver::{Final, Landed};
+use crate::error::JobError;
 use crate::job::JobContext;
 use crate::output::Kind;
+use crate::post::PostError;
 use futures_util::future::BoxFuture;
 use std::convert::Infallible;
 use std::future::Future;
@@ -95,17 +97,31 @@ impl Responder {
         let Some(finished) = finished else {
             return stopped(&context).await;
         };
-        let outcome = finished.outcome();
+        let mut outcome = finished.outcome();
         let body = body::with_refresh(finished.body, self.settings.refresh_worker);
 
         // Every progress update queued before the result is delivered before it.
         context.progress_channel().close().await;
-        let landed = async {
+        let delivered = async {
             let result = self.encode(body, finished.streamed);
-            sink.result(&job_id, result).await.map_err(|err| {
-                tracing::error!("Failed to return job results. | {err}");
-                err.kind()
-            })
+            let refused = Refused::of(&result);
+            match sink.result(&job_id, result).await {
+                Err(err) if err.is_refusal() => {
+                    tracing::error!(
+                        "Failed to return job results. | {err}; posting an error result instead"
+                    );
+                    outcome = Outcome::Failed {
+                        error_type: REFUSED.into(),
+                    };
+                    let landed = self.post_refusal(&job_id, sink, refused, &err).await;
+                    (landed, Some(err.kind()))
+                }
+                Err(err) => {
+                    tracing::error!("Failed to return job results. | {err}");
+                    (false, Some(err.kind()))
+                }
+                Ok(landed) => (landed == Landed::Posted, None),
+            }
         }
         .instrument(tracing::info_span!("runpod.post_result"))
         .await;
@@ -113,8 +129,41 @@ impl Responder {
         Completion {
             job_id,
             outcome,
-            posted: landed == Ok(Landed::Posted),
-            post_failure: landed.err(),
+            posted: delivered.0,
+            post_failure: delivered.1,
+        }
+    }
+
+    /// After RunPod refused a result (a 4xx other than 429), posts a small error result saying
+    /// so, so that the job ends failed with a reason instead of with nothing; whether it landed.
+    async fn post_refusal(
+        &self,
+        job_id: &str,
+        sink: &crate::deliver::Sink,
+        refused: Refused,
+        err: &PostError,
+    ) -> bool {
+        let message = format!(
+            "RunPod refused the job's result: {err} for a {}-byte body (the runtime's limit is {} bytes)",
+            refused.size, self.settings.result_cap
+        );
+        let body = body::with_refresh(
+            body::from_error(&JobError::new(REFUSED, message), &self.reporter),
+            refused.refresh,
+        );
+        let result = Final {
+            bytes: crate::json::to_vec(&body),
+            body,
+            is_stream: refused.is_stream,
+        };
+        match sink.result(job_id, result).await {
+            Ok(landed) => landed == Landed::Posted,
+            Err(again) => {
+                tracing::error!(
+                    "RunPod refused the job's error result too ({again}): the job ends without a result. | first refusal: {err}"
+                );
+                false
+            }
         }
     }
 
@@ -142,6 +191,26 @@ impl Responder {
             bytes: crate::json::to_vec(&body),
             body,
             is_stream,
+        }
+    }
+}
+
+/// The `error_type` of the result posted in place of one RunPod refused.
+const REFUSED: &str = "ResultRefused";
+
+/// What the error result posted in place of a refused one keeps of it.
+struct Refused {
+    size: usize,
+    is_stream: bool,
+    refresh: bool,
+}
+
+impl Refused {
+    fn of(result: &Final) -> Self {
+        Self {
+            size: result.bytes.len(),
+            is_stream: result.is_stream,
+            refresh: result.body.contains_key("stopPod"),
         }
     }
 }

@@ -344,7 +344,7 @@ pub(crate) fn run(
 
 /// After a start-up failure with no job held: one bounded take, so that the job that scaled
 /// the worker up gets the error instead of waiting out its TTL.
-pub(crate) async fn claim_one(client: &Client, urls: &Urls) -> Vec<Value> {
+pub(crate) async fn claim_one(client: &Client, urls: &Urls) -> Vec<crate::served::Served> {
     match tokio::time::timeout(CLAIM_LIMIT, take(client, &urls.take(1, false))).await {
         Ok(Taken::Jobs(jobs)) => jobs,
         _ => {

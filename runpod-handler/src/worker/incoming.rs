@@ -4,9 +4,9 @@
 
 use crate::concurrency::Concurrency;
 use crate::inflight::InFlight;
+use crate::served::Served;
 use crate::take::{Backoff, Taken};
 use futures_util::Stream;
-use serde_json::Value;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::sync::Arc;
@@ -62,10 +62,10 @@ impl Demand {
     }
 }
 
-/// The served values (not yet validated as jobs) of every take, one at a time, until shutdown.
+/// The served values of every take, one at a time, until shutdown.
 /// `take(wanted, busy)` is one take; the stream is pulled by [`serve`](super::serve), which
 /// dispatches each value before pulling the next, so every take sees the slots in use.
-pub(crate) fn incoming<T, F>(demand: Demand, take: T) -> impl Stream<Item = Value>
+pub(crate) fn incoming<T, F>(demand: Demand, take: T) -> impl Stream<Item = Served>
 where
     T: FnMut(usize, bool) -> F,
     F: Future<Output = Taken>,
@@ -86,7 +86,7 @@ struct Poller<T> {
     demand: Demand,
     take: T,
     backoff: Backoff,
-    queue: VecDeque<Value>,
+    queue: VecDeque<Served>,
 }
 
 impl<T, F> Poller<T>
@@ -94,7 +94,7 @@ where
     T: FnMut(usize, bool) -> F,
     F: Future<Output = Taken>,
 {
-    async fn next(&mut self) -> Option<Value> {
+    async fn next(&mut self) -> Option<Served> {
         loop {
             if let Some(value) = self.queue.pop_front() {
                 return Some(value);
@@ -162,6 +162,17 @@ mod tests {
         }
     }
 
+    fn job(id: &str) -> Served {
+        crate::job::RawJob::parse(json!({"id": id, "input": null}))
+    }
+
+    fn ids(served: &[Served]) -> Vec<&str> {
+        served
+            .iter()
+            .map(|s| s.as_ref().map_or("", |j| j.id.as_str()))
+            .collect()
+    }
+
     fn failed() -> Taken {
         Taken::Failed {
             kind: "ClientResponseError",
@@ -179,12 +190,12 @@ mod tests {
             Taken::RateLimited,
             Taken::Nothing,
             failed(),
-            Taken::Jobs(vec![json!({"id": "j"})]),
+            Taken::Jobs(vec![job("j")]),
         ];
         let take = scripted(replies, Arc::clone(&calls), shutdown.clone());
         let demand = Demand::new(Concurrency::default(), Arc::new(InFlight::new()), shutdown);
-        let served: Vec<Value> = incoming(demand, take).collect().await;
-        assert_eq!(served, [json!({"id": "j"})]);
+        let served: Vec<Served> = incoming(demand, take).collect().await;
+        assert_eq!(ids(&served), ["j"]);
 
         let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let gaps: Vec<Duration> = calls.windows(2).map(|w| w[1].0 - w[0].0).collect();
@@ -209,16 +220,18 @@ mod tests {
         let calls = Arc::default();
         let shutdown = CancellationToken::new();
         let inflight = Arc::new(InFlight::new());
-        let held = inflight.insert("held", CancellationToken::new());
-        let jobs = vec![json!({"id": "a"}), json!({"id": "b"})];
+        let held = inflight
+            .insert("held", CancellationToken::new())
+            .expect("a new id");
+        let jobs = vec![job("a"), job("b")];
         let take = scripted(
             vec![Taken::Jobs(jobs)],
             Arc::clone(&calls),
             shutdown.clone(),
         );
         let demand = Demand::new(Concurrency::fixed(3), Arc::clone(&inflight), shutdown);
-        let served: Vec<Value> = incoming(demand, take).collect().await;
-        assert_eq!(served.len(), 2);
+        let served: Vec<Served> = incoming(demand, take).collect().await;
+        assert_eq!(ids(&served), ["a", "b"]);
         let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let asked: Vec<(usize, bool)> = calls.iter().map(|c| (c.1, c.2)).collect();
         assert_eq!(asked, [(2, true)]);
@@ -230,9 +243,11 @@ mod tests {
         let calls = Arc::default();
         let shutdown = CancellationToken::new();
         let inflight = Arc::new(InFlight::new());
-        let held = inflight.insert("held", CancellationToken::new());
+        let held = inflight
+            .insert("held", CancellationToken::new())
+            .expect("a new id");
         let take = scripted(
-            vec![Taken::Jobs(vec![json!({"id": "next"})])],
+            vec![Taken::Jobs(vec![job("next")])],
             Arc::clone(&calls),
             shutdown.clone(),
         );
@@ -242,8 +257,8 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(300)).await;
             drop(held);
         });
-        let served: Vec<Value> = incoming(demand, take).collect().await;
-        assert_eq!(served, [json!({"id": "next"})]);
+        let served: Vec<Served> = incoming(demand, take).collect().await;
+        assert_eq!(ids(&served), ["next"]);
         let calls = calls.lock().unwrap_or_else(|p| p.into_inner()).clone();
         // Woken by the freed slot, not by the one-second re-check.
         assert_eq!(calls[0].0 - started, Duration::from_millis(300));

@@ -11,14 +11,14 @@ use crate::config::{Config, Webhooks};
 use crate::deliver::{Final, Remote, Sink};
 use crate::error::{BoxError, Error};
 use crate::inflight::InFlight;
-use crate::job::{JobContext, Malformed, Origin, RawJob};
+use crate::job::{JobContext, Malformed, Origin};
 use crate::post::Poster;
+use crate::served::Served;
 use crate::service::{Invocation, JobService, job_span};
 use crate::startup::{FitnessCheck, Gate, Hook, Limit};
 use crate::urls::Urls;
 use futures_util::{Stream, StreamExt};
 use incoming::{Demand, incoming};
-use serde_json::Value;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
@@ -37,24 +37,30 @@ pub(crate) struct Dispatch {
 /// every job it started has delivered its result.
 pub(crate) async fn serve<S>(jobs: S, service: JobService, dispatch: &Dispatch)
 where
-    S: Stream<Item = Value>,
+    S: Stream<Item = Served>,
 {
     let mut jobs = std::pin::pin!(jobs);
-    while let Some(value) = jobs.next().await {
-        dispatch.start(value, &service);
+    while let Some(served) = jobs.next().await {
+        dispatch.start(served, &service);
     }
     let mut remaining = dispatch.inflight.subscribe();
     let _ = remaining.wait_for(|&n| n == 0).await;
 }
 
 impl Dispatch {
-    fn start(&self, value: Value, service: &JobService) {
-        let raw = match RawJob::parse(value) {
+    fn start(&self, served: Served, service: &JobService) {
+        let raw = match served {
             Ok(raw) => raw,
-            Err(Malformed::MissingInput { id }) => {
-                // The SDK drops such a job silently; with an id we can at least tell the caller.
-                tracing::error!(job_id = id.as_str(), "Job has missing field(s): input.");
-                self.reject(id, "Job has missing field(s): input.");
+            // The SDK drops such a job silently (or loses its whole batch); with an id we can
+            // at least tell the caller.
+            Err(err @ (Malformed::MissingInput { .. } | Malformed::Unreadable { .. })) => {
+                let message = err.to_string();
+                let (Malformed::MissingInput { id } | Malformed::Unreadable { id, .. }) = err
+                else {
+                    return;
+                };
+                tracing::error!(job_id = id.as_str(), "{message}");
+                self.reject(id, &message);
                 return;
             }
             Err(err) => {
@@ -65,9 +71,22 @@ impl Dispatch {
             }
         };
         let context = JobContext::new(raw, &self.origin);
-        let guard = self
-            .inflight
-            .insert(context.job_id(), context.cancellation().clone());
+        let job_id = context.job_id();
+        let Some(guard) = self.inflight.insert(job_id, context.cancellation().clone()) else {
+            tracing::warn!(
+                job_id,
+                "Job served again while it runs on this worker; it is not started twice."
+            );
+            return;
+        };
+        if let Some(accepted) = self.origin.sink.accepted(job_id) {
+            tracing::warn!(
+                job_id,
+                "Job served again after its result was accepted; posting that result again instead of running it twice."
+            );
+            self.deliver(job_id.to_owned(), accepted, guard);
+            return;
+        }
         let span = job_span(&context);
         let service = service.clone();
         let shutdown = self.origin.shutdown.clone();
@@ -94,8 +113,19 @@ impl Dispatch {
             body,
             is_stream: false,
         };
+        let Some(guard) = self.inflight.insert(&job_id, CancellationToken::new()) else {
+            tracing::warn!(
+                job_id,
+                "Job served again while its error result is being posted."
+            );
+            return;
+        };
+        self.deliver(job_id, result, guard);
+    }
+
+    /// Delivers a result that needs no handler, holding the job's slot until it is delivered.
+    fn deliver(&self, job_id: String, result: Final, guard: crate::inflight::Guard) {
         let sink = self.origin.sink.clone();
-        let guard = self.inflight.insert(&job_id, CancellationToken::new());
         tokio::spawn(async move {
             if let Err(err) = sink.result(&job_id, result).await {
                 tracing::error!(
@@ -174,71 +204,105 @@ pub(crate) async fn run(
     service: JobService,
     start: StartUp,
 ) -> Result<(), Error> {
-    let Connection { urls, client } = connection;
-    let inflight = Arc::new(InFlight::new());
     let shutdown = CancellationToken::new();
-    let stopped = CancellationToken::new();
-    let gate = start.gate.clone();
-    let starting = crate::startup::run(start.hook, start.limit, start.gate, config, &shutdown);
-    let starting = if start.take_jobs {
-        Some(tokio::spawn(starting))
-    } else {
-        starting.await;
-        None
-    };
     crate::signal::spawn_listener(shutdown.clone());
-    let ping = crate::ping::spawn(config, urls.clone(), Arc::clone(&inflight), stopped.clone())?;
-    match urls.stop() {
-        Some(stop_url) => {
-            tokio::spawn(crate::stop::run(
-                client.clone(),
-                stop_url.to_owned(),
-                Arc::clone(&inflight),
-                stopped.clone(),
-            ));
-        }
-        None => {
-            tracing::warn!("The job-take URL has no /job-take/; the job-stop channel is disabled.")
-        }
-    }
-    let remote = Remote {
-        poster: Poster::new(
-            client.clone(),
-            config.result_retry_budget,
-            &shutdown,
-            config.shutdown_grace,
-        ),
-        urls: urls.clone(),
-    };
-    let dispatch = Dispatch {
-        origin: Origin {
-            worker_id: config.worker_id.clone(),
-            endpoint_id: config.endpoint_id.clone(),
-            shutdown: shutdown.clone(),
-            sink: Sink::Remote(Arc::new(remote)),
-        },
-        inflight: Arc::clone(&inflight),
-        reporter: Reporter::new(config),
+    let worker = Worker {
+        concurrency,
         stop_after_job,
+        start,
     };
-    let demand = Demand::new(concurrency, Arc::clone(&inflight), shutdown);
-    let (take_urls, take_client) = (urls.clone(), client.clone());
-    let jobs = incoming(demand, move |wanted, busy| {
-        let url = take_urls.take(wanted, busy);
-        let client = take_client.clone();
-        async move { crate::take::take(&client, &url).await }
-    });
-    serve(jobs, service.clone(), &dispatch).await;
-    if gate.has_failed() && !inflight.ever_held() {
-        let claimed = crate::startup::claim_one(&client, &urls).await;
-        serve(futures_util::stream::iter(claimed), service, &dispatch).await;
+    worker.run(config, connection, service, shutdown).await
+}
+
+/// A worker's settings besides its configuration and stack.
+pub(crate) struct Worker {
+    pub(crate) concurrency: Concurrency,
+    pub(crate) stop_after_job: bool,
+    pub(crate) start: StartUp,
+}
+
+impl Worker {
+    /// [`run`], shutting down when `shutdown` fires instead of on a signal (tests fire it).
+    pub(crate) async fn run(
+        self,
+        config: &Config,
+        connection: Connection,
+        service: JobService,
+        shutdown: CancellationToken,
+    ) -> Result<(), Error> {
+        let Worker {
+            concurrency,
+            stop_after_job,
+            start,
+        } = self;
+        let Connection { urls, client } = connection;
+        let inflight = Arc::new(InFlight::new());
+        let stopped = CancellationToken::new();
+        let gate = start.gate.clone();
+        let starting = crate::startup::run(start.hook, start.limit, start.gate, config, &shutdown);
+        let starting = if start.take_jobs {
+            Some(tokio::spawn(starting))
+        } else {
+            starting.await;
+            None
+        };
+        let ping =
+            crate::ping::spawn(config, urls.clone(), Arc::clone(&inflight), stopped.clone())?;
+        match urls.stop() {
+            Some(stop_url) => {
+                tokio::spawn(crate::stop::run(
+                    client.clone(),
+                    stop_url.to_owned(),
+                    Arc::clone(&inflight),
+                    stopped.clone(),
+                ));
+            }
+            None => {
+                tracing::warn!(
+                    "The job-take URL has no /job-take/; the job-stop channel is disabled."
+                )
+            }
+        }
+        let remote = Remote {
+            recent: crate::deliver::Recent::default(),
+            poster: Poster::new(
+                client.clone(),
+                config.result_retry_budget,
+                &shutdown,
+                config.shutdown_grace,
+            ),
+            urls: urls.clone(),
+        };
+        let dispatch = Dispatch {
+            origin: Origin {
+                worker_id: config.worker_id.clone(),
+                endpoint_id: config.endpoint_id.clone(),
+                shutdown: shutdown.clone(),
+                sink: Sink::Remote(Arc::new(remote)),
+            },
+            inflight: Arc::clone(&inflight),
+            reporter: Reporter::new(config),
+            stop_after_job,
+        };
+        let demand = Demand::new(concurrency, Arc::clone(&inflight), shutdown);
+        let (take_urls, take_client) = (urls.clone(), client.clone());
+        let jobs = incoming(demand, move |wanted, busy| {
+            let url = take_urls.take(wanted, busy);
+            let client = take_client.clone();
+            async move { crate::take::take(&client, &url).await }
+        });
+        serve(jobs, service.clone(), &dispatch).await;
+        if gate.has_failed() && !inflight.ever_held() {
+            let claimed = crate::startup::claim_one(&client, &urls).await;
+            serve(futures_util::stream::iter(claimed), service, &dispatch).await;
+        }
+        stopped.cancel();
+        if let Some(starting) = starting {
+            let _ = starting.await;
+        }
+        if let Some(ping) = ping {
+            let _ = tokio::task::spawn_blocking(move || ping.join()).await;
+        }
+        gate.outcome()
     }
-    stopped.cancel();
-    if let Some(starting) = starting {
-        let _ = starting.await;
-    }
-    if let Some(ping) = ping {
-        let _ = tokio::task::spawn_blocking(move || ping.join()).await;
-    }
-    gate.outcome()
 }

@@ -15,6 +15,15 @@ const ENDPOINT: &str = "OTEL_EXPORTER_OTLP_ENDPOINT";
 const PROTOCOL: &str = "OTEL_EXPORTER_OTLP_PROTOCOL";
 const TIMEOUT: &str = "OTEL_EXPORTER_OTLP_TIMEOUT";
 const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
+const MAX_BODY: &str = "RUNPOD_OTEL_MAX_BODY_BYTES";
+
+/// Default bound of an export request's body: 5 MiB, under the strictest limit of the
+/// backends the README lists (axonpush refuses bodies over 6 MB).
+const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
+const _: () = assert!(DEFAULT_MAX_BODY < 6_000_000, "axonpush: 413 beyond 6 MB");
+
+/// Smallest accepted bound: below it resource and scope alone may not fit.
+const MIN_MAX_BODY: usize = 1024;
 
 /// Wire encoding of export requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +43,8 @@ pub(crate) struct SignalConfig {
     pub(crate) headers: Vec<(String, String)>,
     pub(crate) protocol: Protocol,
     pub(crate) timeout: Duration,
+    /// Bodies larger than this are split into several requests (`RUNPOD_OTEL_MAX_BODY_BYTES`).
+    pub(crate) max_body: usize,
 }
 
 /// Everything the export pipeline needs; present only when export is on.
@@ -89,9 +100,10 @@ impl Reader<'_> {
             }
         }
         let general_headers = self.headers(header_vars::GENERAL);
+        let max_body = self.max_body();
         let mut signals = [Signal::Traces, Signal::Logs, Signal::Metrics]
             .into_iter()
-            .map(|signal| self.signal(signal, &base, &general_headers))
+            .map(|signal| self.signal(signal, &base, &general_headers, max_body))
             .collect::<Result<Vec<_>, _>>()?
             .into_iter();
         let (traces, logs, metrics) = (
@@ -131,6 +143,7 @@ impl Reader<'_> {
         signal: Signal,
         base: &str,
         general_headers: &[(String, String)],
+        max_body: usize,
     ) -> Result<Option<SignalConfig>, ConfigError> {
         match self
             .get(signal.exporter_var())
@@ -183,7 +196,24 @@ impl Reader<'_> {
             headers,
             protocol,
             timeout,
+            max_body,
         }))
+    }
+
+    /// `RUNPOD_OTEL_MAX_BODY_BYTES`: a number of bytes, at least [`MIN_MAX_BODY`].
+    fn max_body(&mut self) -> usize {
+        let Some(raw) = self.get(MAX_BODY) else {
+            return DEFAULT_MAX_BODY;
+        };
+        match raw.parse::<usize>() {
+            Ok(bytes) if bytes >= MIN_MAX_BODY => bytes,
+            _ => {
+                self.warn(format!(
+                    "{MAX_BODY} is not a number of bytes of at least {MIN_MAX_BODY}; using {DEFAULT_MAX_BODY}"
+                ));
+                DEFAULT_MAX_BODY
+            }
+        }
     }
 
     /// Parses `key=value,key2=value2` with percent-decoded values; a malformed entry is
@@ -376,6 +406,63 @@ mod tests {
         ));
         assert!(!err.to_string().contains("secret"));
         assert!(config(&[(ENDPOINT, "not a url")]).export.is_err());
+    }
+
+    /// The README's JSON-only (axonpush) and traces-only (OpenRouter-style) recipes.
+    #[cfg(feature = "http-json")]
+    #[test]
+    fn json_only_and_traces_only_recipes() {
+        let e = export(&[
+            (ENDPOINT, "https://api.axonpush.xyz"),
+            (PROTOCOL, "http/json"),
+            (HEADERS, "X-API-Key=ak_live_1,X-Axonpush-Channel=7"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ]);
+        assert!(e.metrics.is_none());
+        for (signal, path) in [(e.traces, "traces"), (e.logs, "logs")] {
+            let signal = signal.expect("on");
+            assert_eq!(signal.url, format!("https://api.axonpush.xyz/v1/{path}"));
+            assert_eq!(signal.protocol, Protocol::HttpJson);
+            assert_eq!(signal.headers[1], ("X-Axonpush-Channel".into(), "7".into()));
+        }
+        let e = export(&[
+            (ENDPOINT, "https://collector.example.com"),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                "https://collector.example.com/custom/path/v1/traces",
+            ),
+            (
+                "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+                "Authorization=Bearer t0ken",
+            ),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/json"),
+            ("OTEL_LOGS_EXPORTER", "none"),
+            ("OTEL_METRICS_EXPORTER", "none"),
+        ]);
+        assert!(e.logs.is_none() && e.metrics.is_none());
+        let traces = e.traces.expect("traces");
+        assert_eq!(
+            traces.url,
+            "https://collector.example.com/custom/path/v1/traces"
+        );
+        assert_eq!(traces.protocol, Protocol::HttpJson);
+        assert_eq!(traces.headers[0].1, "Bearer t0ken");
+    }
+
+    #[test]
+    fn body_limit_defaults_under_the_strictest_backend_and_rejects_nonsense() {
+        let limit = |value: Option<&str>| {
+            let mut vars = vec![(ENDPOINT, "http://c:4318")];
+            vars.extend(value.map(|v| (MAX_BODY, v)));
+            let c = config(&vars);
+            let e = c.export.expect("valid").expect("on");
+            let warned = c.notices.iter().any(|n| n.message.contains(MAX_BODY));
+            (e.logs.expect("logs").max_body, warned)
+        };
+        assert_eq!(limit(None), (DEFAULT_MAX_BODY, false));
+        assert_eq!(limit(Some("65536")), (65_536, false));
+        assert_eq!(limit(Some("100")), (DEFAULT_MAX_BODY, true));
+        assert_eq!(limit(Some("6MB")), (DEFAULT_MAX_BODY, true));
     }
 
     #[test]

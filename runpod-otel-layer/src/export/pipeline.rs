@@ -14,6 +14,7 @@ use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
 
 use super::http_client::{ClientGeneration, ExportClient};
 use super::redacting::RedactingSpanExporter;
+use super::report::{self, Ledger, Rejected};
 use crate::config::{ExportConfig, Protocol, SignalConfig};
 use crate::error::TelemetryError;
 use crate::redact::Redactor;
@@ -27,6 +28,8 @@ pub(crate) struct Pipeline {
     pub(crate) meter_provider: Option<SdkMeterProvider>,
     /// Lets a detected restore drop every exporter's connection pool.
     pub(crate) generation: Arc<ClientGeneration>,
+    /// What the backends did not take.
+    ledger: Arc<Ledger>,
 }
 
 fn exporter_error(
@@ -40,11 +43,14 @@ fn exporter_error(
 
 /// Applies one signal's configuration to an exporter builder.
 macro_rules! http_exporter {
-    ($builder:expr, $config:expr, $generation:expr) => {{
+    ($builder:expr, $config:expr, $client:expr) => {{
         let config: &SignalConfig = $config;
         $builder
             .with_http()
-            .with_http_client(ExportClient::new(config, Arc::clone($generation)))
+            .with_http_client($client(config))
+            // The client splits what is over RUNPOD_OTEL_MAX_BODY_BYTES; the SDK's own cap
+            // (64 MiB) would drop those batches before the client sees them.
+            .with_max_request_body_size(usize::MAX)
             .with_endpoint(config.url.clone())
             .with_protocol(otlp_protocol(config.protocol))
             .with_timeout(config.timeout)
@@ -82,16 +88,22 @@ impl Pipeline {
         redactor: &Redactor,
     ) -> Result<Self, TelemetryError> {
         let generation = Arc::new(ClientGeneration::default());
+        let ledger = Arc::new(Ledger::default());
+        let client = |config| {
+            ExportClient::new(
+                config,
+                Arc::clone(&generation),
+                Arc::clone(&ledger),
+                redactor.clone(),
+            )
+        };
         let tracer_provider = match &config.traces {
             None => None,
             Some(signal) => {
-                let exporter = http_exporter!(
-                    opentelemetry_otlp::SpanExporter::builder(),
-                    signal,
-                    &generation
-                )
-                .build()
-                .map_err(exporter_error(Signal::Traces))?;
+                let exporter =
+                    http_exporter!(opentelemetry_otlp::SpanExporter::builder(), signal, client)
+                        .build()
+                        .map_err(exporter_error(Signal::Traces))?;
                 let exporter = RedactingSpanExporter {
                     inner: exporter,
                     redactor: redactor.clone(),
@@ -113,13 +125,10 @@ impl Pipeline {
         let logger_provider = match &config.logs {
             None => None,
             Some(signal) => {
-                let exporter = http_exporter!(
-                    opentelemetry_otlp::LogExporter::builder(),
-                    signal,
-                    &generation
-                )
-                .build()
-                .map_err(exporter_error(Signal::Logs))?;
+                let exporter =
+                    http_exporter!(opentelemetry_otlp::LogExporter::builder(), signal, client)
+                        .build()
+                        .map_err(exporter_error(Signal::Logs))?;
                 let batch = opentelemetry_sdk::logs::BatchConfigBuilder::default()
                     .with_scheduled_delay(config.log_delay)
                     .build();
@@ -140,7 +149,7 @@ impl Pipeline {
                 let exporter = http_exporter!(
                     opentelemetry_otlp::MetricExporter::builder(),
                     signal,
-                    &generation
+                    client
                 )
                 .with_temporality(config.temporality)
                 .build()
@@ -162,7 +171,18 @@ impl Pipeline {
             logger_provider,
             meter_provider,
             generation,
+            ledger,
         })
+    }
+
+    /// Counts what the backends reject in the layer's `runpod.otlp.rejected` counter.
+    pub(crate) fn register_metrics(&self, meter: &opentelemetry::metrics::Meter) {
+        self.ledger.register(meter);
+    }
+
+    /// What the backends did not take so far.
+    pub(crate) fn rejected(&self) -> Rejected {
+        self.ledger.totals()
     }
 
     /// Exports the queued spans and log records. Blocking: each processor waits up to 5 s
@@ -184,7 +204,8 @@ impl Pipeline {
         }
     }
 
-    /// Final flush and shutdown. Blocking.
+    /// Final flush and shutdown, then one line if the backends did not take everything.
+    /// Blocking.
     pub(crate) fn shutdown(&self) {
         if let Some(p) = &self.tracer_provider {
             let _ = p.shutdown();
@@ -195,5 +216,6 @@ impl Pipeline {
         if let Some(p) = &self.meter_provider {
             let _ = p.shutdown();
         }
+        report::summary(self.rejected());
     }
 }

@@ -39,13 +39,22 @@ impl ChildOutput {
 
     /// The `CHILD_REPORT` the job driver printed.
     pub fn report(&self) -> serde_json::Value {
+        self.printed("CHILD_REPORT ")
+    }
+
+    /// The `CHILD_SHUTDOWN` the job driver printed after shutting telemetry down.
+    pub fn shutdown(&self) -> serde_json::Value {
+        self.printed("CHILD_SHUTDOWN ")
+    }
+
+    fn printed(&self, prefix: &str) -> serde_json::Value {
         let line = self
             .stdout
             .lines()
-            .find_map(|l| l.strip_prefix("CHILD_REPORT "))
+            .find_map(|l| l.strip_prefix(prefix))
             .unwrap_or_else(|| {
                 panic!(
-                    "no report; stdout:\n{}\nstderr:\n{}",
+                    "no {prefix}line; stdout:\n{}\nstderr:\n{}",
                     self.stdout, self.stderr
                 )
             });

@@ -46,6 +46,8 @@ impl JobResponse for FakeCompletion {
 }
 
 /// FAKE: handler plus result post. Jobs whose id contains `fail` fail with `ValueError`.
+/// `TEST_EXTRA_LINES` more log lines of `TEST_LINE_BYTES` each (`filler <job> <n> ...`) and one
+/// of `TEST_BIG_LINE_BYTES` (`big <job> ...`) make a job's telemetry as large as a test needs.
 #[derive(Clone)]
 pub struct FakeJobService;
 
@@ -68,6 +70,20 @@ impl Service<FakeInvocation> for FakeJobService {
                     url = format!("https://bucket.example/in.pdf?X-Amz-Signature={secret}"),
                     "fetch slow, auth Bearer {token}"
                 );
+                let number = |var: &str| {
+                    std::env::var(var)
+                        .ok()
+                        .and_then(|v| v.parse::<usize>().ok())
+                        .unwrap_or(0)
+                };
+                let pad = "x".repeat(number("TEST_LINE_BYTES"));
+                for n in 0..number("TEST_EXTRA_LINES") {
+                    tracing::info!("filler {} {n} {pad}", job.id);
+                }
+                let big = number("TEST_BIG_LINE_BYTES");
+                if big > 0 {
+                    tracing::info!("big {} {}", job.id, "y".repeat(big));
+                }
             }
             .instrument(tracing::info_span!("phase", phase = "parse"))
             .await;
@@ -79,7 +95,8 @@ impl Service<FakeInvocation> for FakeJobService {
 }
 
 /// Inits telemetry from the environment, runs `ids` through the layer one after another,
-/// shuts down, and prints `CHILD_REPORT {"job_ms": [...], "exporting": bool}`.
+/// prints `CHILD_REPORT {"job_ms": [...], "exporting": bool}`, shuts down, and prints
+/// `CHILD_SHUTDOWN {"flush": "Flushed", "rejected": {...}}`.
 pub fn run_jobs(ids: &[&str]) {
     let telemetry = runpod_otel_layer::init(
         Telemetry::from_env()
@@ -114,7 +131,20 @@ pub fn run_jobs(ids: &[&str]) {
             "CHILD_REPORT {}",
             serde_json::json!({"job_ms": job_ms, "exporting": telemetry.is_exporting(), "threads": threads})
         );
-        telemetry.shutdown(Duration::from_secs(2)).await;
+        let outcome = telemetry.shutdown(Duration::from_secs(2)).await;
+        let rejected = outcome.rejected;
+        println!(
+            "CHILD_SHUTDOWN {}",
+            serde_json::json!({
+                "flush": format!("{:?}", outcome.flush),
+                "rejected": {
+                    "spans": rejected.spans,
+                    "log_records": rejected.log_records,
+                    "data_points": rejected.data_points,
+                    "too_large": rejected.too_large,
+                },
+            })
+        );
     });
     rt.shutdown_timeout(Duration::from_millis(100));
 }

@@ -9,7 +9,8 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use super::fake::{fake_env, fake_events, fetch_uploaded};
+use super::fake::{fake_env, fake_events};
+use super::real::fetch_uploaded;
 use super::{
     LocalWorker, b64_of, long_pdf, member, names, progress_updates, real_env, zip_members,
 };

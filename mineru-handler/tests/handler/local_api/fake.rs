@@ -1,13 +1,15 @@
 //! The worker with the FAKE mineru-api: GPU tiers, a crash, a cancelled hang, a failed warm-up,
-//! and the `s3` transport with the oversize fallback against moto.
+//! the worker's own fetch policy for `file_url` (SSRF) and `volume_path` end to end, and an
+//! oversized result without the `s3` fallback.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine as _;
 use serde_json::{Value, json};
 
-use super::{LocalWorker, asset, b64_of, keys, member};
+use super::{LocalWorker, asset, b64_of};
 use crate::common;
 use crate::common::moto;
 
@@ -137,36 +139,106 @@ async fn failed_warmup_still_serves_with_a_clear_engine_error() {
     assert!(health.status().is_success());
 }
 
-/// Fetches an uploaded archive back through its presigned URL: its tar.gz members.
-pub(super) async fn fetch_uploaded(entry: &Value) -> Vec<(String, Vec<u8>)> {
-    let url = entry["tarball_url"].as_str().unwrap();
-    let response = reqwest::get(url).await.unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    let bytes = response.bytes().await.unwrap();
-    assert_eq!(entry["bucket_bytes"], bytes.len() as u64);
-    common::tar_gz_members(&base64::engine::general_purpose::STANDARD.encode(&bytes))
+/// A plain HTTP server on 127.0.0.1 serving the sample PDF at any path; counts its requests.
+async fn pdf_server() -> (String, Arc<AtomicUsize>) {
+    let served = Arc::new(AtomicUsize::new(0));
+    let count = Arc::clone(&served);
+    let pdf = std::fs::read(asset("sample.pdf")).unwrap();
+    let app = axum::Router::new().fallback(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+        let pdf = pdf.clone();
+        async move { ([("content-type", "application/pdf")], pdf) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("127.0.0.1:{port}"), served)
 }
 
+/// The binary's fetch set-up end to end: `file_url` to a loopback host is refused before any
+/// connection (by address and by name) unless `MINERU_ALLOW_LOCAL_FETCH` allows it, and
+/// `volume_path` is served from the configured roots only.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback() {
-    let moto = moto::Moto::start().await;
-    moto.create_bucket("results").await;
+async fn file_url_and_volume_path_jobs_follow_the_workers_fetch_policy() {
+    let dir = tempfile::tempdir().unwrap();
+    let volume = dir.path().join("volume");
+    std::fs::create_dir(&volume).unwrap();
+    let inside = volume.join("report.pdf");
+    std::fs::copy(asset("sample.pdf"), &inside).unwrap();
+    let (host, served) = pdf_server().await;
+    let port = host.rsplit(':').next().unwrap().to_owned();
+    let mut env = fake_env("flash", &dir.path().join("fake.log"));
+    env.push(("MINERU_VOLUME_ROOTS", volume.display().to_string()));
+    let worker = LocalWorker::start(&env).await;
+
+    for (url, refusal) in [
+        (
+            format!("http://{host}/a.pdf"),
+            "file_url must point at a publicly routable host; '127.0.0.1' is not one (set MINERU_ALLOW_LOCAL_FETCH=1 to allow this)".to_owned(),
+        ),
+        (
+            format!("http://localhost:{port}/a.pdf"),
+            "file_url must point at a publicly routable host; 'localhost' resolves to".to_owned(),
+        ),
+    ] {
+        let (out, error) = worker.runsync(json!({"file_url": url})).await;
+        let error = error.unwrap_or_else(|| panic!("{url} must be refused: {out}"));
+        assert!(error.contains(&refusal), "{error}");
+    }
+    assert_eq!(served.load(Ordering::SeqCst), 0, "no connection was made");
+
+    let (out, error) = worker
+        .runsync(json!({"volume_path": inside.display().to_string()}))
+        .await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(
+        out["results"][0]["source"],
+        format!("volume:{}", inside.display())
+    );
+    let outside = asset("sample.pdf").display().to_string();
+    let (out, error) = worker.runsync(json!({"volume_path": outside})).await;
+    let error = error.unwrap_or_else(|| panic!("outside the roots: {out}"));
+    assert!(
+        error.contains(&format!(
+            "volume_path is outside the configured input roots ({}): {outside}",
+            volume.display()
+        )),
+        "{error}"
+    );
+    drop(worker);
+
+    // Allowed: the same loopback URL is fetched and parsed.
+    env.push(("MINERU_ALLOW_LOCAL_FETCH", "1".into()));
+    let worker = LocalWorker::start(&env).await;
+    let (out, error) = worker
+        .runsync(json!({"file_url": format!("http://{host}/report.pdf")}))
+        .await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(
+        out["results"][0]["source"],
+        format!("url:http://{host}/report.pdf")
+    );
+    assert_eq!(served.load(Ordering::SeqCst), 1);
+}
+
+/// Without `MINERU_OVERSIZE_FALLBACK`, a result over the response limit is the contract's
+/// failure, even with a bucket configured (which is never contacted). The fallback itself runs
+/// with real MinerU (`real::results_reach_the_bucket_...`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_result_without_the_fallback_is_the_contracts_failure() {
     let dir = tempfile::tempdir().unwrap();
     let mut env = fake_env("standard", &dir.path().join("fake.log"));
     env.extend([
-        ("BUCKET_ENDPOINT_URL", moto.endpoint.clone()),
+        ("BUCKET_ENDPOINT_URL", "http://127.0.0.1:9".into()),
         ("BUCKET_NAME", "results".into()),
         ("BUCKET_ACCESS_KEY_ID", moto::ACCESS_KEY_ID.into()),
         ("BUCKET_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY.into()),
-        // The FAKE engine's "big" results (64 KiB of image) exceed this; an s3 entry does not.
+        // The FAKE engine's "big" results (64 KiB of image) exceed this.
         ("MINERU_MAX_RESPONSE_BYTES", "16000".into()),
     ]);
-    let pdf = b64_of(&asset("sample.pdf"));
-
-    // Without the opt-in, an oversized result is the contract's failure.
     let strict = LocalWorker::start(&env).await;
     let (out, error) = strict
-        .runsync(json!({"file_b64": pdf, "basename": "big"}))
+        .runsync(json!({"file_b64": b64_of(&asset("sample.pdf")), "basename": "big"}))
         .await;
     assert!(
         error
@@ -175,62 +247,4 @@ async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback()
             .starts_with("ResponseTooLargeError: response too large for RunPod"),
         "{out} {error:?}"
     );
-    drop(strict);
-
-    env.push(("MINERU_OVERSIZE_FALLBACK", "s3".into()));
-    let worker = LocalWorker::start(&env).await;
-
-    // Asked for s3: the archive is in the bucket, and no fallback is claimed.
-    let (out, error) = worker
-        .runsync(json!({"file_b64": pdf, "basename": "small", "transport": "s3"}))
-        .await;
-    assert_eq!(error, None, "{out}");
-    let entry = &out["results"][0];
-    assert_eq!(entry.get("transport_fallback"), None, "{entry}");
-    let members = fetch_uploaded(entry).await;
-    assert!(
-        members.iter().any(|(name, _)| name == "small.md"),
-        "{members:?}"
-    );
-
-    // Oversized tarball_b64 and inline results go to the bucket instead, marked as such,
-    // with the s3 keys in the contract's order and the fallback key after them.
-    for (input, name) in [
-        (
-            json!({"file_b64": pdf, "basename": "big-tarball"}),
-            "big-tarball",
-        ),
-        (
-            json!({"file_b64": pdf, "basename": "big-inline", "transport": "inline"}),
-            "big-inline",
-        ),
-    ] {
-        let (out, error) = worker.runsync(input).await;
-        assert_eq!(error, None, "{out}");
-        let entry = &out["results"][0];
-        assert_eq!(
-            keys(entry),
-            [
-                "basename",
-                "source",
-                "pages_requested",
-                "pages_processed",
-                "tarball_url",
-                "tarball_url_expires_in",
-                "bucket_key",
-                "bucket_bytes",
-                "transport_fallback"
-            ],
-            "{entry}"
-        );
-        assert_eq!(entry["transport_fallback"], "s3");
-        assert!(out["debug"]["phase_ms"]["package"].is_u64(), "{out}");
-        let members = fetch_uploaded(entry).await;
-        let image = member(&members, "images/page_0_image_1.jpg");
-        assert_eq!(image.len(), 4 + 65536, "the whole result is in the bucket");
-        assert!(
-            members.iter().any(|(m, _)| *m == format!("{name}.md")),
-            "{members:?}"
-        );
-    }
 }

@@ -12,7 +12,11 @@ mod real;
 use std::io::Read as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt as _, BufReader};
+use tokio::sync::Notify;
 
 use base64::Engine as _;
 use serde_json::{Value, json};
@@ -35,21 +39,25 @@ struct LocalWorker {
     child: tokio::process::Child,
     base: String,
     client: reqwest::Client,
+    /// Its stdout lines so far, and a wake-up for each new one.
+    lines: Arc<(Mutex<Vec<String>>, Notify)>,
 }
 
 impl LocalWorker {
     async fn start(env: &[(&str, String)]) -> LocalWorker {
-        Self::start_with(env, Stdio::null()).await
+        Self::start_with(env, None).await
     }
 
     /// [`LocalWorker::start`] with the worker's text log lines written to `log`.
     async fn start_logged(env: &[(&str, String)], log: &Path) -> LocalWorker {
         let mut env = env.to_vec();
         env.push(("LOG_FORMAT", "text".into()));
-        Self::start_with(&env, std::fs::File::create(log).unwrap().into()).await
+        Self::start_with(&env, Some(std::fs::File::create(log).unwrap())).await
     }
 
-    async fn start_with(env: &[(&str, String)], stdout: Stdio) -> LocalWorker {
+    /// Its stdout goes to `log` when given (written before each answer, so a test reads it
+    /// without waiting), else into [`LocalWorker::wait_for_lines`]'s buffer.
+    async fn start_with(env: &[(&str, String)], log: Option<std::fs::File>) -> LocalWorker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -62,17 +70,29 @@ impl LocalWorker {
             .env_remove("RUNPOD_WEBHOOK_GET_JOB")
             .env("HF_HUB_OFFLINE", "1")
             .env("MINERU_MODEL_SOURCE", "local")
-            .stdout(stdout)
+            .stdout(log.map_or_else(Stdio::piped, Stdio::from))
             .stderr(Stdio::null())
             .kill_on_drop(true);
         for (k, v) in env {
             command.env(k, v);
         }
-        let child = command.spawn().unwrap();
+        let mut child = command.spawn().unwrap();
+        let lines: Arc<(Mutex<Vec<String>>, Notify)> = Arc::default();
+        let sink = Arc::clone(&lines);
+        let stdout = child.stdout.take();
+        tokio::spawn(async move {
+            let Some(stdout) = stdout else { return };
+            let mut reader = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.0.lock().unwrap().push(line);
+                sink.1.notify_waiters();
+            }
+        });
         let worker = LocalWorker {
             child,
             base: format!("http://127.0.0.1:{port}"),
             client: reqwest::Client::new(),
+            lines,
         };
         // The API listens only after the warm-up (on_start): poll its health, bounded.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
@@ -92,6 +112,25 @@ impl LocalWorker {
                 "the worker did not serve within 180s"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Waits until `n` stdout lines contain `needle`.
+    async fn wait_for_lines(&self, needle: &str, n: usize, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            let new_line = self.lines.1.notified();
+            let seen = {
+                let lines = self.lines.0.lock().unwrap();
+                lines.iter().filter(|l| l.contains(needle)).count()
+            };
+            if seen >= n {
+                return;
+            }
+            assert!(
+                tokio::time::timeout_at(deadline, new_line).await.is_ok(),
+                "{seen} of {n} lines with {needle:?} within {limit:?}"
+            );
         }
     }
 

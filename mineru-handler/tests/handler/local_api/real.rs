@@ -1,10 +1,12 @@
-//! The worker with real MinerU: 4.0.12 on every transport, and 3.4.5 with its backends.
+//! The worker with real MinerU: 4.0.12 on every transport (`s3` and the oversize fallback
+//! against a real S3 server, moto), and 3.4.5 with its backends.
 
 use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::{LocalWorker, asset, b64_of, keys, member, names, real_env, zip_members};
 use crate::common;
+use crate::common::moto;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_mineru_parses_pdf_docx_and_html_on_every_transport() {
@@ -218,4 +220,79 @@ async fn real_mineru3_worker_passes_backend_through_and_packages_reference_names
             .is_some_and(|e| e.contains("tier and ocr_mode need MinerU 4.x")),
         "{error:?}"
     );
+}
+
+/// Fetches an uploaded archive back through its presigned URL: its tar.gz members.
+pub(super) async fn fetch_uploaded(entry: &Value) -> Vec<(String, Vec<u8>)> {
+    let url = entry["tarball_url"].as_str().unwrap();
+    let response = reqwest::get(url).await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(entry["bucket_bytes"], bytes.len() as u64);
+    common::tar_gz_members(&base64::engine::general_purpose::STANDARD.encode(&bytes))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback() {
+    let moto = moto::Moto::start().await;
+    moto.create_bucket("results").await;
+    let mut env = real_env();
+    env.extend([
+        ("BUCKET_ENDPOINT_URL", moto.endpoint.clone()),
+        ("BUCKET_NAME", "results".into()),
+        ("BUCKET_ACCESS_KEY_ID", moto::ACCESS_KEY_ID.into()),
+        ("BUCKET_SECRET_ACCESS_KEY", moto::SECRET_ACCESS_KEY.into()),
+        // Two pages of the sample with their image exceed this; an s3 entry does not.
+        ("MINERU_MAX_RESPONSE_BYTES", "16000".into()),
+        ("MINERU_OVERSIZE_FALLBACK", "s3".into()),
+    ]);
+    let worker = LocalWorker::start(&env).await;
+    let pdf = b64_of(&asset("sample.pdf"));
+    let job = |basename: &str, transport: &str| {
+        json!({"file_b64": pdf, "basename": basename, "transport": transport,
+               "start_page": 1, "end_page": 2, "tier": "flash", "ocr_mode": "txt"})
+    };
+
+    // Asked for s3: the archive is in the bucket, and no fallback is claimed.
+    let (out, error) = worker.runsync(job("small", "s3")).await;
+    assert_eq!(error, None, "{out}");
+    let entry = &out["results"][0];
+    assert_eq!(entry.get("transport_fallback"), None, "{entry}");
+    let members = fetch_uploaded(entry).await;
+    let md = String::from_utf8(member(&members, "small.md").to_vec()).unwrap();
+    assert!(md.contains("Chapter 2"), "{md}");
+
+    // Oversized tarball_b64 and inline results go to the bucket instead, marked as such,
+    // with the s3 keys in the contract's order and the fallback key after them.
+    for (basename, transport) in [("big-tarball", "tarball_b64"), ("big-inline", "inline")] {
+        let (out, error) = worker.runsync(job(basename, transport)).await;
+        assert_eq!(error, None, "{out}");
+        let entry = &out["results"][0];
+        assert_eq!(
+            keys(entry),
+            [
+                "basename",
+                "source",
+                "pages_requested",
+                "tarball_url",
+                "tarball_url_expires_in",
+                "bucket_key",
+                "bucket_bytes",
+                "transport_fallback"
+            ],
+            "{entry}"
+        );
+        assert_eq!(entry["transport_fallback"], "s3");
+        assert!(out["debug"]["phase_ms"]["package"].is_u64(), "{out}");
+        // The whole result is in the bucket: the markdown of both pages and its image.
+        let members = fetch_uploaded(entry).await;
+        let md = String::from_utf8(member(&members, &format!("{basename}.md")).to_vec()).unwrap();
+        assert!(md.contains("Chapter 2") && md.contains("Chapter 3"), "{md}");
+        let image = names(&members)
+            .into_iter()
+            .find(|n| n.starts_with("images/") && n.ends_with(".jpg"))
+            .unwrap_or_else(|| panic!("no image in {:?}", names(&members)))
+            .to_owned();
+        assert!(member(&members, &image).starts_with(b"\xff\xd8\xff"));
+    }
 }
