@@ -12,7 +12,9 @@ use serde_json::{Value, json};
 
 use super::fake::{fake_env, fake_events};
 use super::real::fetch_uploaded;
-use super::{LocalWorker, b64_of, long_pdf, member, progress_updates, real_env, zip_members};
+use super::{
+    LocalWorker, asset, b64_of, long_pdf, member, progress_updates, real_env, zip_members,
+};
 use crate::common::{self, moto};
 
 /// The updates logged since `before` updates.
@@ -385,4 +387,28 @@ async fn fake_engine_a_bad_page_costs_one_page_on_every_transport() {
         .filter(|e| e["body"].to_string().contains("oom.pdf"))
         .count();
     assert_eq!(oom_calls, 6, "the chunk, its retry, 4 pieces of it");
+
+    // A format without pages keeps one engine call, whatever `chunk_pages` says.
+    new_updates(&log, &mut seen);
+    let (out, error) = worker
+        .runsync(
+            json!({"file_b64": b64_of(&asset("sample.docx")), "basename": "notes",
+                        "chunk_pages": 1, "tier": "flash"}),
+        )
+        .await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(out["results"][0].get("pages_processed"), None, "{out}");
+    let calls: Vec<Value> = fake_events(&fake_log, "submit")
+        .into_iter()
+        .filter(|e| e["body"].to_string().contains("notes.docx"))
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0]["body"]["files"][0].get("page_range"),
+        None,
+        "{calls:?}"
+    );
+    let updates = new_updates(&log, &mut seen);
+    assert!(updates.len() >= 2, "{updates:?}");
+    assert_eq!(pages_done(&updates, 0), Vec::<u64>::new(), "no page counts");
 }
