@@ -78,8 +78,10 @@ pub struct ServiceConfig {
     pub allow_partial: bool,
 }
 
-/// `MINERU_CHUNK_PAGES` when unset (README, "Performance": the measurement behind it).
-pub const DEFAULT_CHUNK_PAGES: u64 = 10;
+/// `MINERU_CHUNK_PAGES` when unset: MinerU 4's own processing window (its
+/// `MINERU_PROCESSING_WINDOW_SIZE`), so a GPU tier batches a chunk's pages as it batches a
+/// one-call parse's (docs/big-documents.md, "Choosing `chunk_pages`": the measurements).
+pub const DEFAULT_CHUNK_PAGES: u64 = 64;
 
 /// A configuration variable the worker cannot use.
 #[derive(Debug, thiserror::Error)]

@@ -193,7 +193,7 @@ impl Engine {
     }
 
     /// Replaces the running engine without the crash backoff; the next parse waits for its
-    /// successor. A page range that failed is retried this way (docs/engine.md §15). Does
+    /// successor. A page range that failed is retried this way (docs/engine.md §6). Does
     /// nothing while the engine is not serving: it is already being replaced, or cannot be.
     pub fn restart(&self) {
         if let EnginePhase::Ready(live) = self.parts.core.phase() {

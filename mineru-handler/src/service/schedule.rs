@@ -1,4 +1,4 @@
-//! Which pages a chunked parse asks the engine for next (docs/job-contract.md §19.2): the
+//! Which pages a chunked parse asks the engine for next (docs/job-contract.md §19.2, §19.5): the
 //! requested range cut into chunks, a failing chunk retried once on a fresh engine and then
 //! bisected down to single pages, and a budget of failed calls after which the document is
 //! given up. No I/O: the parse phase runs the engine calls and reports back.
