@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use crate::bounds::{Limits, LimitsError};
 use crate::engine::{self, EngineConfig};
 use crate::fetch::FetchConfig;
-use crate::input::S3Readiness;
+use crate::input::{MAX_CHUNK_PAGES, S3Readiness};
 use crate::package::DEFAULT_MAX_RESPONSE_BYTES;
 use crate::probe::ProbeEnv;
 use crate::redact::Secrets;
@@ -70,7 +70,18 @@ pub struct ServiceConfig {
     pub model_base_dir: Option<PathBuf>,
     /// The variables the probe reports.
     pub probe_env: ProbeEnv,
+    /// `MINERU_CHUNK_PAGES` ([`DEFAULT_CHUNK_PAGES`]): a PDF's pages per engine call for jobs
+    /// that send no `chunk_pages`; `0` = one call.
+    pub chunk_pages: u64,
+    /// `MINERU_ALLOW_PARTIAL` (on): whether jobs that send no `allow_partial` may succeed
+    /// with the pages that parsed (docs/job-contract.md §19).
+    pub allow_partial: bool,
 }
+
+/// `MINERU_CHUNK_PAGES` when unset: MinerU 4's own processing window (its
+/// `MINERU_PROCESSING_WINDOW_SIZE`), so a GPU tier batches a chunk's pages as it batches a
+/// one-call parse's (docs/big-documents.md, "Choosing `chunk_pages`": the measurements).
+pub const DEFAULT_CHUNK_PAGES: u64 = 64;
 
 /// A configuration variable the worker cannot use.
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +98,14 @@ pub enum WorkerConfigError {
     /// `MINERU_OVERSIZE_FALLBACK` names no known fallback.
     #[error("MINERU_OVERSIZE_FALLBACK must be \"s3\" or unset, got {0:?}")]
     OversizeFallback(String),
+    /// `MINERU_CHUNK_PAGES` is not a page count the `chunk_pages` input would accept.
+    #[error("MINERU_CHUNK_PAGES must be an integer between 0 and {max}, got {got:?}")]
+    ChunkPages {
+        /// The value set.
+        got: String,
+        /// [`MAX_CHUNK_PAGES`].
+        max: u64,
+    },
 }
 
 impl WorkerConfig {
@@ -170,7 +189,26 @@ impl ServiceConfig {
                         .map(|h| PathBuf::from(h).join(".mineru/models"))
                 }),
             probe_env: ProbeEnv::read(vars),
+            chunk_pages: chunk_pages(vars)?,
+            allow_partial: vars.flag("MINERU_ALLOW_PARTIAL", true),
         })
+    }
+}
+
+/// `MINERU_CHUNK_PAGES`: a value the job input would refuse stops the worker at boot rather
+/// than silently changing how every document is parsed.
+fn chunk_pages(vars: &Vars<'_>) -> Result<u64, WorkerConfigError> {
+    match vars.parse::<u64>("MINERU_CHUNK_PAGES") {
+        Ok(None) => Ok(DEFAULT_CHUNK_PAGES),
+        Ok(Some(n)) if n <= MAX_CHUNK_PAGES => Ok(n),
+        Ok(Some(n)) => Err(WorkerConfigError::ChunkPages {
+            got: n.to_string(),
+            max: MAX_CHUNK_PAGES,
+        }),
+        Err(got) => Err(WorkerConfigError::ChunkPages {
+            got,
+            max: MAX_CHUNK_PAGES,
+        }),
     }
 }
 
@@ -259,6 +297,30 @@ mod tests {
         let c = config(&[("MINERU_MODEL_BASE_DIR", "/m")]);
         assert_eq!(c.model_base_dir, Some(PathBuf::from("/m")));
         assert_eq!(config(&[]).model_base_dir, None);
+    }
+
+    #[test]
+    fn chunking_defaults_and_a_bad_chunk_size_stops_the_worker() {
+        let c = config(&[]);
+        assert_eq!(
+            (c.chunk_pages, c.allow_partial),
+            (DEFAULT_CHUNK_PAGES, true)
+        );
+        let c = config(&[
+            ("MINERU_CHUNK_PAGES", " 0 "),
+            ("MINERU_ALLOW_PARTIAL", "false"),
+        ]);
+        assert_eq!((c.chunk_pages, c.allow_partial), (0, false));
+        for bad in ["-1", "ten", "10001"] {
+            let error = WorkerConfig::from_lookup(|name| {
+                (name == "MINERU_CHUNK_PAGES").then(|| bad.to_owned())
+            })
+            .unwrap_err();
+            assert_eq!(
+                error.to_string(),
+                format!("MINERU_CHUNK_PAGES must be an integer between 0 and 10000, got {bad:?}")
+            );
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! About four lines per successful job: RunPod throttles chatty workers.
 
 use crate::input::ParseRequest;
-use crate::response::{GpuInfo, PhaseTimings};
+use crate::response::{GpuInfo, Partial, PhaseTimings};
 
 /// `starting job`: the validated request and the GPU it runs on; `tier` and OCR mode only on
 /// MinerU 4 (3.x has neither).
@@ -46,6 +46,18 @@ pub(crate) fn done(
         model_dir,
         refresh_worker,
         "done"
+    );
+}
+
+/// `partial result`: a successful job whose result misses pages, and why.
+pub(crate) fn partial(partial: &Partial, pages_processed: u64) {
+    let ranges = serde_json::to_string(&partial.pages_missing).unwrap_or_default();
+    tracing::warn!(
+        reason = partial.reason.as_str(),
+        pages_missing = partial.missing_pages(),
+        pages_missing_ranges = %ranges,
+        pages_processed,
+        "partial result"
     );
 }
 

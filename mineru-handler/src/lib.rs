@@ -2,7 +2,8 @@
 //!
 //! [`service::MineruService`] is the job handler: [`input`] validates the job, [`fetch`] brings
 //! the input document to a local file, [`format`](mod@format) identifies it, [`engine`] parses
-//! it with a supervised `mineru-api` child process, [`package`] turns the engine's output into
+//! it with a supervised `mineru-api` child process ([`merge`] joins the results of a PDF's page
+//! ranges into one), [`package`] turns the engine's output into
 //! the job result (or [`s3`] uploads it), and [`response`] holds the response shapes. [`config`]
 //! reads the environment once at boot, through the crate's one reader of variables (`vars`). [`python`], [`url_shape`] and [`redact`] are leaves the
 //! others share: Python-compatible texts, the URL shape rules, and keeping secrets out of text.
@@ -22,6 +23,7 @@ pub mod host;
 pub mod input;
 mod job_log;
 pub mod json_int;
+pub mod merge;
 pub mod metrics;
 pub mod package;
 pub mod polyglot;

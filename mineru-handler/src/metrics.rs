@@ -12,6 +12,7 @@ use runpod_otel_layer::metrics::{Counter, Histogram, Meter, ObservableGauge};
 
 use crate::package::Degraded;
 use crate::recycle::{Recycler, RefreshReason};
+use crate::response::PartialReason;
 
 /// Where a job was when it failed (the `phase` label of `mineru.errors.total`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,6 +101,7 @@ pub struct MineruMetrics {
     warmup_duration: Histogram<f64>,
     refresh: Counter<u64>,
     engine_restarts: Counter<u64>,
+    partial: Counter<u64>,
     /// The since-boot gauges, kept with the instruments.
     gauges: Option<Arc<[ObservableGauge<u64>; 2]>>,
 }
@@ -182,6 +184,11 @@ impl MineruMetrics {
                 "1",
                 "Engine restarts, by reason",
             ),
+            partial: counter(
+                "mineru.partial.total",
+                "1",
+                "Successful jobs whose result misses pages, by reason",
+            ),
             gauges: None,
             meter: meter.clone(),
         }
@@ -233,6 +240,12 @@ impl MineruMetrics {
     pub fn count_engine_restart(&self, reason: &'static str) {
         self.engine_restarts
             .add(1, &[KeyValue::new("reason", reason)]);
+    }
+
+    /// A partial result (`deadline`, `engine_error`).
+    pub fn count_partial(&self, reason: PartialReason) {
+        self.partial
+            .add(1, &[KeyValue::new("reason", reason.as_str())]);
     }
 
     /// The end of a warm-up that ran (not a skipped one).

@@ -36,7 +36,8 @@ pub struct SuccessResponse {
 }
 
 /// The one entry of `results` (docs/job-contract.md §9.2): `basename`, `source`, `pages_requested`,
-/// the transport's keys, then `degraded` when something was dropped.
+/// `pages_processed` (PDFs), the transport's keys, `partial` when pages are missing, then
+/// `degraded` when something was dropped.
 #[derive(Clone, Debug)]
 pub struct ResultEntry {
     /// The validated basename.
@@ -45,10 +46,54 @@ pub struct ResultEntry {
     pub source: String,
     /// `end_page − start_page + 1`, or `-1` when open-ended.
     pub pages_requested: i128,
+    /// The PDF pages in the result; `None` for other formats, and for a PDF whose page count
+    /// the worker could not read.
+    pub pages_processed: Option<u64>,
     /// The transport's keys, in order.
     pub fields: Map<String, Value>,
+    /// The pages missing from a partial result.
+    pub partial: Option<Partial>,
     /// Dropped artefacts.
     pub degraded: Degraded,
+}
+
+/// `results[0].partial` (docs/job-contract.md §19.4): the pages a successful job could not
+/// parse, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Partial {
+    /// 0-based inclusive `[first, last]` ranges, in order, neighbours joined.
+    pub pages_missing: Vec<[u64; 2]>,
+    /// Why they are missing.
+    pub reason: PartialReason,
+    /// What happened, for a person.
+    pub detail: String,
+}
+
+impl Partial {
+    /// How many pages are missing.
+    pub fn missing_pages(&self) -> u64 {
+        self.pages_missing.iter().map(|[a, b]| b - a + 1).sum()
+    }
+}
+
+/// Why pages are missing from a partial result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PartialReason {
+    /// The job's deadline came while pages were left.
+    Deadline,
+    /// The engine failed on them, on a fresh engine too and page by page.
+    EngineError,
+}
+
+impl PartialReason {
+    /// The wire spelling (also the metric's `reason` label).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PartialReason::Deadline => "deadline",
+            PartialReason::EngineError => "engine_error",
+        }
+    }
 }
 
 impl ResultEntry {
@@ -72,14 +117,25 @@ impl Serialize for ResultEntry {
         map.serialize_entry("basename", &self.basename)?;
         map.serialize_entry("source", &self.source)?;
         map.serialize_entry("pages_requested", &self.pages_requested)?;
+        if let Some(pages) = self.pages_processed {
+            map.serialize_entry("pages_processed", &pages)?;
+        }
         for (key, value) in &self.fields {
             // The worker owns these keys; nothing from the engine may overwrite them.
             if !matches!(
                 key.as_str(),
-                "basename" | "source" | "pages_requested" | "degraded"
+                "basename"
+                    | "source"
+                    | "pages_requested"
+                    | "pages_processed"
+                    | "partial"
+                    | "degraded"
             ) {
                 map.serialize_entry(key, value)?;
             }
+        }
+        if let Some(partial) = &self.partial {
+            map.serialize_entry("partial", partial)?;
         }
         if !self.degraded.is_empty() {
             map.serialize_entry("degraded", &self.degraded)?;

@@ -20,6 +20,12 @@ Behaviour by the submitted file's name (its stem):
   contains "big"   -> the result zip also holds a 64 KiB incompressible image
   anything else    -> completes at once
 
+A PDF's result is page-aware: one Markdown paragraph "Fake page <p>." and one middle/structured
+page entry per parsed page, with document-absolute 0-based `page_idx` as MinerU 4 writes
+them, for the pages its `page_range` selects (the page count is the number of `/Type /Page`
+objects). Every result holds `images/page_0_image_0.jpg`, whose bytes name the task's page
+range: two page ranges of one document collide on the name, not on the bytes.
+
 Environment:
   FAKE_MINERU_LOG=path              append one JSON line per start and per submission
   FAKE_MINERU_PRELOAD_FAIL=1        with --preload-models: every route answers 503
@@ -28,11 +34,18 @@ Environment:
   FAKE_MINERU_EXIT_ON_START=CODE    exit with CODE before listening (a broken installation)
   FAKE_MINERU_GRANDCHILD_PIDFILE=p  start a `sleep` grandchild and write its pid to p
                                     (to check that the whole process group is stopped)
+  FAKE_MINERU_FAIL_PAGES=3,7        a PDF task selecting any of these 0-based pages fails with
+                                    parse_failed (a poison page the engine reports)
+  FAKE_MINERU_CRASH_PAGES=3,7       a PDF task selecting any of these pages crashes the server
+  FAKE_MINERU_CRASH_ONCE=path       with FAKE_MINERU_CRASH_PAGES: crash only while `path` does
+                                    not exist (the crash creates it): a transient fault
+  FAKE_MINERU_PAGE_SECONDS=s        a PDF task takes s seconds per selected page
 """
 
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -133,22 +146,53 @@ def task_payload(task):
     }
 
 
+def env_pages(name):
+    return {int(p) for p in os.environ.get(name, "").split(",") if p.strip()}
+
+
+def pdf_pages(task):
+    """The 0-based pages a PDF task selects (MinerU 4's 1-based `page_range`), else None."""
+    if task["ext"] != "pdf":
+        return None
+    try:
+        with open(task["path"], "rb") as f:
+            count = len(re.findall(rb"/Type\s*/Page(?![a-zA-Z])", f.read()))
+    except OSError:
+        return None
+    first, last = 0, count - 1
+    if task["page_range"]:
+        start, _, end = task["page_range"].partition("-")
+        first = int(start) - 1
+        if end and end != "r1":
+            last = min(int(end) - 1, count - 1)
+    return list(range(first, last + 1))
+
+
 def result_zip(task):
+    pages = task["pages"] or [0]
+    paragraphs = "".join(f"Fake page {p}.\n\n" for p in task["pages"] or [])
     markdown = (
         f"# Fake parse of {task['name']}\n\n"
         f"tier={task['tier']} ocr_mode={task['ocr_mode']} page_range={task['page_range']}\n\n"
+        f"{paragraphs}"
         "![](images/page_0_image_0.jpg)\n"
     )
+    page_count = max(pages) + 1
+    doc = {
+        "schema": "fake",
+        "metadata": {"document": {"page_count": page_count}},
+        "is_full_document": task["page_range"] is None,
+    }
+    middle = dict(doc, pages=[{"page_idx": p, "blocks": []} for p in pages])
+    structured = dict(doc, pages=[
+        {"page_idx": p, "blocks": [{"type": "image", "image_source": "images/page_0_image_0.jpg"}]} for p in pages])
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("markdown.md", markdown)
-        z.writestr("middle_json.json", json.dumps({"schema": "fake", "pages": []}))
-        z.writestr(
-            "structured_content.json",
-            json.dumps({"pages": [{"page_idx": 0, "blocks": [{"type": "paragraph", "content": "fake"}]}]}),
-        )
+        z.writestr("middle_json.json", json.dumps(middle))
+        z.writestr("structured_content.json", json.dumps(structured))
         z.writestr("model_output.json", json.dumps({"fake": True}))
-        z.writestr("images/page_0_image_0.jpg", b"\xff\xd8\xff\xe0fake-jpeg")
+        z.writestr("images/page_0_image_0.jpg", b"\xff\xd8\xff\xe0fake-jpeg " + str(task["page_range"]).encode())
         if "degraded" in task["name"]:
             z.writestr("../escape.md", "outside the output directory")
         if "big" in task["name"]:
@@ -176,6 +220,23 @@ def run_task(state, task):
         gate = os.environ["FAKE_MINERU_GATE"]
         while not os.path.exists(gate):
             time.sleep(0.02)
+    selected = set(task["pages"] or [])
+    if selected & env_pages("FAKE_MINERU_CRASH_PAGES"):
+        once = os.environ.get("FAKE_MINERU_CRASH_ONCE")
+        if not once or not os.path.exists(once):
+            if once:
+                open(once, "w").close()
+            sys.stderr.write("ERROR: fake mineru-api crashing on a poison page\n")
+            sys.stderr.flush()
+            os._exit(17)
+    poisoned = sorted(selected & env_pages("FAKE_MINERU_FAIL_PAGES"))
+    if poisoned:
+        with state.lock:
+            task["status"] = task["file_status"] = "failed"
+            task["error"] = {"type": "engine_error", "code": "parse_failed", "param": None,
+                "message": f"fake poison page {poisoned[0]}: broken image stream"}
+        return
+    time.sleep(float(os.environ.get("FAKE_MINERU_PAGE_SECONDS", "0")) * len(selected))
     if "oom" in stem:
         with state.lock:
             task["status"] = task["file_status"] = "failed"
@@ -304,9 +365,12 @@ def make_handler(state):
                 "page_range": file.get("page_range"),
                 "output_formats": body.get("output_formats", ["markdown"]),
                 "name": name,
+                "path": path,
+                "ext": ext,
                 "zip": None,
                 "error": None,
             }
+            task["pages"] = pdf_pages(task)
             if task["page_range"] and ext != "pdf":
                 task["status"] = task["file_status"] = "failed"
                 task["error"] = {"type": "invalid_request_error", "code": "page_range_invalid",

@@ -124,6 +124,32 @@ impl EngineError {
         }
     }
 
+    /// Whether the failure may belong to the pages parsed, so that the same pages on a fresh
+    /// engine, or fewer of them, may succeed: the engine crashed, died, lost the task or
+    /// stopped answering, MinerU failed to parse, or answered with a server error. Input
+    /// problems (no page selected, an unoffered tier, an unknown type), an engine that cannot
+    /// start, a deadline and a cancellation are not.
+    pub fn is_page_fault(&self) -> bool {
+        match self {
+            EngineError::Exited { .. }
+            | EngineError::EngineDead { .. }
+            | EngineError::TaskLost
+            | EngineError::ParseFailed { .. }
+            | EngineError::Connection(_) => true,
+            EngineError::Rejected { status, .. } => *status >= 500,
+            _ => false,
+        }
+    }
+
+    /// Whether the engine is already being replaced because of this failure (it crashed,
+    /// died, or lost the task).
+    pub fn restarts_engine(&self) -> bool {
+        matches!(
+            self,
+            EngineError::Exited { .. } | EngineError::EngineDead { .. } | EngineError::TaskLost
+        )
+    }
+
     /// Replaces a staged file's absolute path in MinerU's messages with its file name, so no
     /// path of the worker reaches the caller.
     pub(crate) fn without_path(self, path: &std::path::Path) -> Self {

@@ -84,6 +84,8 @@ pub(crate) enum RestartCause {
     EngineDead(String),
     /// A running parse had to be cancelled.
     Cancel,
+    /// A job retries a failed page range on a fresh engine.
+    Retry,
 }
 
 impl RestartCause {
@@ -93,6 +95,7 @@ impl RestartCause {
             RestartCause::Exited(_) => "exited",
             RestartCause::EngineDead(_) => "engine_dead",
             RestartCause::Cancel => "cancel",
+            RestartCause::Retry => "retry",
         }
     }
 
@@ -102,6 +105,7 @@ impl RestartCause {
             RestartCause::Exited(status) => status.clone(),
             RestartCause::EngineDead(detail) => detail.clone(),
             RestartCause::Cancel => "stopped to cancel another job's parse".into(),
+            RestartCause::Retry => "replaced to retry a failed page range".into(),
         }
     }
 }

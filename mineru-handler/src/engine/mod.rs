@@ -192,6 +192,17 @@ impl Engine {
         task::parse(&self.parts.core, request, cancel, deadline).await
     }
 
+    /// Replaces the running engine without the crash backoff; the next parse waits for its
+    /// successor. A page range that failed is retried this way (docs/engine.md §6). Does
+    /// nothing while the engine is not serving: it is already being replaced, or cannot be.
+    pub fn restart(&self) {
+        if let EnginePhase::Ready(live) = self.parts.core.phase() {
+            self.parts
+                .core
+                .request_restart(live.generation, lifecycle::RestartCause::Retry);
+        }
+    }
+
     /// `MINERU_JOB_TIMEOUT_SECONDS` (600 s unless set; `None` when set to 0).
     pub fn job_timeout(&self) -> Option<std::time::Duration> {
         self.parts.core.config.job_timeout

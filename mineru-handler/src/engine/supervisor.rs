@@ -256,7 +256,8 @@ impl Supervision {
         }
     }
 
-    /// Stops the child for `cause`; a crash waits out its backoff, a cancellation does not.
+    /// Stops the child for `cause`; a crash waits out its backoff, a replacement a job asked
+    /// for (a cancellation, a retry) does not.
     async fn restart(
         &mut self,
         mut running: Running,
@@ -274,7 +275,7 @@ impl Supervision {
             last_start_error: None,
         });
         running.stop(CANCEL_GRACE).await;
-        if matches!(cause, RestartCause::Cancel) {
+        if matches!(cause, RestartCause::Cancel | RestartCause::Retry) {
             return ControlFlow::Continue(());
         }
         if ready_at.elapsed() >= STABLE_AFTER {

@@ -105,6 +105,16 @@ pub enum InputError {
         /// The ceiling.
         max: u64,
     },
+    /// Step 12c: `chunk_pages` out of range (the schema step already refused non-integers).
+    #[error(
+        "input validation failed: chunk_pages must be between 0 and {max} (0 parses the range in one engine call); got {got}"
+    )]
+    ChunkPages {
+        /// The value sent.
+        got: PyInt,
+        /// [`MAX_CHUNK_PAGES`](super::MAX_CHUNK_PAGES).
+        max: u64,
+    },
     /// Step 13.
     #[error("input validation failed: must provide exactly one of file_url / file_b64 / volume_path (got {})", py_repr_list(.0))]
     Sources(Vec<&'static str>),

@@ -22,6 +22,10 @@ pub use request::{
 };
 pub use validate::parse_request;
 
+/// The largest `chunk_pages` (and `MINERU_CHUNK_PAGES`): far above any useful chunk, low
+/// enough that a value this large is a mistake, not a request.
+pub const MAX_CHUNK_PAGES: u64 = 10_000;
+
 /// `input.probe` is exactly JSON `true`: answer the probe instead of parsing (docs/job-contract.md
 /// §5). Checked before any validation.
 ///

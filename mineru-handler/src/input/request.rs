@@ -54,6 +54,10 @@ pub struct ValidationContext {
     pub vlm_server_url: Option<String>,
     /// Whether S3 is configured.
     pub s3: S3Readiness,
+    /// `MINERU_CHUNK_PAGES`: the `chunk_pages` of a job that sends none.
+    pub chunk_pages: u64,
+    /// `MINERU_ALLOW_PARTIAL`: the `allow_partial` of a job that sends none.
+    pub allow_partial: bool,
 }
 
 /// Where the document comes from: exactly one of the three source fields.
@@ -119,6 +123,10 @@ pub struct ParseRequest {
     /// What the engine is asked for: `tier`, `ocr_mode` and MinerU 3.4's inputs, with the
     /// worker's defaults applied.
     pub options: ParseOptions,
+    /// `chunk_pages`: a PDF's pages per engine call; `0` = the whole range in one call.
+    pub chunk_pages: u64,
+    /// `allow_partial`: whether a chunked parse may succeed without every page.
+    pub allow_partial: bool,
 }
 
 impl ParseRequest {
@@ -135,7 +143,8 @@ impl ParseRequest {
     /// # use mineru_handler::input::*;
     /// # let ctx = ValidationContext { mineru_major: MineruMajor::V4, mineru_version: "4.0.12".into(),
     /// #     default_tier: Tier::Flash, default_ocr_mode: OcrMode::Txt,
-    /// #     max_pages_per_job: 0, vlm_server_url: None, s3: S3Readiness::Configured };
+    /// #     max_pages_per_job: 0, vlm_server_url: None, s3: S3Readiness::Configured,
+    /// #     chunk_pages: 0, allow_partial: true };
     /// let req = parse_request(&serde_json::json!({"file_b64": "JVBERg==", "start_page": 2}), &ctx).unwrap();
     /// assert_eq!(req.pages().page_range().as_deref(), Some("3-r1"));
     /// ```

@@ -27,6 +27,8 @@ pub(super) const FIELDS: &[(&str, &str)] = &[
     ("archive_format", "str"),
     ("tier", "NoneType"),
     ("ocr_mode", "NoneType"),
+    ("chunk_pages", "int"),
+    ("allow_partial", "bool"),
 ];
 
 /// The declared type of a field whose default is `None` (the validator's `type` rule).
@@ -97,6 +99,7 @@ pub(super) fn int_field(input: &Map<String, Value>, key: &str, default: i64) -> 
         .unwrap_or(PyInt::new(default))
 }
 
-pub(super) fn bool_field(input: &Map<String, Value>, key: &str) -> bool {
-    input.get(key).and_then(Value::as_bool).unwrap_or(true)
+/// A boolean field after the schema check, `default` when absent.
+pub(super) fn bool_field(input: &Map<String, Value>, key: &str, default: bool) -> bool {
+    input.get(key).and_then(Value::as_bool).unwrap_or(default)
 }

@@ -2,6 +2,7 @@
 
 use serde_json::{Map, Value};
 
+use super::MAX_CHUNK_PAGES;
 use super::error::InputError;
 use super::request::{
     InputSource, MineruMajor, ParseRequest, S3Readiness, Transport, ValidationContext,
@@ -10,7 +11,7 @@ use super::schema::{bool_field, int_field, schema_check, str_field, str_or_defau
 use crate::engine::{Backend, Effort, OcrMode, ParseOptions, Tier, resolve_tier};
 use crate::json_int::JsonInt;
 use crate::package::{ArchiveFormat, Format as OutputFormat};
-use crate::python::{is_alnum, py_type_name};
+use crate::python::{PyInt, is_alnum, py_type_name};
 use crate::url_shape::check_url_shape;
 
 /// Validate a job's raw `input` (`null` or absent behaves like `{}`) against the contract,
@@ -27,6 +28,8 @@ use crate::url_shape::check_url_shape;
 ///     max_pages_per_job: 0,
 ///     vlm_server_url: None,
 ///     s3: S3Readiness::Configured,
+///     chunk_pages: 0,
+///     allow_partial: true,
 /// };
 /// let req = parse_request(&serde_json::json!({"file_url": "https://example.com/a.pdf"}), &ctx).unwrap();
 /// assert_eq!(req.basename, "doc");
@@ -52,7 +55,8 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     let (transport, archive_format) = transport(input)?; // Steps 6–7.
     let formats = parse_formats(input.get("formats"))?; // Step 8.
     let (backend, effort) = backend(input)?; // Steps 9–10.
-    let (start_page, end_page) = pages(input, ctx)?; // Steps 11–12.
+    let (start_page, end_page) = pages(input, ctx)?; // Steps 11–12b.
+    let chunk_pages = chunk_pages(input, ctx)?; // Step 12c.
     let source = source(input)?; // Step 13.
     let server_url = server_url(input, backend, &source)?; // Steps 14–16.
     let (tier, ocr_mode) = tier(input, ctx, backend, effort, server_url)?; // Steps 17–21.
@@ -62,8 +66,8 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
     options.backend = backend;
     options.effort = effort;
     options.server_url = server_url.map(str::to_owned);
-    options.formula_enable = bool_field(input, "formula_enable");
-    options.table_enable = bool_field(input, "table_enable");
+    options.formula_enable = bool_field(input, "formula_enable", true);
+    options.table_enable = bool_field(input, "table_enable", true);
     Ok(ParseRequest {
         source,
         start_page,
@@ -73,6 +77,8 @@ pub fn parse_request(input: &Value, ctx: &ValidationContext) -> Result<ParseRequ
         basename: basename.to_owned(),
         archive_format,
         options,
+        chunk_pages,
+        allow_partial: bool_field(input, "allow_partial", ctx.allow_partial),
     })
 }
 
@@ -172,6 +178,20 @@ fn pages(
     // Pages beyond i64 are past every document; the request carries them clamped.
     let clamp = |v: i128| i64::try_from(v).unwrap_or(i64::MAX);
     Ok((clamp(start.value()), end_page.map(|e| clamp(e.value()))))
+}
+
+/// Step 12c: `chunk_pages`, the worker's `MINERU_CHUNK_PAGES` when absent.
+fn chunk_pages(input: &Map<String, Value>, ctx: &ValidationContext) -> Result<u64, InputError> {
+    let Some(got) = input.get("chunk_pages").and_then(PyInt::from_json) else {
+        return Ok(ctx.chunk_pages);
+    };
+    u64::try_from(got.value())
+        .ok()
+        .filter(|n| *n <= MAX_CHUNK_PAGES)
+        .ok_or(InputError::ChunkPages {
+            got,
+            max: MAX_CHUNK_PAGES,
+        })
 }
 
 /// Step 13: exactly one of the three sources.

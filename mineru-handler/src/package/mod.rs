@@ -22,6 +22,7 @@ use serde_json::{Map, Value};
 pub use degraded::{Degraded, DegradedItem, DegradedReason};
 pub use error::PackageError;
 pub use formats::{ArchiveFormat, Format};
+pub(crate) use members::{file_name, is_safe_name};
 pub use size::check_response_size;
 pub(crate) use size::json_len;
 

@@ -10,6 +10,7 @@ use crate::engine::EngineError;
 use crate::fetch::FetchError;
 use crate::format::FormatError;
 use crate::input::InputError;
+use crate::merge::MergeError;
 use crate::package::PackageError;
 use crate::polyglot::PolyglotError;
 use crate::redact::compact;
@@ -87,7 +88,8 @@ job_failure_from!(
     BoundsError,
     PolyglotError,
     PackageError,
-    S3Error
+    S3Error,
+    MergeError
 );
 
 impl From<EngineError> for JobFailure {

@@ -10,9 +10,11 @@
 //! finish), `phase` (the one helper every phase runs through) and `failure`.
 
 mod failure;
+mod parse;
 mod phase;
 mod phases;
 mod pipeline;
+mod schedule;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -10,6 +10,7 @@ use tracing::Instrument as _;
 
 use super::failure::JobFailure;
 use crate::config::ServiceConfig;
+use crate::engine::EngineError;
 use crate::metrics::{JobPhase, MineruMetrics};
 use crate::response::{DebugInfo, PhaseTimings};
 
@@ -78,18 +79,24 @@ impl PhaseRun<'_> {
     }
 
     /// Runs `step` on its own task inside the span, so it goes on when the job's future is
-    /// dropped; a panic becomes the job's failure.
-    pub(super) async fn spawn<T, E>(
+    /// dropped, and hands back the step's own error for the caller to judge (a chunk's
+    /// failure may be retried); only a panic is the job's failure here.
+    pub(super) async fn spawn_step<T, E>(
         &self,
         step: impl Future<Output = Result<T, E>> + Send + 'static,
-    ) -> Result<T, JobFailure>
+    ) -> Result<Result<T, E>, JobFailure>
     where
         T: Send + 'static,
         E: Send + 'static,
-        JobFailure: From<E>,
     {
         let joined = tokio::spawn(step.instrument(self.span.clone())).await;
-        self.settle(joined)
+        joined.map_err(|join| self.fail(join.into()))
+    }
+
+    /// Records an engine call's failure on the span (ERROR status and one `exception`
+    /// event), whatever the job then makes of it.
+    pub(super) fn record_engine_error(&self, error: &EngineError) {
+        JobFailure::new(error.error_type(), error).record_on(&self.span, self.config);
     }
 
     /// Runs blocking file work on the blocking pool, inside the span.

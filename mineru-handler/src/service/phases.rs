@@ -16,20 +16,22 @@ use tempfile::TempDir;
 use tracing::field::Empty;
 
 use super::failure::JobFailure;
+use super::parse::{ParseJob, ParsedFiles, pdf_range, send_progress};
 use super::phase::{JobState, PhaseRun};
 use super::pipeline::{Pipeline, to_value};
 use crate::bounds::{self, Limits};
-use crate::engine::{self, Deadline, PageSelection, ParseOutput};
+use crate::engine::{Deadline, ParseOutput};
 use crate::fetch::FetchedInput;
 use crate::format::{InputType, detect_file};
 use crate::input::{InputSource, MineruMajor, ParseRequest, Transport, is_probe, parse_request};
 use crate::job_log;
+use crate::merge::{self, Part};
 use crate::metrics::{JobPhase, JobSuccess};
 use crate::package::{
     self, ArchiveFormat, PackageError, PackageRequest, Packaged, Payload, check_response_size,
 };
 use crate::polyglot;
-use crate::response::SuccessResponse;
+use crate::response::{Partial, SuccessResponse};
 use crate::s3::S3Error;
 
 /// Answers one job: the probe, a success or a failure response.
@@ -54,6 +56,9 @@ struct JobRun<'a> {
     mtime: SystemTime,
     /// The engine's deadline, counted from the job's start as RunPod's execution timeout is.
     deadline: Option<Deadline>,
+    /// What the parse says about the pages: `pages_processed` and `partial`.
+    pages_processed: Option<u64>,
+    partial: Option<Partial>,
 }
 
 /// The fetched document in the job's private directory.
@@ -69,29 +74,8 @@ struct Fetched {
 struct Staged {
     path: PathBuf,
     input_type: InputType,
-}
-
-/// A page range in the contract's numbering: 0-based, inclusive, `end: None` = to the end.
-#[derive(Clone, Copy, Debug)]
-struct Pages {
-    start: i64,
-    end: Option<i64>,
-}
-
-impl Pages {
-    fn requested(request: &ParseRequest) -> Self {
-        Pages {
-            start: request.start_page,
-            end: request.end_page,
-        }
-    }
-
-    fn selection(self) -> PageSelection {
-        PageSelection::from_zero_based(
-            u64::try_from(self.start).unwrap_or(0),
-            self.end.unwrap_or(-1),
-        )
-    }
+    /// A PDF's page count, when the bound check could read it.
+    page_count: Option<u64>,
 }
 
 /// A packaged success: the response, the transport that carried it (`s3` after the oversize
@@ -135,6 +119,8 @@ impl<'a> JobRun<'a> {
                 pipeline.engine.job_timeout(),
                 job.context.raw(),
             ),
+            pages_processed: None,
+            partial: None,
         }
     }
 
@@ -144,10 +130,20 @@ impl<'a> JobRun<'a> {
         let fetched = self.fetch_input(&request).await?;
         let staged = self.inspect(&request, &fetched, major).await?;
         self.announce_parse(&request, &fetched, &staged);
-        let output = self
-            .parse(&request, &staged, Pages::requested(&request))
-            .await?;
-        let delivered = self.package(&request, &fetched, output).await?;
+        let parsed = ParseJob {
+            pipeline: self.pipeline,
+            job: self.job,
+            request: &request,
+            path: &staged.path,
+            input_type: staged.input_type,
+            page_count: staged.page_count,
+            deadline: self.deadline,
+        }
+        .run(&mut self.state)
+        .await?;
+        self.pages_processed = parsed.pages_processed;
+        self.partial = parsed.partial;
+        let delivered = self.package(&request, &fetched, parsed.files).await?;
         Ok(self.finish(&request, delivered))
     }
 
@@ -203,7 +199,7 @@ impl<'a> JobRun<'a> {
         major: MineruMajor,
     ) -> Result<Staged, JobFailure> {
         let limits = &self.pipeline.config.limits;
-        let input_type = inspect_file(&fetched.path, major, request, limits).await?;
+        let (input_type, page_count) = inspect_file(&fetched.path, major, request, limits).await?;
         let path =
             fetched
                 .dir
@@ -217,72 +213,33 @@ impl<'a> JobRun<'a> {
         debug.input_format = Some(input_format.to_owned());
         debug.input_type = Some(input_type.as_str().to_owned());
         debug.ignored_inputs = ignored_inputs(request, input_type);
-        Ok(Staged { path, input_type })
+        Ok(Staged {
+            path,
+            input_type,
+            page_count,
+        })
     }
 
-    /// The `parsing` progress update, once per job before its parse.
+    /// The first `parsing` progress update, before the parse; a PDF whose pages the worker
+    /// counted also starts the page count (docs/job-contract.md §8).
     fn announce_parse(&self, request: &ParseRequest, fetched: &Fetched, staged: &Staged) {
         self.drain_notice("parse");
-        self.progress(json!({
+        let mut update = json!({
             "phase": "parsing",
             "input_bytes": fetched.input.bytes,
             "input_format": staged.input_type.format().as_str(),
             "start_page": request.start_page,
             "end_page": request.end_page,
-        }));
-    }
-
-    /// `parse`: one engine call for `pages` of the staged document.
-    async fn parse(
-        &mut self,
-        request: &Arc<ParseRequest>,
-        staged: &Staged,
-        pages: Pages,
-    ) -> Result<ParseOutput, JobFailure> {
-        let pipeline = self.pipeline;
-        let options = &request.options;
-        let span = tracing::info_span!(
-            "mineru.parse",
-            phase = "parse",
-            mineru.backend = options.backend.as_str(),
-            mineru.input_format = staged.input_type.format().as_str(),
-            mineru.start_page = pages.start,
-            mineru.end_page = pages.end.unwrap_or(-1),
-            mineru.tier = Empty,
-            mineru.ocr_mode = options.ocr_mode.as_str(),
-            mineru.input_type = staged.input_type.as_str(),
-            otel.status_code = Empty,
-            otel.status_message = Empty,
-        );
-        let phase = self.state.begin(JobPhase::Parse, span, &pipeline.config);
-        // The runtime drops this future right after a job-stop fires the cancellation token,
-        // so the parse runs in its own task: it still sees the token, cancels MinerU's task
-        // and, for a running parse, kills and re-warms the engine.
-        // A slot is held until the parse, including a cancellation's engine restart, is over:
-        // the next job then waits for the replacement engine instead of starting on the one
-        // being killed.
-        let engine = pipeline.engine.clone();
-        let cancel = self.job.context.cancellation().clone();
-        let slots = Arc::clone(&pipeline.parse_slots);
-        let (carried, path, deadline) = (Arc::clone(request), staged.path.clone(), self.deadline);
-        let output = phase
-            .spawn(async move {
-                // The semaphore is never closed.
-                let _slot = slots.acquire_owned().await.ok();
-                let call = engine::ParseRequest {
-                    path: &path,
-                    pages: pages.selection(),
-                    options: &carried.options,
-                };
-                engine.parse_until(&call, &cancel, deadline).await
-            })
-            .await?;
-        phase.record("mineru.tier", output.tier.as_str());
-        phase.stamp(&mut self.state);
-        phase.finish(&pipeline.metrics);
-        self.state.debug.tier = Some(output.tier);
-        self.state.debug.ocr_mode = Some(output.ocr_mode);
-        Ok(output)
+        });
+        let pages = staged
+            .page_count
+            .filter(|_| staged.input_type == InputType::Pdf)
+            .and_then(|count| pdf_range(request, count));
+        if let Some(range) = pages {
+            update["pages_done"] = 0.into();
+            update["pages_total"] = range.len().into();
+        }
+        self.progress(update);
     }
 
     /// `package`: the engine's output as the transport's result (blocking file I/O off the
@@ -291,7 +248,7 @@ impl<'a> JobRun<'a> {
         &mut self,
         request: &ParseRequest,
         fetched: &Fetched,
-        output: ParseOutput,
+        files: ParsedFiles,
     ) -> Result<Delivered, JobFailure> {
         let pipeline = self.pipeline;
         self.drain_notice("package");
@@ -310,14 +267,14 @@ impl<'a> JobRun<'a> {
             phase.record("mineru.archive_format", request.archive_format.as_str());
         }
         let archive = archive_path(fetched, request);
+        let output = merged(files, fetched.dir.path(), &phase).await?;
         let (packaged, kept) = self
             .package_output(request, output, &archive, &phase)
             .await?;
         phase.stamp(&mut self.state);
         let transport = request.transport.as_str();
         let sized = packaged.and_then(|packaged| {
-            let response =
-                pipeline.success_response(&self.state, request, &fetched.input, packaged);
+            let response = self.success_response(request, &fetched.input, packaged);
             check_response_size(&response, pipeline.config.max_response_bytes, transport)
                 .map(|_| response)
         });
@@ -353,10 +310,10 @@ impl<'a> JobRun<'a> {
     async fn package_output(
         &self,
         request: &ParseRequest,
-        output: ParseOutput,
+        output: ResultFiles,
         archive: &Path,
         phase: &PhaseRun<'_>,
-    ) -> Result<(Result<Packaged, PackageError>, Option<ParseOutput>), JobFailure> {
+    ) -> Result<(Result<Packaged, PackageError>, Option<ResultFiles>), JobFailure> {
         let delivery = Delivery::of(request);
         let may_fall_back = matches!(delivery, Delivery::Response(_))
             && self.pipeline.config.oversize_fallback_s3
@@ -382,7 +339,7 @@ impl<'a> JobRun<'a> {
         &mut self,
         request: &ParseRequest,
         fetched: &Fetched,
-        output: ParseOutput,
+        output: ResultFiles,
         archive: &Path,
         phase: &PhaseRun<'_>,
     ) -> Result<SuccessResponse, JobFailure> {
@@ -402,9 +359,23 @@ impl<'a> JobRun<'a> {
             .fields
             .insert("transport_fallback".into(), "s3".into());
         phase.stamp(&mut self.state);
-        Ok(self
+        Ok(self.success_response(request, &fetched.input, packaged))
+    }
+
+    /// The success response, with what the parse says about the pages.
+    fn success_response(
+        &self,
+        request: &ParseRequest,
+        fetched: &FetchedInput,
+        packaged: Packaged,
+    ) -> SuccessResponse {
+        let mut response = self
             .pipeline
-            .success_response(&self.state, request, &fetched.input, packaged))
+            .success_response(&self.state, request, fetched, packaged);
+        let [entry] = &mut response.results;
+        entry.pages_processed = self.pages_processed;
+        entry.partial = self.partial.clone();
+        response
     }
 
     /// Uploads a written archive to the bucket: the `s3` keys of the results entry.
@@ -434,8 +405,16 @@ impl<'a> JobRun<'a> {
             bytes_out,
         } = delivered;
         let [entry] = &response.results;
-        // Open ranges count no pages (docs/job-contract.md §13).
-        let pages = u64::try_from(request.pages_requested()).ok();
+        // Open ranges count no pages (docs/job-contract.md §13); a partial result counts the
+        // pages it holds.
+        let pages = match &entry.partial {
+            Some(partial) => {
+                pipeline.metrics.count_partial(partial.reason);
+                job_log::partial(partial, entry.pages_processed.unwrap_or(0));
+                entry.pages_processed
+            }
+            None => u64::try_from(request.pages_requested()).ok(),
+        };
         pipeline.metrics.succeeded(&JobSuccess {
             backend: request.options.backend.as_str(),
             input_format: self.state.input_format.unwrap_or_default(),
@@ -469,9 +448,7 @@ impl<'a> JobRun<'a> {
 
     /// Sends a progress update; best effort (docs/job-contract.md §8).
     fn progress(&self, update: Value) {
-        if let Err(e) = self.job.context.progress(update) {
-            job_log::progress_update_failed(&e);
-        }
+        send_progress(self.job, update);
     }
 
     /// Between phases: a SIGTERM does not stop the job (docs/job-contract.md §13), but says so.
@@ -494,13 +471,13 @@ impl PackageWork {
     /// The transport's keys (none yet for the bucket: the upload adds them).
     fn run(
         &self,
-        output: &ParseOutput,
+        output: &ResultFiles,
         basename: &str,
         delivery: Delivery,
     ) -> Result<Packaged, PackageError> {
         match delivery {
             Delivery::Response(payload) => package::package(&PackageRequest {
-                result_zip: &output.result_zip,
+                result_zip: output.result_zip(),
                 work_dir: output.dir(),
                 basename,
                 payload,
@@ -509,7 +486,7 @@ impl PackageWork {
             }),
             Delivery::Bucket(format) => {
                 let (_, degraded) = package::write_archive(
-                    &output.result_zip,
+                    output.result_zip(),
                     basename,
                     format,
                     self.mtime,
@@ -524,6 +501,63 @@ impl PackageWork {
     }
 }
 
+/// The engine's result as packaging reads it: one engine call's, or the page ranges' merged
+/// into the job directory.
+enum ResultFiles {
+    Engine(ParseOutput),
+    Merged { zip: PathBuf, dir: PathBuf },
+}
+
+impl ResultFiles {
+    fn result_zip(&self) -> &Path {
+        match self {
+            ResultFiles::Engine(output) => &output.result_zip,
+            ResultFiles::Merged { zip, .. } => zip,
+        }
+    }
+
+    /// A private directory for packaging's temporary files.
+    fn dir(&self) -> &Path {
+        match self {
+            ResultFiles::Engine(output) => output.dir(),
+            ResultFiles::Merged { dir, .. } => dir,
+        }
+    }
+}
+
+/// Merges the page ranges' results (docs/job-contract.md §19.3) into the job directory, off
+/// the async threads, inside the package span; one engine call's result is used as it is.
+async fn merged(
+    files: ParsedFiles,
+    job_dir: &Path,
+    phase: &PhaseRun<'_>,
+) -> Result<ResultFiles, JobFailure> {
+    let ranges = match files {
+        ParsedFiles::One(output) => return Ok(ResultFiles::Engine(output)),
+        ParsedFiles::Ranges(ranges) => ranges,
+    };
+    let (zip, dir) = (job_dir.join("merged.zip"), job_dir.to_path_buf());
+    let dest = zip.clone();
+    phase
+        .blocking(move || {
+            let parts: Vec<Part> = ranges
+                .iter()
+                .map(|(first, output)| Part::new(&output.result_zip, *first))
+                .collect();
+            // The engine's results go with the ranges once merged.
+            merge::merge(&parts, &dest).map(|merged| {
+                if !merged.renamed_images.is_empty() {
+                    tracing::debug!(
+                        renamed = merged.renamed_images.len(),
+                        "merge renamed colliding images"
+                    );
+                }
+            })
+        })
+        .await?;
+    Ok(ResultFiles::Merged { zip, dir })
+}
+
 /// The `s3` archive's place in the job directory.
 fn archive_path(fetched: &Fetched, request: &ParseRequest) -> PathBuf {
     fetched.dir.path().join(format!(
@@ -536,13 +570,14 @@ fn archive_path(fetched: &Fetched, request: &ParseRequest) -> PathBuf {
 /// Detects the fetched document's type and checks it before the engine sees it, in the order
 /// MinerU's own reading would pay for it: the ZIP bounds first (detection reads the central
 /// directory), then detection, agreement with MinerU's content detection, and the PDF page
-/// bound. The source's name helps only for CSV.
+/// bound. The source's name helps only for CSV. A PDF's page count comes back when the bound
+/// check could read it.
 async fn inspect_file(
     path: &Path,
     major: MineruMajor,
     request: &ParseRequest,
     limits: &Limits,
-) -> Result<InputType, JobFailure> {
+) -> Result<(InputType, Option<u64>), JobFailure> {
     let name = match &request.source {
         InputSource::Url(url) => url::Url::parse(url).ok().map(|u| u.path().to_owned()),
         InputSource::Volume(path) => Some(path.clone()),
@@ -551,14 +586,16 @@ async fn inspect_file(
     let (path, limits) = (path.to_path_buf(), limits.clone());
     let start = u64::try_from(request.start_page).unwrap_or(0);
     let end = request.end_page.map(|e| u64::try_from(e).unwrap_or(0));
-    let inspected = tokio::task::spawn_blocking(move || -> Result<InputType, JobFailure> {
+    let inspected = tokio::task::spawn_blocking(move || -> Result<_, JobFailure> {
         bounds::archive::check(&path, &limits)?;
         let input_type = detect_file(&path, major, name.as_deref())?;
         polyglot::check(&path, input_type)?;
-        if input_type == InputType::Pdf {
-            bounds::pdf::check(&path, start, end, &limits)?;
-        }
-        Ok(input_type)
+        let page_count = if input_type == InputType::Pdf {
+            bounds::pdf::check(&path, start, end, &limits)?
+        } else {
+            None
+        };
+        Ok((input_type, page_count))
     });
     inspected.await?
 }

@@ -77,6 +77,8 @@ impl Pipeline {
             max_pages_per_job: self.config.max_pages_per_job,
             vlm_server_url: self.vlm_server_url.clone(),
             s3: self.config.s3.clone(),
+            chunk_pages: self.config.chunk_pages,
+            allow_partial: self.config.allow_partial,
         }
     }
 
@@ -140,7 +142,8 @@ impl Pipeline {
         to_value(&response)
     }
 
-    /// The success response (docs/job-contract.md §9.1) for a packaged result.
+    /// The success response (docs/job-contract.md §9.1) for a packaged result; the job
+    /// adds what its parse says about the pages.
     pub(super) fn success_response(
         &self,
         state: &JobState,
@@ -156,7 +159,9 @@ impl Pipeline {
                 basename: request.basename.clone(),
                 source: fetched.source_label.clone(),
                 pages_requested: request.pages_requested(),
+                pages_processed: None,
                 fields: packaged.fields,
+                partial: None,
                 degraded: packaged.degraded,
             }],
             debug: state.debug.clone(),

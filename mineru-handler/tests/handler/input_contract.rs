@@ -13,6 +13,8 @@ pub(crate) fn ctx() -> ValidationContext {
         max_pages_per_job: 0,
         vlm_server_url: None,
         s3: S3Readiness::Configured,
+        chunk_pages: 0,
+        allow_partial: true,
     }
 }
 
@@ -353,6 +355,68 @@ fn steps11_and_12_pages() {
     assert!(parse_request(&with(json!({"start_page": 2, "end_page": 11})), &capped).is_ok());
     // Never applies to open-ended ranges.
     assert!(parse_request(&with(json!({"start_page": 2})), &capped).is_ok());
+}
+
+#[test]
+fn step12c_chunk_pages_and_allow_partial() {
+    // The worker's defaults apply when the fields are absent.
+    let worker = ValidationContext {
+        chunk_pages: 10,
+        allow_partial: false,
+        ..ctx()
+    };
+    let req = parse_request(&with(json!({})), &worker).unwrap();
+    assert_eq!((req.chunk_pages, req.allow_partial), (10, false));
+    let req = parse_request(
+        &with(json!({"chunk_pages": 0, "allow_partial": true})),
+        &worker,
+    )
+    .unwrap();
+    assert_eq!((req.chunk_pages, req.allow_partial), (0, true));
+    // Python's bool is an int: `true` is one page per call.
+    let req = parse_request(&with(json!({"chunk_pages": true})), &ctx()).unwrap();
+    assert_eq!(req.chunk_pages, 1);
+    assert_eq!(
+        parse_request(&with(json!({"chunk_pages": 10_000})), &ctx())
+            .unwrap()
+            .chunk_pages,
+        10_000
+    );
+    // Negative and huge values: one message naming the bounds and the value as sent.
+    let huge: Value = serde_json::from_str("100000000000000000000").unwrap();
+    for (value, shown) in [
+        (json!(-1), "-1"),
+        (json!(10_001), "10001"),
+        (json!(u64::MAX), "18446744073709551615"),
+        (huge, "100000000000000000000"),
+    ] {
+        assert_eq!(
+            err_msg(with(json!({"chunk_pages": value}))),
+            format!(
+                "{PREFIX}chunk_pages must be between 0 and 10000 (0 parses the range in one engine call); got {shown}"
+            )
+        );
+    }
+    // Not an integer: the schema step's message, as for every integer field.
+    for (value, got) in [
+        (json!("5"), "str"),
+        (json!(2.5), "float"),
+        (json!(null), "NoneType"),
+    ] {
+        assert_eq!(
+            err_msg(with(json!({"chunk_pages": value}))),
+            format!("{PREFIX}chunk_pages should be <class 'int'> type, not <class '{got}'>.")
+        );
+    }
+    assert_eq!(
+        err_msg(with(json!({"allow_partial": "no"}))),
+        format!("{PREFIX}allow_partial should be <class 'bool'> type, not <class 'str'>.")
+    );
+    // After the page range's rules: the first failing step wins.
+    assert!(
+        err_msg(with(json!({"start_page": -1, "chunk_pages": -1})))
+            .contains("start_page must be >= 0")
+    );
 }
 
 #[test]

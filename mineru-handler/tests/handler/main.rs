@@ -18,6 +18,7 @@ mod input_contract;
 mod input_numbers;
 mod lb;
 mod local_api;
+mod merge;
 mod package;
 mod s3_transport;
 mod volume_path;

@@ -11,7 +11,9 @@ use mineru_handler::package::{
     ArchiveFormat, Degraded, DegradedReason, Format, PackageError, PackageRequest, Payload,
     check_response_size, package,
 };
-use mineru_handler::response::{DebugInfo, GpuInfo, PhaseTimings, ResultEntry};
+use mineru_handler::response::{
+    DebugInfo, GpuInfo, Partial, PartialReason, PhaseTimings, ResultEntry,
+};
 use serde_json::json;
 
 const JPEG: &[u8] = b"\xff\xd8\xff\xe0not-really-a-jpeg";
@@ -303,7 +305,9 @@ fn the_whole_response_is_measured_against_the_cap() {
         basename: "doc".into(),
         source: "b64".into(),
         pages_requested: -1,
+        pages_processed: None,
         fields: serde_json::Map::from_iter([("markdown".to_owned(), json!("é".repeat(1000)))]),
+        partial: None,
         degraded: Degraded::default(),
     };
     let output = json!({"ok": true, "results": [entry]});
@@ -324,10 +328,17 @@ fn result_entries_and_debug_blocks_serialise_in_contract_order() {
         basename: "doc".into(),
         source: "url:https://example.com/a.pdf".into(),
         pages_requested: 3,
+        pages_processed: Some(2),
         fields: serde_json::Map::from_iter([
             ("tarball_b64".to_owned(), json!("AAAA")),
             ("basename".to_owned(), json!("engine must not override")),
+            ("partial".to_owned(), json!("engine must not override")),
         ]),
+        partial: Some(Partial {
+            pages_missing: vec![[2, 2]],
+            reason: PartialReason::EngineError,
+            detail: "page 2 failed".into(),
+        }),
         degraded,
     };
     let value = serde_json::to_value(&entry).unwrap();
@@ -338,11 +349,17 @@ fn result_entries_and_debug_blocks_serialise_in_contract_order() {
             "basename",
             "source",
             "pages_requested",
+            "pages_processed",
             "tarball_b64",
+            "partial",
             "degraded"
         ]
     );
     assert_eq!(value["basename"], "doc");
+    assert_eq!(
+        value["partial"],
+        json!({"pages_missing": [[2, 2]], "reason": "engine_error", "detail": "page 2 failed"})
+    );
     assert_eq!(value["degraded"]["count"], 60);
     assert_eq!(value["degraded"]["items"].as_array().unwrap().len(), 50);
 

@@ -264,6 +264,8 @@ fn missing_bucket_variables_fail_validation_with_the_contract_message() {
         max_pages_per_job: 0,
         vlm_server_url: None,
         s3: config.service.s3.clone(),
+        chunk_pages: 0,
+        allow_partial: true,
     };
     let error = parse_request(
         &json!({"file_url": "https://example.com/a.pdf", "transport": "s3"}),

@@ -14,7 +14,7 @@ use crate::common;
 use crate::common::moto;
 
 /// The FAKE mineru-api as the worker's engine.
-fn fake_env(tier: &str, log: &Path) -> Vec<(&'static str, String)> {
+pub(super) fn fake_env(tier: &str, log: &Path) -> Vec<(&'static str, String)> {
     vec![
         (
             "MINERU_API_BIN",
@@ -29,7 +29,7 @@ fn fake_env(tier: &str, log: &Path) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn fake_events(log: &Path, event: &str) -> Vec<Value> {
+pub(super) fn fake_events(log: &Path, event: &str) -> Vec<Value> {
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
@@ -67,10 +67,10 @@ async fn fake_gpu_engine_maps_tiers_survives_a_crash_and_a_cancelled_hang() {
         );
     }
 
-    // The engine crashes mid-parse: a clear RuntimeError, and the next job is served by the
-    // restarted engine.
+    // The engine crashes mid-parse of a one-call job: a clear RuntimeError, and the next job
+    // is served by the restarted engine.
     let (out, error) = worker
-        .runsync(json!({"file_b64": pdf, "basename": "crash"}))
+        .runsync(json!({"file_b64": pdf, "basename": "crash", "chunk_pages": 0}))
         .await;
     let error = error.unwrap_or_else(|| panic!("a crash must fail the job: {out}"));
     assert!(

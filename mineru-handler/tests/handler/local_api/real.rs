@@ -223,7 +223,7 @@ async fn real_mineru3_worker_passes_backend_through_and_packages_reference_names
 }
 
 /// Fetches an uploaded archive back through its presigned URL: its tar.gz members.
-async fn fetch_uploaded(entry: &Value) -> Vec<(String, Vec<u8>)> {
+pub(super) async fn fetch_uploaded(entry: &Value) -> Vec<(String, Vec<u8>)> {
     let url = entry["tarball_url"].as_str().unwrap();
     let response = reqwest::get(url).await.unwrap();
     assert!(response.status().is_success(), "{}", response.status());
@@ -274,6 +274,7 @@ async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback()
                 "basename",
                 "source",
                 "pages_requested",
+                "pages_processed",
                 "tarball_url",
                 "tarball_url_expires_in",
                 "bucket_key",
