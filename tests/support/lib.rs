@@ -4,8 +4,10 @@
 #![allow(missing_docs)]
 
 pub mod fake_runpod;
+pub mod pdf;
 pub mod probe;
 pub mod process;
 
 pub use fake_runpod::{FakeRunpod, Recorded, Served, TakeReply};
+pub use pdf::fake_pdf;
 pub use process::{Worker, as_echo, bin, example};

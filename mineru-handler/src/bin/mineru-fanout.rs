@@ -108,7 +108,11 @@ fn configure(args: Args) -> Result<(EndpointClient, FanOut), String> {
     fanout.transport = match args.transport.as_str() {
         "tarball_b64" => ResultTransport::TarballB64,
         "s3" => ResultTransport::S3,
-        other => return Err(format!("--transport must be tarball_b64 or s3, not {other:?}")),
+        other => {
+            return Err(format!(
+                "--transport must be tarball_b64 or s3, not {other:?}"
+            ));
+        }
     };
     fanout.basename = args.basename;
     if let Some(input) = args.input {
@@ -118,8 +122,8 @@ fn configure(args: Args) -> Result<(EndpointClient, FanOut), String> {
         };
     }
     fanout.inline_limit = args.inline_limit;
-    fanout.bucket = S3Config::from_lookup(|name| std::env::var(name).ok())
-        .map_err(|e| e.to_string())?;
+    fanout.bucket =
+        S3Config::from_lookup(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
     fanout.poll = Duration::from_millis(args.poll_ms.max(50));
     Ok((client, fanout))
 }

@@ -74,7 +74,12 @@ impl Runner {
                 let why = report
                     .error_text()
                     .unwrap_or_else(|| "no error given".to_owned());
-                Outcome::Failed(format!("job {} {}: {}", report.id, status.as_str(), short(&why)))
+                Outcome::Failed(format!(
+                    "job {} {}: {}",
+                    report.id,
+                    status.as_str(),
+                    short(&why)
+                ))
             }
         }
     }

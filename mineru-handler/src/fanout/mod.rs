@@ -235,7 +235,10 @@ impl FanOut {
             return bad("a slice must hold at least 1 page".into());
         }
         if self.slice_timeout.is_some_and(|t| t < MIN_SLICE_TIMEOUT) {
-            return bad("the slice timeout must be at least 5 s (RunPod's shortest execution timeout)".into());
+            return bad(
+                "the slice timeout must be at least 5 s (RunPod's shortest execution timeout)"
+                    .into(),
+            );
         }
         if let Some(field) = OWN_FIELDS.iter().find(|f| self.input.contains_key(**f)) {
             return bad(format!(
@@ -252,12 +255,18 @@ impl FanOut {
             return name.clone();
         }
         let name = self.document.name();
-        let stem = name.rsplit_once('.').map_or(name.as_str(), |(stem, _)| stem);
+        let stem = name
+            .rsplit_once('.')
+            .map_or(name.as_str(), |(stem, _)| stem);
         let clean: String = stem
             .chars()
             .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
             .take(100)
             .collect();
-        if clean.is_empty() { "doc".into() } else { clean }
+        if clean.is_empty() {
+            "doc".into()
+        } else {
+            clean
+        }
     }
 }

@@ -123,9 +123,12 @@ impl Observer for TerminalProgress {
     fn event(&self, event: &Event) {
         let mut tally = self.state.lock().unwrap_or_else(|p| p.into_inner());
         let line = tally.line(event);
-        if let Some(line) = line {
-            // A closed stderr must not stop the parse.
-            let _ = writeln!(std::io::stderr().lock(), "mineru-fanout: {line}");
+        if let Some(text) = line {
+            let mut stderr = std::io::stderr().lock();
+            for line in text.lines() {
+                // A closed stderr must not stop the parse.
+                let _ = writeln!(stderr, "mineru-fanout: {line}");
+            }
         }
     }
 }
@@ -169,7 +172,10 @@ impl Tally {
                 error,
             } => {
                 self.settle(*slice, pages.len());
-                Some(format!("slice {slice} ({pages}) failed for good: {error}"))
+                Some(format!(
+                    "slice {slice} ({pages}) failed for good: {error}\n{}",
+                    self.status()
+                ))
             }
         }
     }

@@ -87,7 +87,10 @@ pub fn plan(pages: u64, width: usize, slice_pages: Option<u64>) -> Vec<PageRange
 /// by its first page), else `Err` with `range` cut at the missing pages' edges, every piece to
 /// be asked for again — a part with a hole in it would put the pages after the hole before
 /// those of the hole.
-pub(super) fn parsed_run(range: PageRange, missing: &[PageRange]) -> Result<PageRange, Vec<PageRange>> {
+pub(super) fn parsed_run(
+    range: PageRange,
+    missing: &[PageRange],
+) -> Result<PageRange, Vec<PageRange>> {
     let missing = coalesce(
         missing
             .iter()
@@ -132,7 +135,9 @@ pub fn coalesce(ranges: impl IntoIterator<Item = PageRange>) -> Vec<PageRange> {
     let mut joined: Vec<PageRange> = Vec::with_capacity(sorted.len());
     for r in sorted {
         match joined.last_mut() {
-            Some(prev) if r.first <= prev.last.saturating_add(1) => prev.last = prev.last.max(r.last),
+            Some(prev) if r.first <= prev.last.saturating_add(1) => {
+                prev.last = prev.last.max(r.last)
+            }
             _ => joined.push(r),
         }
     }
@@ -158,9 +163,9 @@ mod tests {
                 next = s.last + 1;
             }
             assert_eq!(next, pages);
-            let (min, max) = slices.iter().fold((u64::MAX, 0), |(a, b), s| {
-                (a.min(s.len()), b.max(s.len()))
-            });
+            let (min, max) = slices
+                .iter()
+                .fold((u64::MAX, 0), |(a, b), s| (a.min(s.len()), b.max(s.len())));
             assert!(max - min <= 1, "{pages} pages, width {width}: {slices:?}");
             assert_eq!(slices.len() % width.min(pages as usize), 0);
         }
@@ -172,7 +177,10 @@ mod tests {
     #[test]
     fn a_partial_answer_is_kept_only_when_what_parsed_is_one_run() {
         assert_eq!(parsed_run(r(10, 19), &[r(15, 19)]), Ok(r(10, 14)));
-        assert_eq!(parsed_run(r(10, 19), &[r(10, 11), r(18, 30)]), Ok(r(12, 17)));
+        assert_eq!(
+            parsed_run(r(10, 19), &[r(10, 11), r(18, 30)]),
+            Ok(r(12, 17))
+        );
         assert_eq!(
             parsed_run(r(10, 19), &[r(13, 13), r(14, 14)]),
             Err(vec![r(10, 12), r(13, 14), r(15, 19)])
