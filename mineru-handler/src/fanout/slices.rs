@@ -116,7 +116,7 @@ pub(super) fn parsed_run(
     }
 }
 
-/// The ranges `missing` leaves of `range`, in order.
+/// The pages of `range` outside `parsed` (a run inside it), in order.
 pub(super) fn without(range: PageRange, parsed: PageRange) -> Vec<PageRange> {
     let mut rest = Vec::new();
     if parsed.first > range.first {
