@@ -66,8 +66,10 @@ async fn mineru_metrics_spans_and_recycling_are_exported() {
     server.push_job(json!({"id": "job-bad", "input": {"file_b64": pdf, "backend": "nope"}}));
     server.push_job(json!({"id": "job-degraded", "input": {
         "file_b64": pdf, "backend": "pipeline", "basename": "degraded"}}));
+    // One engine call: a chunked parse would retry it on a fresh engine first (§19.5; see
+    // a_chunked_parse_has_a_span_per_call_and_counts_its_partial_result).
     server.push_job(json!({"id": "job-oom", "input": {
-        "file_b64": pdf, "backend": "pipeline", "basename": "oom"}}));
+        "file_b64": pdf, "backend": "pipeline", "basename": "oom", "chunk_pages": 0}}));
     let mut env = server.worker_env();
     env.extend(fake_engine_env(&dir.path().join("fake.log")));
     env.extend([
@@ -448,8 +450,9 @@ async fn an_engine_restart_warms_up_again_in_its_own_span() {
     let receiver = Receiver::start(Behaviour::Accept);
     let dir = tempfile::tempdir().unwrap();
     let (pdf, _) = sample_pdf();
+    // One engine call: a chunked parse would retry the crashing chunk on further engines.
     server.push_job(json!({"id": "job-crash", "input": {
-        "file_b64": pdf, "backend": "pipeline", "basename": "crash"}}));
+        "file_b64": pdf, "backend": "pipeline", "basename": "crash", "chunk_pages": 0}}));
     let mut env = server.worker_env();
     env.extend(fake_engine_env(&dir.path().join("fake.log")));
     env.extend([
@@ -514,4 +517,125 @@ async fn an_engine_restart_warms_up_again_in_its_own_span() {
         "{reason:?}"
     );
     assert_eq!(*count, 1);
+}
+
+/// A chunked parse (docs/job-contract.md §19): one `mineru.parse` span per engine call with
+/// its pages, how it came about and its outcome; a page the engine fails on twice is written
+/// off, and the partial result is counted (`mineru.partial.total`, the `partial result` line)
+/// with only the pages it holds in the page metrics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_parse_has_a_span_per_call_and_counts_its_partial_result() {
+    let server = FakeRunpod::start().await;
+    let receiver = Receiver::start(Behaviour::Accept);
+    let dir = tempfile::tempdir().unwrap();
+    let (pdf, _) = sample_pdf();
+    server.push_job(json!({"id": "job-chunked", "input": {
+        "file_b64": pdf, "backend": "pipeline", "chunk_pages": 1}}));
+    let mut env = server.worker_env();
+    env.extend(fake_engine_env(&dir.path().join("fake.log")));
+    env.extend([
+        ("OTEL_EXPORTER_OTLP_ENDPOINT".into(), receiver.base_url()),
+        ("RUNPOD_OTEL_GPU_METRICS".into(), "0".into()),
+        // Page 1 of the 3 fails on every try.
+        ("FAKE_MINERU_FAIL_PAGES".into(), "1".into()),
+    ]);
+    let mut worker = Worker::spawn(&mineru_handler(), &[], &env, None);
+    let result = server.result_of("job-chunked").await.json();
+    let entry = &result["output"]["results"][0];
+    assert_eq!(
+        entry["partial"]["pages_missing"],
+        json!([[1, 1]]),
+        "{result}"
+    );
+    assert_eq!(entry["pages_processed"], 2, "{result}");
+    worker.signal("TERM");
+    assert_eq!(worker.wait(Duration::from_secs(30)).await, 0);
+    let line = worker
+        .lines()
+        .into_iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(&l).ok())
+        .find(|l| l["msg"] == "partial result")
+        .expect("a partial result line");
+    assert_eq!(
+        (
+            &line["level"],
+            &line["job_id"],
+            &line["reason"],
+            &line["pages_missing"],
+            &line["pages_processed"]
+        ),
+        (
+            &json!("warning"),
+            &json!("job-chunked"),
+            &json!("engine_error"),
+            &json!(1),
+            &json!(2)
+        ),
+        "{line}"
+    );
+
+    let requests = receiver.requests();
+    let all = spans(&requests);
+    let mut calls: Vec<&Span> = all.iter().filter(|s| s.name == "mineru.parse").collect();
+    calls.sort_by_key(|s| s.start_time_unix_nano);
+    let job = all.iter().find(|s| s.name == "mineru.job").unwrap();
+    let seen: Vec<[String; 5]> = calls
+        .iter()
+        .map(|s| {
+            assert_eq!(s.parent_span_id, job.span_id, "a child of the job's span");
+            let a = attrs(&s.attributes);
+            [
+                "mineru.start_page",
+                "mineru.end_page",
+                "mineru.pages",
+                "mineru.chunk",
+                "mineru.outcome",
+            ]
+            .map(|k| a.get(k).cloned().unwrap_or_default())
+        })
+        .collect();
+    let expected = [
+        ["0", "0", "1", "chunk", "ok"],
+        ["1", "1", "1", "chunk", "error"],
+        ["1", "1", "1", "retry", "error"],
+        ["2", "2", "1", "chunk", "ok"],
+    ]
+    .map(|row| row.map(str::to_owned));
+    assert_eq!(seen, expected);
+    let statuses: Vec<i32> = calls
+        .iter()
+        .map(|s| s.status.as_ref().map_or(0, |st| st.code))
+        .collect();
+    assert_eq!(statuses[1..3], [2, 2], "the failed calls are ERROR");
+
+    let metrics = mineru_metrics(&requests);
+    let series = |name: &str| {
+        metrics
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not exported; got {:?}", metrics.keys()))
+            .series
+            .clone()
+    };
+    assert_eq!(
+        series("mineru.partial.total"),
+        BTreeMap::from([(labels(&[("reason", "engine_error")]), 1)])
+    );
+    assert_eq!(metrics["mineru.partial.total"].kind, Kind::Counter);
+    // The pages the result holds, and one parse phase however many calls it made.
+    assert_eq!(
+        series("mineru.pages.total"),
+        BTreeMap::from([(labels(&[("backend", "pipeline")]), 2)])
+    );
+    assert_eq!(
+        series("mineru.worker.pages_since_boot"),
+        BTreeMap::from([(labels(&[]), 2)])
+    );
+    assert_eq!(
+        series("mineru.phase.duration")[&labels(&[("phase", "parse")])],
+        1
+    );
+    assert_eq!(
+        series("mineru.engine.restarts.total"),
+        BTreeMap::from([(labels(&[("reason", "retry")]), 1)])
+    );
 }

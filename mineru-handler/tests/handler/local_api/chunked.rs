@@ -4,15 +4,16 @@
 //! for what real MinerU cannot do on cue: a poison page, a transient crash, a document that
 //! breaks every page, and the `s3` transport with chunking against moto.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 
+use base64::Engine as _;
 use serde_json::{Value, json};
 
 use super::fake::{fake_env, fake_events};
 use super::real::fetch_uploaded;
 use super::{
-    LocalWorker, b64_of, long_pdf, member, names, progress_updates, real_env, zip_members,
+    LocalWorker, asset, b64_of, long_pdf, member, progress_updates, real_env, zip_members,
 };
 use crate::common::{self, moto};
 
@@ -45,9 +46,59 @@ fn blocks(markdown: &str) -> Vec<&str> {
     markdown.split("\n\n").collect()
 }
 
-/// The data rows of every table, in order: a table a chunk boundary cuts in two keeps them.
+/// The data rows of every table, in order: a table a chunk boundary cuts in two keeps them
+/// (its second half keeps the header row the PDF repeats, which a one-call parse drops when
+/// it joins the halves).
 fn table_rows(markdown: &str) -> Vec<&str> {
-    markdown.lines().filter(|l| l.starts_with("| R")).collect()
+    markdown
+        .lines()
+        .filter(|l| l.starts_with("| R") && !l.starts_with("| Region"))
+        .collect()
+}
+
+/// Picture crops by what MinerU 4 names them after (`page_<page>_<kind>_<block>.jpg`): the
+/// document page and the kind, with their bytes. The block number is left out: it counts the
+/// blocks before the picture on its page, and a running header (which MinerU only recognises
+/// across pages it sees together) can add one on a page next to a chunk boundary.
+fn crops<'a>(
+    images: impl IntoIterator<Item = (&'a str, Vec<u8>)>,
+) -> (BTreeMap<(u64, String), usize>, BTreeSet<Vec<u8>>) {
+    let mut slots = BTreeMap::new();
+    let mut bytes = BTreeSet::new();
+    for (name, data) in images {
+        let stem = name.strip_suffix(".jpg").unwrap_or(name);
+        let mut parts = stem.splitn(3, '_').skip(1);
+        let page: u64 = parts.next().and_then(|p| p.parse().ok()).expect(name);
+        let kind = parts.next().and_then(|k| k.rsplit_once('_')).expect(name).0;
+        *slots.entry((page, kind.to_owned())).or_insert(0) += 1;
+        bytes.insert(data);
+    }
+    (slots, bytes)
+}
+
+/// [`crops`] of an `inline` result entry.
+fn inline_crops(entry: &Value) -> (BTreeMap<(u64, String), usize>, BTreeSet<Vec<u8>>) {
+    let decode = |v: &Value| {
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    };
+    crops(
+        entry["images"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(name, data)| (name.as_str(), decode(data))),
+    )
+}
+
+/// The image names the Markdown links (`![](images/<name>)`), in order.
+fn image_links(markdown: &str) -> Vec<&str> {
+    markdown
+        .split("(images/")
+        .skip(1)
+        .filter_map(|rest| rest.split_once(')').map(|(name, _)| name))
+        .collect()
 }
 
 fn page_indices(doc: &Value) -> Vec<u64> {
@@ -99,19 +150,19 @@ async fn real_mineru_chunks_a_long_pdf_on_every_transport_and_keeps_what_parsed_
         assert_eq!(page_indices(&chunked[key]), page_indices(&whole[key]));
         assert_eq!(chunked[key]["is_full_document"], true, "{key}");
     }
-    // The same images (MinerU 4 names them by document page), each linked from the Markdown.
-    let images = |entry: &Value| -> BTreeSet<String> {
-        entry["images"]
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect()
-    };
-    assert_eq!(images(chunked), images(&whole));
+    // The same crops on the same document pages; as many pictures linked from the Markdown
+    // (tables are Markdown tables, their crops unlinked), each link to a crop of the result.
+    let reference_crops = inline_crops(&whole);
+    assert_eq!(inline_crops(chunked), reference_crops);
     let markdown = chunked["markdown"].as_str().unwrap();
-    for image in images(chunked) {
-        assert!(markdown.contains(&format!("(images/{image})")), "{image}");
+    let links = image_links(markdown);
+    assert_eq!(
+        links.len(),
+        image_links(whole["markdown"].as_str().unwrap()).len()
+    );
+    assert!(links.len() >= 5, "{links:?}");
+    for link in links {
+        assert!(chunked["images"].get(link).is_some(), "{link}");
     }
     // The same Markdown outside the boundary cases (docs/job-contract.md §19.3): every table
     // row in order, and at most two differing blocks around each of the 4 boundaries.
@@ -141,11 +192,10 @@ async fn real_mineru_chunks_a_long_pdf_on_every_transport_and_keeps_what_parsed_
     assert_eq!(table_rows(&md), table_rows(reference));
     let middle: Value = serde_json::from_slice(member(&members, "zipped_middle.json")).unwrap();
     assert_eq!(page_indices(&middle), (0..24).collect::<Vec<_>>());
-    let image_members: BTreeSet<String> = names(&members)
-        .into_iter()
-        .filter_map(|n| n.strip_prefix("images/").map(str::to_owned))
-        .collect();
-    assert_eq!(image_members, images(&whole));
+    let image_members = members
+        .iter()
+        .filter_map(|(n, data)| Some((n.strip_prefix("images/")?, data.clone())));
+    assert_eq!(crops(image_members), reference_crops);
 
     // The deadline comes while chunks remain: the pages that parsed, and the rest named.
     common::make_fixtures(dir.path());
@@ -337,4 +387,28 @@ async fn fake_engine_a_bad_page_costs_one_page_on_every_transport() {
         .filter(|e| e["body"].to_string().contains("oom.pdf"))
         .count();
     assert_eq!(oom_calls, 6, "the chunk, its retry, 4 pieces of it");
+
+    // A format without pages keeps one engine call, whatever `chunk_pages` says.
+    new_updates(&log, &mut seen);
+    let (out, error) = worker
+        .runsync(
+            json!({"file_b64": b64_of(&asset("sample.docx")), "basename": "notes",
+                        "chunk_pages": 1, "tier": "flash"}),
+        )
+        .await;
+    assert_eq!(error, None, "{out}");
+    assert_eq!(out["results"][0].get("pages_processed"), None, "{out}");
+    let calls: Vec<Value> = fake_events(&fake_log, "submit")
+        .into_iter()
+        .filter(|e| e["body"].to_string().contains("notes.docx"))
+        .collect();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_eq!(
+        calls[0]["body"]["files"][0].get("page_range"),
+        None,
+        "{calls:?}"
+    );
+    let updates = new_updates(&log, &mut seen);
+    assert!(updates.len() >= 2, "{updates:?}");
+    assert_eq!(pages_done(&updates, 0), Vec::<u64>::new(), "no page counts");
 }

@@ -101,7 +101,9 @@ async fn a_parse_past_its_deadline_fails_naming_the_limit_and_the_next_job_runs(
         let answer = worker
             .post(
                 "/runsync",
-                json!({"input": {"file_b64": big, "tier": "flash", "ocr_mode": "txt"},
+                // One engine call: a chunked parse would keep what parsed (chunked.rs).
+                json!({"input": {"file_b64": big, "tier": "flash", "ocr_mode": "txt",
+                                 "chunk_pages": 0},
                        "policy": policy}),
             )
             .await;

@@ -274,6 +274,7 @@ async fn results_reach_the_bucket_by_s3_transport_and_by_the_oversize_fallback()
                 "basename",
                 "source",
                 "pages_requested",
+                "pages_processed",
                 "tarball_url",
                 "tarball_url_expires_in",
                 "bucket_key",
