@@ -121,12 +121,20 @@ async fn main() {
             .collect();
         times.sort();
         let median = times[times.len() / 2].as_secs_f64();
-        let one = *base.get_or_insert(median * workers as f64);
-        let speedup = one / median;
+        if workers == 1 {
+            base = Some(median);
+        }
+        // Speed-up against the measured N = 1 only.
+        let (speedup, efficiency) = match base {
+            Some(one) => (
+                format!("{:.2}×", one / median),
+                format!("{:.0} %", 100.0 * one / median / workers as f64),
+            ),
+            None => ("–".to_owned(), "–".to_owned()),
+        };
         println!(
-            "| {workers} | {median:.2} s | {} | {speedup:.2}× | {:.0} % |",
-            shown.join(", "),
-            100.0 * speedup / workers as f64
+            "| {workers} | {median:.2} s | {} | {speedup} | {efficiency} |",
+            shown.join(", ")
         );
     }
 }
