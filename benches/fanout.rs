@@ -54,7 +54,10 @@ async fn endpoint(workers: usize, page_seconds: f64) -> LocalEndpoint {
     // Warm: a worker counts as ready once it asks for a job, after its engine's warm-up.
     let started = Instant::now();
     while client.health().await.map_or(0, |h| h.workers.ready) < workers as u64 {
-        assert!(started.elapsed() < Duration::from_secs(120), "workers never ready");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "workers never ready"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     local

@@ -183,21 +183,8 @@ impl FanOut {
             pages: source.pages,
             slices: slices.clone(),
         });
-        let mut input = self.input.clone();
-        input.insert(source.field.into(), source.value);
-        input.insert("basename".into(), basename.clone().into());
-        input.insert("transport".into(), self.transport.as_str().into());
-        let runner = job::Runner {
-            client: client.clone(),
-            http,
-            input,
-            slice_timeout: self.slice_timeout,
-            poll: self.poll,
-            parts_dir: scratch.path().to_path_buf(),
-            observer,
-        };
-        let done =
-            dispatch::dispatch(Arc::new(runner), &slices, self.width, self.max_attempts).await;
+        let runner = self.runner(client, http, &source, &basename, scratch.path(), observer);
+        let done = dispatch::dispatch(runner, &slices, self.width, self.max_attempts).await;
         let (out_dir, scratch_dir) = (self.out_dir.clone(), scratch.path().to_path_buf());
         let (parts, failed, name) = (done.parts, done.failed.clone(), basename.clone());
         let pages = source.pages;
@@ -220,6 +207,31 @@ impl FanOut {
             resubmitted: done.resubmitted,
             markdown: self.out_dir.join(format!("{basename}.md")),
             merged: merged.unwrap_or_default(),
+        })
+    }
+
+    /// What every slice job shares: the document, basename, transport and caller's fields.
+    fn runner(
+        &self,
+        client: &EndpointClient,
+        http: reqwest::Client,
+        source: &source::Source,
+        basename: &str,
+        parts_dir: &std::path::Path,
+        observer: Arc<dyn Observer>,
+    ) -> Arc<job::Runner> {
+        let mut input = self.input.clone();
+        input.insert(source.field.into(), source.value.clone());
+        input.insert("basename".into(), basename.into());
+        input.insert("transport".into(), self.transport.as_str().into());
+        Arc::new(job::Runner {
+            client: client.clone(),
+            http,
+            input,
+            slice_timeout: self.slice_timeout,
+            poll: self.poll,
+            parts_dir: parts_dir.to_path_buf(),
+            observer,
         })
     }
 
