@@ -1,9 +1,10 @@
 //! Support code for the workspace-level tests and benchmarks: a FAKE RunPod job server (the
-//! real one cannot run here), helpers to run worker binaries, and the protocol probe's
-//! handler.
+//! real one cannot run here), helpers to run worker binaries, the protocol probe's
+//! handler and a synthetic PDF of any length.
 #![allow(missing_docs)]
 
 pub mod fake_runpod;
+pub mod lb_probe;
 pub mod pdf;
 pub mod probe;
 pub mod process;
