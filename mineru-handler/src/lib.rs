@@ -10,6 +10,8 @@
 //! [`bounds`] and [`polyglot`] check a fetched document before the engine sees it (its cost,
 //! and that MinerU would parse it as the type detected); [`json_int`] reads JSON integers as
 //! Python does. [`api`] serves the same jobs on a load-balancing endpoint (`RUNPOD_RUNTIME_KIND=api`).
+//! [`fanout`] is the other side: a client that parses one PDF across many of these workers
+//! through a RunPod endpoint (the `mineru-fanout` binary).
 
 #![deny(unreachable_pub)]
 
@@ -17,6 +19,7 @@ pub mod api;
 pub mod bounds;
 pub mod config;
 pub mod engine;
+pub mod fanout;
 pub mod fetch;
 pub mod format;
 pub mod host;

@@ -6,6 +6,7 @@
 mod dynamic_concurrency;
 mod echo;
 mod examples_worker;
+mod fanout;
 mod fitness;
 mod lb;
 mod lifecycle;

@@ -132,16 +132,36 @@ impl S3Uploader {
         basename: &str,
         format: ArchiveFormat,
     ) -> Result<Uploaded, S3Error> {
-        let key = format!(
-            "{}{basename}-{}.{}",
-            self.prefix,
-            uuid::Uuid::new_v4().simple(),
-            format.as_str()
-        );
         let content_type = match format {
             ArchiveFormat::TarGz => "application/gzip",
             ArchiveFormat::Zip => "application/zip",
         };
+        let uploaded = self
+            .upload_file(path, basename, format.as_str(), content_type)
+            .await?;
+        tracing::info!(
+            bucket_key = %uploaded.bucket_key,
+            bucket_bytes = uploaded.bucket_bytes,
+            parts = uploaded.parts,
+            "result archive uploaded to S3"
+        );
+        Ok(uploaded)
+    }
+
+    /// Uploads any file (the fan-out client's input document) as
+    /// `{prefix}{stem}-{uuid hex}.{extension}`, as [`upload`](Self::upload) does an archive.
+    pub async fn upload_file(
+        &self,
+        path: &Path,
+        stem: &str,
+        extension: &str,
+        content_type: &str,
+    ) -> Result<Uploaded, S3Error> {
+        let key = format!(
+            "{}{stem}-{}.{extension}",
+            self.prefix,
+            uuid::Uuid::new_v4().simple(),
+        );
         let bytes = tokio::fs::metadata(path).await?.len();
         let parts = if bytes <= self.part_size {
             self.put_object(path, &key, content_type, bytes).await?;
@@ -154,12 +174,6 @@ impl S3Uploader {
             .get_object(Some(&self.credentials), &key)
             .sign(self.presign_ttl)
             .to_string();
-        tracing::info!(
-            bucket_key = %key,
-            bucket_bytes = bytes,
-            parts,
-            "result archive uploaded to S3"
-        );
         Ok(Uploaded {
             tarball_url,
             tarball_url_expires_in: self.presign_ttl.as_secs(),
