@@ -170,6 +170,9 @@ pub struct Config {
     pub log_capture: LogCapture,
     /// The local API's request body limits, RunPod's own by default.
     pub body_limits: BodyLimits,
+    /// The thresholds of the FlashBoot restore rule (`RUNPOD_RESTORE_GAP_MS`, default 5000;
+    /// `RUNPOD_RESTORE_SKEW_MS`, default 2000; see [`restore`](crate::restore)).
+    pub restore: crate::restore::Thresholds,
     /// The secret values redacted from what the worker shows (the start-up failure report):
     /// from the whole environment with [`from_env`](Self::from_env), from the known
     /// credential variables with [`from_parts`](Self::from_parts).
@@ -287,6 +290,7 @@ impl Config {
                     .megabytes("RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB")?
                     .unwrap_or(BodyLimits::RUNPOD.runsync),
             },
+            restore: read_thresholds(&env)?,
             secrets: Secrets::from_lookup(&var),
         })
     }
@@ -345,6 +349,18 @@ impl Mode {
                 .filter(|p| p != "PING_NOT_SET"),
         }))
     }
+}
+
+/// The restore rule's thresholds, in milliseconds.
+fn read_thresholds(env: &Env<'_>) -> Result<crate::restore::Thresholds, ConfigError> {
+    let mut thresholds = crate::restore::Thresholds::default();
+    if let Some(ms) = env.number("RUNPOD_RESTORE_GAP_MS")? {
+        thresholds.gap = Duration::from_millis(ms);
+    }
+    if let Some(ms) = env.number("RUNPOD_RESTORE_SKEW_MS")? {
+        thresholds.skew = Duration::from_millis(ms);
+    }
+    Ok(thresholds)
 }
 
 impl LogLevel {

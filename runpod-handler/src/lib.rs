@@ -54,6 +54,7 @@ mod ping;
 mod post;
 mod progress;
 pub mod redact;
+pub mod restore;
 mod runtime;
 mod served;
 mod service;

@@ -27,6 +27,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -100,6 +101,11 @@ impl Limit {
         }
     }
 
+    /// The limit's length (`None`: unlimited).
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Runs `work` until the limit; `None` when the limit came first.
     pub(crate) async fn run<F: Future>(&self, work: F) -> Option<F::Output> {
         match self.deadline {
@@ -108,7 +114,7 @@ impl Limit {
         }
     }
 
-    fn exceeded(&self, hook: &str) -> JobError {
+    pub(crate) fn exceeded(&self, hook: &str) -> JobError {
         let secs = self.timeout.unwrap_or_default().as_secs_f64();
         JobError::new(
             "PrestartTimeout",
@@ -199,17 +205,26 @@ struct Failed {
     message: String,
 }
 
-/// Holds jobs until start-up ends, then lets them run or answers them with its failure.
+/// Holds jobs until start-up ends, then lets them run or answers them with its failure (a
+/// failed restore closes it too).
 #[derive(Debug, Clone)]
 pub(crate) struct Gate {
     state: Arc<watch::Sender<State>>,
+    /// Jobs answered with the failure.
+    answered: Arc<AtomicUsize>,
 }
 
 impl Gate {
     pub(crate) fn new() -> Self {
         Self {
             state: Arc::new(watch::Sender::new(State::Starting)),
+            answered: Arc::default(),
         }
+    }
+
+    /// How many jobs were answered with the failure.
+    pub(crate) fn answered(&self) -> usize {
+        self.answered.load(Ordering::Acquire)
     }
 
     pub(crate) fn open(&self) {
@@ -305,6 +320,7 @@ where
             match gate.wait().await {
                 Ok(()) => inner.oneshot(invocation).await,
                 Err(failed) => {
+                    gate.answered.fetch_add(1, Ordering::AcqRel);
                     tracing::error!("Failing job due to prestart failure.");
                     let mut body = Map::new();
                     body.insert("error".into(), Value::String(failed.error.clone()));

@@ -55,6 +55,12 @@ impl Tail {
         text[boundary(&text, text.len().saturating_sub(LIMIT))..].to_owned()
     }
 
+    /// Records afresh: a restore is a start-up too (its failure report shows its own lines).
+    pub(crate) fn resume(&self) {
+        *self.text() = String::new();
+        self.recording.store(true, Ordering::Relaxed);
+    }
+
     /// Start-up is over: stop recording and free the buffer.
     pub(crate) fn stop(&self) {
         self.recording.store(false, Ordering::Relaxed);
@@ -91,5 +97,8 @@ mod tests {
         tail.stop();
         tail.record("after start-up\n");
         assert_eq!(tail.snapshot(), "");
+        tail.resume();
+        tail.record("restoring\n");
+        assert_eq!(tail.snapshot(), "restoring\n");
     }
 }
