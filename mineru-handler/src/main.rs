@@ -69,7 +69,10 @@ async fn serve(telemetry: &Telemetry) -> Result<(), String> {
         }))
         .on_start(move || async move {
             warm.warmup().await;
-        });
+        })
+        // After a FlashBoot restore: re-probe, and restart and re-warm, the engine before the
+        // next job (docs/engine.md §4.5).
+        .restore_resource(std::sync::Arc::new(service.engine().clone()));
     let result = runtime.run(service.clone()).await;
     service.shutdown().await;
     result.map_err(|e| e.to_string())

@@ -59,6 +59,9 @@ pub struct EngineConfig {
     /// `MINERU_API_STARTUP_TIMEOUT_SECONDS`: readiness deadline per start, and how long a job
     /// waits for a starting engine.
     pub startup_timeout: Duration,
+    /// `MINERU_RESTORE_HEALTH_TIMEOUT_SECONDS` (10): after a FlashBoot restore, how long the
+    /// engine has to answer its health check before it is restarted (docs/engine.md §4.5).
+    pub restore_health_timeout: Duration,
     /// `MINERU_API_LOG_LEVEL`: the server's `--log-level`.
     pub log_level: String,
     /// `MINERU_ENGINE_MAX_RESTARTS`: consecutive failed starts before the engine is Failed.
@@ -160,6 +163,11 @@ impl EngineConfig {
                 vars,
                 "MINERU_API_STARTUP_TIMEOUT_SECONDS",
                 600,
+            )?),
+            restore_health_timeout: Duration::from_secs(seconds(
+                vars,
+                "MINERU_RESTORE_HEALTH_TIMEOUT_SECONDS",
+                10,
             )?),
             log_level: vars
                 .get("MINERU_API_LOG_LEVEL")

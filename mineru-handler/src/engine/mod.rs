@@ -8,10 +8,12 @@
 //!   and downloads the result zip into a private job directory ([`ParseOutput`]).
 //! * The job's cancellation signal cancels the task; a parse already running inside MinerU
 //!   cannot be interrupted, so the child's process group is killed and the engine re-warmed.
+//! * After a FlashBoot restore, [`Engine::after_restore`] (the engine is a runpod-handler
+//!   `RestoreResource`) rebuilds its client, re-probes it and restarts it when it is gone.
 //!
 //! This module is the façade. Behind it: `lifecycle` (the engine's state, shared by all
 //! parts), `supervisor` (the child process; `child_output` forwards its output), `task` (one
-//! parse), `warmup`, `scratch` (the private directories), `version` (which MinerU is
+//! parse), `warmup`, `restore` (after a FlashBoot restore), `scratch` (the private directories), `version` (which MinerU is
 //! installed), and the adapter boundary: MinerU-specific request and answer shapes live in
 //! `mineru4` for 4.x (the default) and `mineru3` for 3.4 (`MINERU_ENGINE_ADAPTER=v3`, or
 //! detected from the installed version).
@@ -26,6 +28,7 @@ mod lifecycle;
 mod mineru3;
 mod mineru4;
 mod options;
+mod restore;
 mod scratch;
 mod supervisor;
 mod task;

@@ -273,8 +273,14 @@ impl Supervision {
             cause: cause.describe(),
             last_start_error: None,
         });
-        running.stop(CANCEL_GRACE).await;
-        if matches!(cause, RestartCause::Cancel) {
+        // A restored engine that does not answer is not going to finish anything: no grace.
+        let grace = match cause {
+            RestartCause::RestoreCheck => Duration::ZERO,
+            _ => CANCEL_GRACE,
+        };
+        running.stop(grace).await;
+        // Not a crash: no backoff.
+        if matches!(cause, RestartCause::Cancel | RestartCause::RestoreCheck) {
             return ControlFlow::Continue(());
         }
         if ready_at.elapsed() >= STABLE_AFTER {
