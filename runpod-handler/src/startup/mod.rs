@@ -7,7 +7,8 @@
 //! to their queue TTL: every job taken meanwhile, or one job taken for the purpose, gets a
 //! `"prestart_failed"` error result with the cause and the tail of the worker's log, secrets
 //! redacted; then the worker exits with an error. Jobs wait behind a [`Gate`] for start-up to
-//! end.
+//! end. When shutdown (SIGTERM) begins before start-up has ended, the hook is dropped and every
+//! job held is answered with runpod 2.0's `"prestart_cancelled"` error (docs/protocol.md §1.3).
 
 pub(crate) mod tail;
 
@@ -189,12 +190,28 @@ fn clip(text: &str) -> String {
     )
 }
 
+/// runpod 2.0's answer to a job held when shutdown began before start-up ended.
+const CANCELLED_MESSAGE: &str = "worker shutdown began before prestart completed";
+
+/// runpod 2.0's `prestart_cancelled` payload (`build_prestart_cancelled_payload`).
+fn cancelled_payload(worker_id: &str) -> Value {
+    json!({
+        "event": "prestart_cancelled",
+        "error_type": "PrestartCancelled",
+        "error_message": CANCELLED_MESSAGE,
+        "worker_id": worker_id,
+        "runpod_version": crate::PROTOCOL_VERSION,
+    })
+}
+
 /// Where start-up stands, as the jobs waiting on it see it.
 #[derive(Debug, Clone)]
 enum State {
     Starting,
     Ready,
     Failed(Arc<Failed>),
+    /// Shutdown began first: the error every held job gets (the payload as a JSON string).
+    Cancelled(Arc<str>),
 }
 
 #[derive(Debug)]
@@ -256,6 +273,25 @@ impl Gate {
         tail::TAIL.stop();
     }
 
+    /// Shutdown began before start-up ended: the jobs held (and any still arriving) are
+    /// answered with `prestart_cancelled`. Not a failure: the worker exits normally.
+    pub(crate) fn cancel(&self, config: &Config) {
+        let error = crate::json::to_ascii_string(&cancelled_payload(&config.worker_id));
+        let cancelled = self.state.send_if_modified(|state| match state {
+            State::Starting => {
+                *state = State::Cancelled(error.into());
+                true
+            }
+            _ => false,
+        });
+        if cancelled {
+            tracing::warn!(
+                "Shutting down before start-up ended: every job held is answered with prestart_cancelled."
+            );
+        }
+        tail::TAIL.stop();
+    }
+
     pub(crate) fn has_failed(&self) -> bool {
         matches!(*self.state.borrow(), State::Failed(_))
     }
@@ -271,15 +307,23 @@ impl Gate {
         }
     }
 
-    /// Waits for start-up to end; the failure when it failed.
-    async fn wait(&self) -> Result<(), Arc<Failed>> {
+    /// Waits for start-up to end; the error result when it failed or was cancelled.
+    async fn wait(&self) -> Result<(), Arc<str>> {
         let mut state = self.state.subscribe();
         let ended = state
             .wait_for(|s| !matches!(s, State::Starting))
             .await
             .map(|s| s.clone());
         match ended {
-            Ok(State::Failed(error)) => Err(error),
+            Ok(State::Failed(failed)) => {
+                self.answered.fetch_add(1, Ordering::AcqRel);
+                tracing::error!("Failing job due to prestart failure.");
+                Err(failed.error.as_str().into())
+            }
+            Ok(State::Cancelled(error)) => {
+                tracing::warn!("Failing job: shutdown began before start-up completed.");
+                Err(error)
+            }
             // The sender lives as long as the gate.
             _ => Ok(()),
         }
@@ -319,11 +363,9 @@ where
         Box::pin(async move {
             match gate.wait().await {
                 Ok(()) => inner.oneshot(invocation).await,
-                Err(failed) => {
-                    gate.answered.fetch_add(1, Ordering::AcqRel);
-                    tracing::error!("Failing job due to prestart failure.");
+                Err(error) => {
                     let mut body = Map::new();
-                    body.insert("error".into(), Value::String(failed.error.clone()));
+                    body.insert("error".into(), Value::String(error.to_string()));
                     Ok(Handled::Output(JobOutput(Kind::Value {
                         value: Value::Object(body),
                         refresh_worker: false,
@@ -334,7 +376,9 @@ where
     }
 }
 
-/// Runs the start hook under `limit` and opens the gate, or fails it and begins the shutdown.
+/// Runs the start hook under `limit` and opens the gate, or fails it and begins the shutdown;
+/// when shutdown begins first, drops the hook and cancels the gate. (runpod 2.0 gives a hook
+/// that ignores its cancellation 1 s; a dropped future cannot ignore it.)
 pub(crate) fn run(
     hook: Option<Hook>,
     limit: Limit,
@@ -345,7 +389,10 @@ pub(crate) fn run(
     let (config, shutdown) = (config.clone(), shutdown.clone());
     async move {
         let outcome = match hook {
-            Some(hook) => run_hook(hook, &limit).await,
+            Some(hook) => tokio::select! {
+                outcome = run_hook(hook, &limit) => outcome,
+                () = shutdown.cancelled() => return gate.cancel(&config),
+            },
             None => Ok(()),
         };
         match outcome {
@@ -419,6 +466,51 @@ mod tests {
             "start-up hook 'on_start' exceeded the start-up timeout of 30s"
         );
         assert!(run_hook(hook(|| async {}), &limit).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_before_start_up_ends_drops_the_hook_and_cancels_the_held_jobs() {
+        let gate = Gate::new();
+        let held = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.wait().await }
+        });
+        let shutdown = CancellationToken::new();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        struct Flag(Arc<AtomicUsize>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        let flag = Flag(Arc::clone(&dropped));
+        let slow = hook(move || async move {
+            let _flag = flag;
+            std::future::pending::<()>().await
+        });
+        let config = crate::testing::config();
+        let starting = tokio::spawn(run(
+            Some(slow),
+            Limit::starting_now(None),
+            gate.clone(),
+            &config,
+            &shutdown,
+        ));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!held.is_finished());
+        shutdown.cancel();
+        starting.await.expect("start-up ends");
+        assert_eq!(dropped.load(Ordering::Acquire), 1, "the hook was dropped");
+        let error = held.await.expect("the held job").unwrap_err();
+        assert_eq!(
+            &*error,
+            format!(
+                r#"{{"event": "prestart_cancelled", "error_type": "PrestartCancelled", "error_message": "worker shutdown began before prestart completed", "worker_id": "{}", "runpod_version": "1.12.0"}}"#,
+                config.worker_id
+            )
+        );
+        assert!(gate.outcome().is_ok(), "a shutdown, not a failure");
+        assert_eq!(gate.answered(), 0);
     }
 
     #[tokio::test(start_paused = true)]
