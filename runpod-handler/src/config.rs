@@ -165,9 +165,11 @@ pub struct Config {
     /// How long start-up (fitness checks and `on_start`) may take before it counts as failed
     /// (`RUNPOD_START_TIMEOUT_SECONDS`), when the code sets no limit of its own.
     pub start_timeout: Option<Duration>,
-    /// Whether a failed start-up's error result carries the tail of the worker's log
-    /// (`RUNPOD_LOG_CAPTURE`, the SDK's variable).
+    /// Which error results carry log lines (`RUNPOD_LOG_CAPTURE`, runpod 2.0's variable).
     pub log_capture: LogCapture,
+    /// `RUNPOD_SKIP_FITNESS_CHECKS` (runpod 2.0's variable; `1`, `true`, `yes` or `on`): the
+    /// registered fitness checks are not run.
+    pub skip_fitness_checks: bool,
     /// The local API's request body limits, RunPod's own by default.
     pub body_limits: BodyLimits,
     /// The thresholds of the FlashBoot restore rule (`RUNPOD_RESTORE_GAP_MS`, default 5000;
@@ -197,18 +199,21 @@ impl BodyLimits {
     };
 }
 
-/// `RUNPOD_LOG_CAPTURE`: whether the log tail goes into a start-up failure's error result.
+/// `RUNPOD_LOG_CAPTURE` (runpod 2.0's variable): which error results carry the worker's log
+/// lines as `logs` (docs/protocol.md §1.3, §6.3).
 ///
-/// The result reaches whoever sent the job, so the SDK's `off` turns it off; `auto` (the
-/// default) and `all` attach it. (The SDK's `all` also attaches logs to handler failures; here
-/// a handler decides what its own errors say.)
+/// The result reaches whoever sent the job, so lines are opt-in for handler failures (`all`)
+/// and can be turned off for start-up failures (`off`). Secrets are redacted either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LogCapture {
-    /// Attach the last 16 KiB of the worker's log, secrets redacted.
+    /// A failed start-up (or restore) carries the last 16 KiB of the worker's log; a failed
+    /// job does not.
     #[default]
     Auto,
-    /// Attach no log.
+    /// Also a failed job's error payload carries the last 16 KiB the job logged.
+    All,
+    /// No error result carries log lines.
     Off,
 }
 
@@ -282,6 +287,12 @@ impl Config {
                 Some(v) => LogCapture::parse(&v)?,
                 None => LogCapture::Auto,
             },
+            skip_fitness_checks: env.get("RUNPOD_SKIP_FITNESS_CHECKS").is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            }),
             body_limits: BodyLimits {
                 run: env
                     .megabytes("RUNPOD_LOCAL_RUN_MAX_BODY_MB")?
@@ -431,7 +442,8 @@ fn parse_positive(name: &'static str, value: &str) -> Result<NonZeroUsize, Confi
 impl LogCapture {
     fn parse(value: &str) -> Result<Self, ConfigError> {
         match value.trim().to_ascii_lowercase().as_str() {
-            "auto" | "all" => Ok(Self::Auto),
+            "auto" => Ok(Self::Auto),
+            "all" => Ok(Self::All),
             "off" => Ok(Self::Off),
             _ => Err(ConfigError::Invalid {
                 name: "RUNPOD_LOG_CAPTURE",

@@ -41,6 +41,7 @@ mod error;
 mod fake_http;
 mod inflight;
 mod job;
+mod job_logs;
 mod json;
 mod kind;
 #[cfg(feature = "lb")]

@@ -70,6 +70,13 @@ where
     let drained = CancellationToken::new();
     let health_server =
         health_listener.map(|listener| spawn_health_server(listener, &health, &drained));
+    let fitness_checks = match config.runtime.skip_fitness_checks && !fitness_checks.is_empty() {
+        true => {
+            tracing::info!("Fitness checks disabled via RUNPOD_SKIP_FITNESS_CHECKS, skipping.");
+            Vec::new()
+        }
+        false => fitness_checks,
+    };
     let failure = tokio::select! {
         failure = start(fitness_checks.into_iter().chain(on_start)) => failure,
         () = shutdown.cancelled() => None,

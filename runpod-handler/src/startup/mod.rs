@@ -251,7 +251,7 @@ impl Gate {
 
     /// Logs the failure and closes the gate on it, for good.
     pub(crate) fn fail(&self, failure: &StartFailure, config: &Config) {
-        let logs = (config.log_capture == LogCapture::Auto).then(|| tail::TAIL.snapshot());
+        let logs = (config.log_capture != LogCapture::Off).then(|| tail::TAIL.snapshot());
         let mut payload = failure.payload(&config.worker_id, logs.as_deref(), &config.secrets);
         let error = crate::json::to_ascii_string(&payload);
         if let Value::Object(fields) = &mut payload {
