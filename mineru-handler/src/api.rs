@@ -49,6 +49,7 @@ pub async fn serve(
     let engine = std::sync::Arc::new(service.engine().clone());
     lb.restore_resource(engine)
         .on_start(move || async move {
+            service.engine().models_ready().map_err(|e| e.to_string())?;
             match service.warmup().await.outcome {
                 WarmupOutcome::Failed(reason) => {
                     Err(format!("the engine's warm-up failed: {reason}"))
