@@ -2,8 +2,8 @@
 //! maps them (docs/protocol.md §6 and §8).
 
 use crate::config::{Config, LogCapture};
-use crate::redact::Secrets;
 use crate::error::JobError;
+use crate::redact::Secrets;
 use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 use std::future::Future;

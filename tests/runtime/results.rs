@@ -287,7 +287,10 @@ async fn log_capture_all_puts_the_failed_jobs_own_lines_in_its_error_payload() {
     assert!(logs.contains(r#""requestId": "failed""#), "{logs}");
     assert!(!logs.contains("a.pdf"), "another job's line: {logs}");
     assert!(!logs.contains("rpa_SECRET_CAPTURE"), "{logs}");
-    assert_eq!(by_id(&delivered, "fine").body_text().unwrap(), r#"{"output": {"file": "a.pdf"}}"#);
+    assert_eq!(
+        by_id(&delivered, "fine").body_text().unwrap(),
+        r#"{"output": {"file": "a.pdf"}}"#
+    );
     for mode in ["auto", "off"] {
         let delivered = TestWorker::start(with_capture(mode), handler)
             .await

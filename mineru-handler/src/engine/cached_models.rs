@@ -249,7 +249,10 @@ fn cached_copies<'a>(config: &'a CachedModels, repo: &'a Repo) -> impl Iterator<
         .join(org)
         .join(name);
     let store = match &config.revision {
-        Some(revision) => Some(store.join(revision)).filter(|d| d.is_dir()).into_iter().collect(),
+        Some(revision) => Some(store.join(revision))
+            .filter(|d| d.is_dir())
+            .into_iter()
+            .collect(),
         None => newest_first(&store),
     };
     let hub_cache = config.root.join("runpod-volume/huggingface-cache/hub");
@@ -375,7 +378,10 @@ mod tests {
             root: empty.path().to_path_buf(),
             ..config
         };
-        assert_eq!(prepare(&bare, Tier::Basic, &empty.path().join("l")), Ok(None));
+        assert_eq!(
+            prepare(&bare, Tier::Basic, &empty.path().join("l")),
+            Ok(None)
+        );
     }
 
     #[test]
@@ -409,7 +415,14 @@ mod tests {
     fn an_incomplete_cached_set_falls_back_to_the_image_or_fails_naming_the_missing_files() {
         let tree = tempfile::tempdir().unwrap();
         let snapshot = hub_snapshot(tree.path(), ONNX);
-        fill(&snapshot, ONNX, &["Table/unet.onnx", "OCR/paddleocr/seal_PP-OCRv4_det_infer.onnx"]);
+        fill(
+            &snapshot,
+            ONNX,
+            &[
+                "Table/unet.onnx",
+                "OCR/paddleocr/seal_PP-OCRv4_det_infer.onnx",
+            ],
+        );
         let links = tree.path().join("links");
         let failed = prepare(&config(tree.path(), None), Tier::Basic, &links).unwrap_err();
         assert_eq!(
@@ -421,7 +434,12 @@ mod tests {
         );
         let image = tree.path().join("image");
         fill(&image.join("MinerU-4_models_onnx"), ONNX, &[]);
-        prepare(&config(tree.path(), Some(image.clone())), Tier::Basic, &links).unwrap();
+        prepare(
+            &config(tree.path(), Some(image.clone())),
+            Tier::Basic,
+            &links,
+        )
+        .unwrap();
         assert_eq!(
             std::fs::read_link(links.join("MinerU-4_models_onnx")).unwrap(),
             image.join("MinerU-4_models_onnx")

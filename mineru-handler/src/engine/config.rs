@@ -200,10 +200,13 @@ impl EngineConfig {
 }
 
 fn cached_models(vars: &Vars<'_>) -> CachedModels {
-    let image_dir = vars.get("MINERU_MODEL_BASE_DIR").map(PathBuf::from).or_else(|| {
-        vars.get("MINERU_HOME")
-            .map(|home| PathBuf::from(home).join("models"))
-    });
+    let image_dir = vars
+        .get("MINERU_MODEL_BASE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            vars.get("MINERU_HOME")
+                .map(|home| PathBuf::from(home).join("models"))
+        });
     CachedModels {
         enabled: vars.flag("MINERU_CACHED_MODELS", true),
         path: vars.get("MINERU_CACHED_MODELS_PATH").map(PathBuf::from),

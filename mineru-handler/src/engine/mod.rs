@@ -271,7 +271,9 @@ fn use_cached_models(config: &mut EngineConfig, scratch: &Path) -> Option<Missin
     match cached_models::prepare(&config.cached_models, config.server_tier, &links) {
         Ok(Some(base)) => {
             let base = base.to_string_lossy().into_owned();
-            config.child_env.push(("MINERU_MODEL_BASE_DIR".into(), base));
+            config
+                .child_env
+                .push(("MINERU_MODEL_BASE_DIR".into(), base));
             None
         }
         Ok(None) => None,
