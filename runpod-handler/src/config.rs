@@ -174,7 +174,7 @@ pub struct Config {
     pub body_limits: BodyLimits,
     /// The thresholds of the FlashBoot restore rule (`RUNPOD_RESTORE_GAP_MS`, default 5000;
     /// `RUNPOD_RESTORE_SKEW_MS`, default 2000; see [`restore`](crate::restore)).
-    pub restore: crate::restore::Thresholds,
+    pub restore: Thresholds,
     /// The secret values redacted from what the worker shows (the start-up failure report):
     /// from the whole environment with [`from_env`](Self::from_env), from the known
     /// credential variables with [`from_parts`](Self::from_parts).
@@ -363,8 +363,8 @@ impl Mode {
 }
 
 /// The restore rule's thresholds, in milliseconds.
-fn read_thresholds(env: &Env<'_>) -> Result<crate::restore::Thresholds, ConfigError> {
-    let mut thresholds = crate::restore::Thresholds::default();
+fn read_thresholds(env: &Env<'_>) -> Result<Thresholds, ConfigError> {
+    let mut thresholds = Thresholds::default();
     if let Some(ms) = env.number("RUNPOD_RESTORE_GAP_MS")? {
         thresholds.gap = Duration::from_millis(ms);
     }
@@ -464,6 +464,33 @@ fn parse_realtime_port(value: Option<String>) -> Result<Option<u16>, ConfigError
             value,
             reason: "expected a port number",
         }),
+    }
+}
+
+/// The thresholds of the FlashBoot restore rule ([`restore`](crate::restore); `RUNPOD_RESTORE_GAP_MS`, `RUNPOD_RESTORE_SKEW_MS`).
+///
+/// ```
+/// use runpod_handler::restore::Thresholds;
+/// use std::time::Duration;
+///
+/// assert_eq!(Thresholds::default().gap, Duration::from_secs(5));
+/// assert_eq!(Thresholds::default().skew, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Thresholds {
+    /// Either clock advancing by more than this between two readings is a freeze or restore.
+    pub gap: Duration,
+    /// The wall and monotonic clocks' advances differing by more than this is a restore.
+    pub skew: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            gap: Duration::from_secs(5),
+            skew: Duration::from_secs(2),
+        }
     }
 }
 

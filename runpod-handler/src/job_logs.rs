@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::startup::tail::LIMIT;
+/// The most log text an error result carries, as in the SDK (`MAX_CAPTURED_CHARS`): a failed
+/// job's here, a failed start-up's in `startup::tail`.
+pub(crate) const LIMIT: usize = 16 * 1024;
 
 /// The captured jobs' lines, by job id.
 pub(crate) struct JobLogs {

@@ -70,13 +70,7 @@ where
     let drained = CancellationToken::new();
     let health_server =
         health_listener.map(|listener| spawn_health_server(listener, &health, &drained));
-    let fitness_checks = match config.runtime.skip_fitness_checks && !fitness_checks.is_empty() {
-        true => {
-            tracing::info!("Fitness checks disabled via RUNPOD_SKIP_FITNESS_CHECKS, skipping.");
-            Vec::new()
-        }
-        false => fitness_checks,
-    };
+    let fitness_checks = unless_skipped(fitness_checks, config.runtime.skip_fitness_checks);
     let failure = tokio::select! {
         failure = start(fitness_checks.into_iter().chain(on_start)) => failure,
         () = shutdown.cancelled() => None,
@@ -225,6 +219,15 @@ async fn bind(port: u16) -> Result<TcpListener, Error> {
                 format!("port {port}: {err}"),
             ))
         })
+}
+
+/// The fitness checks, or none with `RUNPOD_SKIP_FITNESS_CHECKS` (runpod 2.0).
+fn unless_skipped(checks: Vec<Step>, skip: bool) -> Vec<Step> {
+    if skip && !checks.is_empty() {
+        tracing::info!("Fitness checks disabled via RUNPOD_SKIP_FITNESS_CHECKS, skipping.");
+        return Vec::new();
+    }
+    checks
 }
 
 /// Runs the start-up steps in order; the first failure's name and message.

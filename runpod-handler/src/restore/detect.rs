@@ -10,35 +10,10 @@ use std::sync::{Arc, LazyLock, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
+pub use crate::config::Thresholds;
+
 /// How often the detector's thread reads the clocks.
 const TICK: Duration = Duration::from_secs(1);
-
-/// The thresholds of the restore rule (`RUNPOD_RESTORE_GAP_MS`, `RUNPOD_RESTORE_SKEW_MS`).
-///
-/// ```
-/// use runpod_handler::restore::Thresholds;
-/// use std::time::Duration;
-///
-/// assert_eq!(Thresholds::default().gap, Duration::from_secs(5));
-/// assert_eq!(Thresholds::default().skew, Duration::from_secs(2));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct Thresholds {
-    /// Either clock advancing by more than this between two readings is a freeze or restore.
-    pub gap: Duration,
-    /// The wall and monotonic clocks' advances differing by more than this is a restore.
-    pub skew: Duration,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Self {
-            gap: Duration::from_secs(5),
-            skew: Duration::from_secs(2),
-        }
-    }
-}
 
 /// Compares consecutive clock readings.
 #[derive(Debug)]

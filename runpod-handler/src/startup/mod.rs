@@ -488,7 +488,7 @@ mod tests {
             let _flag = flag;
             std::future::pending::<()>().await
         });
-        let config = crate::testing::config();
+        let config = Config::from_parts(|_| None, std::iter::empty::<String>()).expect("defaults");
         let starting = tokio::spawn(run(
             Some(slow),
             Limit::starting_now(None),

@@ -4,8 +4,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The most a failure report carries, as in the SDK (`MAX_CAPTURED_CHARS`).
-pub(crate) const LIMIT: usize = 16 * 1024;
+pub(crate) use crate::job_logs::LIMIT;
 
 /// The worker's log tail. Process-wide, like the output it mirrors.
 pub(crate) struct Tail {

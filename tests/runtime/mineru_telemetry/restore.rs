@@ -91,7 +91,7 @@ async fn after_a_restore_the_engine_is_restarted_before_the_next_job_which_is_ma
     assert_eq!(engines.len(), 2, "{events:?}");
     let on_second: Vec<&Value> = events
         .iter()
-        .filter(|e| e["event"] == "submit" && e["pid"].to_string() == engines[1])
+        .filter(|e| e["event"] == "submit" && e["pid"].as_u64() == engines[1].parse().ok())
         .collect();
     assert_eq!(on_second.len(), 2, "the warm-up, then the job: {events:?}");
     let warmed = on_second[0]["body"].to_string();
