@@ -2,6 +2,7 @@
 # Creates the two Python environments the tests and the worker need, idempotently:
 #   .venv/mineru  mineru==4.0.12           (the engine: mineru-api, offline flash tier)
 #   .venv/sdk     runpod==1.12.0, rotel    (the SDK as the wire reference; an OTLP collector)
+#   .venv/sdk2    runpod==2.0.0rc2         (the SDK's 2.0 start-up behaviour, for parity tests)
 #   .venv/mineru3 mineru==3.4.5            (MinerU 3.4 for the v3 adapter's tests; no torch)
 #   .venv/s3      moto[server]             (a local S3 API server for the s3 transport's tests)
 # They are separate because runpod's and mineru's dependency pins conflict (and moto pins
@@ -30,6 +31,7 @@ python="${PYTHON:-python3}"
 
 MINERU_REQS=(mineru==4.0.12)
 SDK_REQS=(runpod==1.12.0 rotel==0.0.1a15)
+SDK2_REQS=(runpod==2.0.0rc2)
 MINERU3_REQS=(mineru==3.4.5)
 S3_REQS=("moto[server]==5.2.5")
 UV_REQ=uv==0.13.9
@@ -102,6 +104,7 @@ if [[ $mineru_only == 1 ]]; then
     exit 0
 fi
 ensure_venv "$venv_root/sdk" "${SDK_REQS[@]}"
+ensure_venv "$venv_root/sdk2" "${SDK2_REQS[@]}"
 ensure_venv "$venv_root/mineru3" "${MINERU3_REQS[@]}"
 ensure_venv "$venv_root/s3" "${S3_REQS[@]}"
 
@@ -110,6 +113,7 @@ cat <<EOF_SUMMARY
 Python environments ready:
   MinerU:     $venv_root/mineru   (mineru-api: $venv_root/mineru/bin/mineru-api)
   SDK:        $venv_root/sdk      (python: $venv_root/sdk/bin/python)
+  SDK 2.0:    $venv_root/sdk2     (runpod 2.0.0rc2; tests: SDK2_VENV)
   MinerU 3.4: $venv_root/mineru3  (mineru-api for MINERU_ENGINE_ADAPTER=v3; tests: MINERU3_VENV)
   S3 server:  $venv_root/s3       (moto_server: $venv_root/s3/bin/moto_server)
 

@@ -13,6 +13,7 @@ python3 scripts/module-cycles.py runpod-handler runpod-otel-layer mineru-handler
 
 export MINERU_VENV="$repo/.venv/mineru"
 export SDK_VENV="$repo/.venv/sdk"
+export SDK2_VENV="$repo/.venv/sdk2"
 export MINERU3_VENV="$repo/.venv/mineru3"
 export S3_VENV="$repo/.venv/s3"
 # Two cores: keep test binaries from starving each other's child processes.

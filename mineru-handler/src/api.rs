@@ -45,14 +45,20 @@ pub async fn serve(
     let app = tower::ServiceBuilder::new()
         .layer(telemetry.request_layer())
         .service(app);
-    lb.on_start(move || async move {
-        match service.warmup().await.outcome {
-            WarmupOutcome::Failed(reason) => Err(format!("the engine's warm-up failed: {reason}")),
-            WarmupOutcome::Done | WarmupOutcome::Skipped(_) => Ok(()),
-        }
-    })
-    .serve(app)
-    .await
+    // After a FlashBoot restore `/ping` answers 204 until the engine is back.
+    let engine = std::sync::Arc::new(service.engine().clone());
+    lb.restore_resource(engine)
+        .on_start(move || async move {
+            service.engine().models_ready().map_err(|e| e.to_string())?;
+            match service.warmup().await.outcome {
+                WarmupOutcome::Failed(reason) => {
+                    Err(format!("the engine's warm-up failed: {reason}"))
+                }
+                WarmupOutcome::Done | WarmupOutcome::Skipped(_) => Ok(()),
+            }
+        })
+        .serve(app)
+        .await
 }
 
 /// `POST /parse`: a multipart upload run as a job.

@@ -68,8 +68,15 @@ async fn serve(telemetry: &Telemetry) -> Result<(), String> {
             span.set_attribute("runpod.job_id", job.job_id.to_owned());
         }))
         .on_start(move || async move {
+            // Cached models found incomplete, and none in the image: a prestart_failed naming
+            // the missing files (docs/cached-models.md).
+            warm.engine().models_ready()?;
             warm.warmup().await;
-        });
+            Ok::<(), mineru_handler::engine::MissingModels>(())
+        })
+        // After a FlashBoot restore: re-probe, and restart and re-warm, the engine before the
+        // next job (docs/engine.md §4.5).
+        .restore_resource(std::sync::Arc::new(service.engine().clone()));
     let result = runtime.run(service.clone()).await;
     service.shutdown().await;
     result.map_err(|e| e.to_string())

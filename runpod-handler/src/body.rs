@@ -1,8 +1,9 @@
 //! The bodies RunPod receives: a handler's value, error or stream mapped exactly as the SDK
 //! maps them (docs/protocol.md §6 and §8).
 
-use crate::config::Config;
+use crate::config::{Config, LogCapture};
 use crate::error::JobError;
+use crate::redact::Secrets;
 use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value, json};
 use std::future::Future;
@@ -15,6 +16,9 @@ pub(crate) type Body = Map<String, Value>;
 pub(crate) struct Reporter {
     pub(crate) hostname: String,
     pub(crate) worker_id: String,
+    /// `RUNPOD_LOG_CAPTURE=all`: a failed job's error payload carries the lines it logged,
+    /// these secrets redacted.
+    pub(crate) capture_logs: Option<Secrets>,
 }
 
 impl Reporter {
@@ -27,6 +31,7 @@ impl Reporter {
             } else {
                 "unknown".into()
             },
+            capture_logs: (config.log_capture == LogCapture::All).then(|| config.secrets.clone()),
         }
     }
 }
@@ -63,9 +68,10 @@ pub(crate) fn from_value(value: Value, refresh_worker: bool) -> Body {
     with_refresh(body, refresh || refresh_worker)
 }
 
-/// Maps a failed handler (docs/protocol.md §6.3): `error` holds a JSON *string* with the SDK's keys.
-pub(crate) fn from_error(err: &JobError, reporter: &Reporter) -> Body {
-    let payload = json!({
+/// Maps a failed handler (docs/protocol.md §6.3): `error` holds a JSON *string* with the SDK's
+/// keys, and `logs`, the lines the job logged, when they were captured (`RUNPOD_LOG_CAPTURE=all`).
+pub(crate) fn from_error(err: &JobError, reporter: &Reporter, logs: Option<&str>) -> Body {
+    let mut payload = json!({
         "error_type": format!("<class '{}'>", err.kind()),
         "error_message": err.message(),
         "error_traceback": err.traceback().unwrap_or_default(),
@@ -73,6 +79,14 @@ pub(crate) fn from_error(err: &JobError, reporter: &Reporter) -> Body {
         "worker_id": reporter.worker_id,
         "runpod_version": crate::PROTOCOL_VERSION,
     });
+    if let (Some(secrets), Some(logs), Value::Object(fields)) = (
+        &reporter.capture_logs,
+        logs.filter(|l| !l.is_empty()),
+        &mut payload,
+    ) {
+        let shown = crate::redact::credentials(&secrets.redact(logs));
+        fields.insert("logs".into(), Value::String(shown));
+    }
     let mut body = Body::new();
     body.insert(
         "error".into(),
@@ -202,10 +216,12 @@ mod tests {
         let reporter = Reporter {
             hostname: "h".into(),
             worker_id: "w".into(),
+            capture_logs: None,
         };
         let body = from_error(
             &JobError::new("ValueError", "bööm").refresh_worker(),
             &reporter,
+            Some("not captured"),
         );
         assert_eq!(
             String::from_utf8(crate::json::to_vec(&body)).unwrap(),

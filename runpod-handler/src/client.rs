@@ -3,18 +3,24 @@
 //! Clients for `https` URLs (the platform's always are) share the process's TLS roots
 //! ([`crate::tls`]); a client for plain HTTP (a local or FAKE server) loads none. The heartbeat
 //! has a client of its own because a connection is driven by the runtime that opened it, and
-//! the heartbeat's runtime must not depend on the job traffic's.
+//! the heartbeat's runtime must not depend on the job traffic's. After a FlashBoot restore the
+//! runtime [resets](Client::reset) both, so that no request goes out on a connection that died
+//! with the snapshot.
 
 use crate::config::{Config, ConfigError, Mode};
 use reqwest::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 /// The longest any single request may take (the SDK's session limit).
 const REQUEST_LIMIT: Duration = Duration::from_secs(600);
 
+/// Clones share one connection pool, which [`reset`](Client::reset) replaces for all of them.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
-    http: reqwest::Client,
+    http: Arc<RwLock<reqwest::Client>>,
+    /// Whether the pool needs TLS (any of RunPod's URLs is `https`).
+    https: bool,
     authorization: HeaderValue,
     user_agent: HeaderValue,
 }
@@ -34,22 +40,29 @@ impl Client {
                 value: config.ua_integration.clone().unwrap_or_default(),
                 reason: "contains characters not allowed in an HTTP header",
             })?;
-        let builder = reqwest::Client::builder()
-            .timeout(REQUEST_LIMIT)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90));
-        let builder = if uses_https(config) {
-            builder.tls_backend_preconfigured(crate::tls::config()?)
-        } else {
-            // No roots at all: nothing here can be https.
-            builder.tls_certs_only(std::iter::empty())
-        };
-        let http = builder.build().map_err(crate::Error::HttpClient)?;
+        let https = uses_https(config);
         Ok(Self {
-            http,
+            http: Arc::new(RwLock::new(pool(https)?)),
+            https,
             authorization,
             user_agent,
         })
+    }
+
+    /// Replaces the connection pool with an empty one (every clone's), keeping the old one
+    /// when a new one cannot be built (it was built once with the same settings).
+    pub(crate) fn reset(&self) {
+        match pool(self.https) {
+            Ok(fresh) => *self.http.write().unwrap_or_else(PoisonError::into_inner) = fresh,
+            Err(err) => tracing::warn!("Could not reset the HTTP connection pool: {err}"),
+        }
+    }
+
+    fn http(&self) -> reqwest::Client {
+        self.http
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// A job-traffic GET: take, batch take, job-stop.
@@ -66,7 +79,7 @@ impl Client {
             HeaderValue::from_static("gzip, deflate"),
         );
         headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        self.http.get(url).headers(headers).timeout(timeout)
+        self.http().get(url).headers(headers).timeout(timeout)
     }
 
     /// A job-done, job-stream or progress POST, with the SDK's odd but expected headers.
@@ -90,7 +103,7 @@ impl Client {
             HeaderValue::from_static("utf-8"),
         );
         headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        self.http.post(url).headers(headers).body(body)
+        self.http().post(url).headers(headers).body(body)
     }
 
     /// The heartbeat GET, whose headers come from another library in the SDK.
@@ -104,8 +117,23 @@ impl Client {
         headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
         headers.insert(header::AUTHORIZATION, self.authorization.clone());
-        self.http.get(url).headers(headers).timeout(timeout)
+        self.http().get(url).headers(headers).timeout(timeout)
     }
+}
+
+/// An empty connection pool.
+fn pool(https: bool) -> Result<reqwest::Client, crate::Error> {
+    let builder = reqwest::Client::builder()
+        .timeout(REQUEST_LIMIT)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90));
+    let builder = if https {
+        builder.tls_backend_preconfigured(crate::tls::config()?)
+    } else {
+        // No roots at all: nothing here can be https.
+        builder.tls_certs_only(std::iter::empty())
+    };
+    builder.build().map_err(crate::Error::HttpClient)
 }
 
 /// Whether any of RunPod's URLs is `https`.

@@ -165,11 +165,16 @@ pub struct Config {
     /// How long start-up (fitness checks and `on_start`) may take before it counts as failed
     /// (`RUNPOD_START_TIMEOUT_SECONDS`), when the code sets no limit of its own.
     pub start_timeout: Option<Duration>,
-    /// Whether a failed start-up's error result carries the tail of the worker's log
-    /// (`RUNPOD_LOG_CAPTURE`, the SDK's variable).
+    /// Which error results carry log lines (`RUNPOD_LOG_CAPTURE`, runpod 2.0's variable).
     pub log_capture: LogCapture,
+    /// `RUNPOD_SKIP_FITNESS_CHECKS` (runpod 2.0's variable; `1`, `true`, `yes` or `on`): the
+    /// registered fitness checks are not run.
+    pub skip_fitness_checks: bool,
     /// The local API's request body limits, RunPod's own by default.
     pub body_limits: BodyLimits,
+    /// The thresholds of the FlashBoot restore rule (`RUNPOD_RESTORE_GAP_MS`, default 5000;
+    /// `RUNPOD_RESTORE_SKEW_MS`, default 2000; see [`restore`](crate::restore)).
+    pub restore: Thresholds,
     /// The secret values redacted from what the worker shows (the start-up failure report):
     /// from the whole environment with [`from_env`](Self::from_env), from the known
     /// credential variables with [`from_parts`](Self::from_parts).
@@ -194,18 +199,21 @@ impl BodyLimits {
     };
 }
 
-/// `RUNPOD_LOG_CAPTURE`: whether the log tail goes into a start-up failure's error result.
+/// `RUNPOD_LOG_CAPTURE` (runpod 2.0's variable): which error results carry the worker's log
+/// lines as `logs` (docs/protocol.md §1.3, §6.3).
 ///
-/// The result reaches whoever sent the job, so the SDK's `off` turns it off; `auto` (the
-/// default) and `all` attach it. (The SDK's `all` also attaches logs to handler failures; here
-/// a handler decides what its own errors say.)
+/// The result reaches whoever sent the job, so lines are opt-in for handler failures (`all`)
+/// and can be turned off for start-up failures (`off`). Secrets are redacted either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LogCapture {
-    /// Attach the last 16 KiB of the worker's log, secrets redacted.
+    /// A failed start-up (or restore) carries the last 16 KiB of the worker's log; a failed
+    /// job does not.
     #[default]
     Auto,
-    /// Attach no log.
+    /// Also a failed job's error payload carries the last 16 KiB the job logged.
+    All,
+    /// No error result carries log lines.
     Off,
 }
 
@@ -279,6 +287,12 @@ impl Config {
                 Some(v) => LogCapture::parse(&v)?,
                 None => LogCapture::Auto,
             },
+            skip_fitness_checks: env.get("RUNPOD_SKIP_FITNESS_CHECKS").is_some_and(|v| {
+                matches!(
+                    v.trim().to_ascii_lowercase().as_str(),
+                    "1" | "true" | "yes" | "on"
+                )
+            }),
             body_limits: BodyLimits {
                 run: env
                     .megabytes("RUNPOD_LOCAL_RUN_MAX_BODY_MB")?
@@ -287,6 +301,7 @@ impl Config {
                     .megabytes("RUNPOD_LOCAL_RUNSYNC_MAX_BODY_MB")?
                     .unwrap_or(BodyLimits::RUNPOD.runsync),
             },
+            restore: read_thresholds(&env)?,
             secrets: Secrets::from_lookup(&var),
         })
     }
@@ -345,6 +360,18 @@ impl Mode {
                 .filter(|p| p != "PING_NOT_SET"),
         }))
     }
+}
+
+/// The restore rule's thresholds, in milliseconds.
+fn read_thresholds(env: &Env<'_>) -> Result<Thresholds, ConfigError> {
+    let mut thresholds = Thresholds::default();
+    if let Some(ms) = env.number("RUNPOD_RESTORE_GAP_MS")? {
+        thresholds.gap = Duration::from_millis(ms);
+    }
+    if let Some(ms) = env.number("RUNPOD_RESTORE_SKEW_MS")? {
+        thresholds.skew = Duration::from_millis(ms);
+    }
+    Ok(thresholds)
 }
 
 impl LogLevel {
@@ -415,7 +442,8 @@ fn parse_positive(name: &'static str, value: &str) -> Result<NonZeroUsize, Confi
 impl LogCapture {
     fn parse(value: &str) -> Result<Self, ConfigError> {
         match value.trim().to_ascii_lowercase().as_str() {
-            "auto" | "all" => Ok(Self::Auto),
+            "auto" => Ok(Self::Auto),
+            "all" => Ok(Self::All),
             "off" => Ok(Self::Off),
             _ => Err(ConfigError::Invalid {
                 name: "RUNPOD_LOG_CAPTURE",
@@ -436,6 +464,33 @@ fn parse_realtime_port(value: Option<String>) -> Result<Option<u16>, ConfigError
             value,
             reason: "expected a port number",
         }),
+    }
+}
+
+/// The thresholds of the FlashBoot restore rule ([`restore`](crate::restore); `RUNPOD_RESTORE_GAP_MS`, `RUNPOD_RESTORE_SKEW_MS`).
+///
+/// ```
+/// use runpod_handler::restore::Thresholds;
+/// use std::time::Duration;
+///
+/// assert_eq!(Thresholds::default().gap, Duration::from_secs(5));
+/// assert_eq!(Thresholds::default().skew, Duration::from_secs(2));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Thresholds {
+    /// Either clock advancing by more than this between two readings is a freeze or restore.
+    pub gap: Duration,
+    /// The wall and monotonic clocks' advances differing by more than this is a restore.
+    pub skew: Duration,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Self {
+            gap: Duration::from_secs(5),
+            skew: Duration::from_secs(2),
+        }
     }
 }
 

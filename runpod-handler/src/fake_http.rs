@@ -84,6 +84,8 @@ pub(crate) struct Exchange {
     pub(crate) answered: Instant,
     /// The status answered, or `None` for a fault.
     pub(crate) status: Option<u16>,
+    /// Which connection it came on, numbered from 0 in the order they were accepted.
+    pub(crate) connection: usize,
 }
 
 /// A request as the responder sees it.
@@ -104,6 +106,7 @@ struct Shared {
     answered: tokio::sync::Notify,
     /// Cancelled to drop every open connection (a cut); replaced when the cut ends.
     connections: Mutex<CancellationToken>,
+    accepted: std::sync::atomic::AtomicUsize,
 }
 
 #[derive(Clone)]
@@ -140,6 +143,7 @@ impl FakeEndpoint {
             log: Mutex::new(Vec::new()),
             answered: tokio::sync::Notify::new(),
             connections: Mutex::new(CancellationToken::new()),
+            accepted: std::sync::atomic::AtomicUsize::new(0),
         });
         let accepting = tokio::spawn(accept(listener, Arc::clone(&shared)));
         Self {
@@ -206,9 +210,12 @@ async fn accept(listener: TcpListener, shared: Arc<Shared>) {
         let _ = stream.set_nodelay(true);
         let dropped = lock(&shared.connections).clone();
         let shared = Arc::clone(&shared);
+        let connection = shared
+            .accepted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tokio::spawn(async move {
             dropped
-                .run_until_cancelled(serve(stream, Arc::clone(&shared)))
+                .run_until_cancelled(serve(stream, connection, Arc::clone(&shared)))
                 .await;
         });
     }
@@ -251,7 +258,7 @@ async fn read_request(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> O
     })
 }
 
-async fn serve(stream: TcpStream, shared: Arc<Shared>) {
+async fn serve(stream: TcpStream, connection: usize, shared: Arc<Shared>) {
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     while let Some(request) = read_request(&mut read).await {
@@ -269,6 +276,7 @@ async fn serve(stream: TcpStream, shared: Arc<Shared>) {
                 arrived,
                 answered: Instant::now(),
                 status,
+                connection,
             });
             shared.answered.notify_waiters();
         };

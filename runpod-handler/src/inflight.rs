@@ -58,11 +58,6 @@ impl InFlight {
         tracing::info!("Jobs in progress: {len}");
     }
 
-    /// Whether any job was ever held.
-    pub(crate) fn ever_held(&self) -> bool {
-        self.next_key.load(Ordering::Relaxed) > 0
-    }
-
     pub(crate) fn len(&self) -> usize {
         *self.count.borrow()
     }

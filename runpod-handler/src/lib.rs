@@ -41,6 +41,7 @@ mod error;
 mod fake_http;
 mod inflight;
 mod job;
+mod job_logs;
 mod json;
 mod kind;
 #[cfg(feature = "lb")]
@@ -54,6 +55,7 @@ mod ping;
 mod post;
 mod progress;
 pub mod redact;
+pub mod restore;
 mod runtime;
 mod served;
 mod service;

@@ -22,6 +22,7 @@
 //! ```
 
 use crate::config::LogLevel;
+use crate::job_logs::JOB_LOGS;
 use crate::startup::tail::{TAIL, Tail};
 use std::fmt::Write as _;
 use std::io::Write as _;
@@ -224,6 +225,12 @@ where
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         if self.tail.is_recording() {
             self.tail.record(&render(self.json, event, &ctx));
+        }
+        // RUNPOD_LOG_CAPTURE=all: a running job's lines, for its error payload.
+        if JOB_LOGS.is_active()
+            && let Some(job_id) = JobIds::of_event(event, &ctx).job_id
+        {
+            JOB_LOGS.record(&job_id, || render(self.json, event, &ctx));
         }
     }
 }

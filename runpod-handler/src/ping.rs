@@ -18,9 +18,10 @@ const RETRY_WAITS: [Duration; 3] = [
     Duration::from_secs(4),
 ];
 
-/// Starts the heartbeat thread, or says why there is none.
+/// Starts the heartbeat thread on `client`, or says why there is none.
 pub(crate) fn spawn(
     config: &Config,
+    client: Client,
     urls: Urls,
     inflight: Arc<InFlight>,
     stop: CancellationToken,
@@ -29,7 +30,6 @@ pub(crate) fn spawn(
         tracing::info!("Heartbeat disabled: {reason}.");
         return Ok(None);
     }
-    let client = Client::new(config)?;
     let interval = config.ping_interval;
     let thread = std::thread::Builder::new()
         .name("runpod-ping".into())

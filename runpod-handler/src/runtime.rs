@@ -7,6 +7,8 @@ use crate::config::{Config, Mode};
 use crate::error::{BoxError, Error};
 use crate::job::Job;
 use crate::output::IntoJobOutput;
+use crate::restore::RestoreResource;
+use crate::restore::lifecycle::Resources;
 use crate::service::handler::HandlerService;
 use crate::service::respond::{Respond, Settings};
 use crate::service::{Invocation, JobService};
@@ -15,6 +17,7 @@ use crate::worker::{Connection, StartUp};
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower::{Layer, Service};
@@ -49,6 +52,7 @@ pub struct Runtime {
     concurrency: Option<Concurrency>,
     on_start: Option<Hook>,
     fitness_checks: Vec<(String, FitnessCheck)>,
+    resources: Resources,
     settings: Settings,
     start: StartSettings,
 }
@@ -76,6 +80,7 @@ impl Runtime {
             concurrency: None,
             on_start: None,
             fitness_checks: Vec::new(),
+            resources: Vec::new(),
             start: StartSettings::default(),
             settings: Settings {
                 aggregate_stream: false,
@@ -169,6 +174,18 @@ impl Runtime {
         self
     }
 
+    /// Registers a resource to re-establish after a FlashBoot restore: its
+    /// [`after_restore`](crate::restore::RestoreResource::after_restore) runs, in registration
+    /// order, after a detected restore and before the next job is taken (register foundations
+    /// first). See [`restore`](crate::restore) for what the runtime does itself.
+    pub fn restore_resource<R>(mut self, resource: Arc<R>) -> Self
+    where
+        R: RestoreResource + 'static,
+    {
+        self.resources.push(resource);
+        self
+    }
+
     /// Repeats every streamed part in the final body (the SDK's `return_aggregate_stream`).
     pub fn return_aggregate_stream(mut self, aggregate: bool) -> Self {
         self.settings.aggregate_stream = aggregate;
@@ -216,6 +233,7 @@ impl Runtime {
             concurrency,
             on_start,
             fitness_checks,
+            resources,
             refresh_worker,
             start,
         } = parts;
@@ -234,15 +252,13 @@ impl Runtime {
                     gate,
                     take_jobs: start.take_jobs,
                 };
-                crate::worker::run(
-                    &config,
-                    connection,
+                let worker = crate::worker::Worker {
                     concurrency,
-                    refresh_worker,
-                    service,
+                    stop_after_job: refresh_worker,
                     start,
-                )
-                .await
+                    restore: crate::worker::Restore::global(resources),
+                };
+                crate::worker::run(&config, connection, service, worker).await
             }
             Mode::TestInput(input) => {
                 start_locally(&config, on_start, start).await?;
@@ -267,6 +283,7 @@ impl Runtime {
             config: self.config,
             on_start: self.on_start,
             fitness_checks: self.fitness_checks,
+            resources: self.resources,
             refresh_worker: self.settings.refresh_worker,
             start: self.start,
         };
@@ -286,6 +303,7 @@ pub(crate) struct Parts {
     pub(crate) concurrency: Concurrency,
     pub(crate) on_start: Option<Hook>,
     pub(crate) fitness_checks: Vec<(String, FitnessCheck)>,
+    pub(crate) resources: Resources,
     /// Stop after the first job (the SDK's worker-level `refresh_worker`).
     pub(crate) refresh_worker: bool,
     pub(crate) start: StartSettings,
@@ -319,7 +337,7 @@ where
     }
 
     /// The same stack, its jobs held at `gate` until start-up ends.
-    fn behind(self, gate: Gate) -> Assembly<Gated<H>> {
+    pub(crate) fn behind(self, gate: Gate) -> Assembly<Gated<H>> {
         Assembly {
             layer: self.layer,
             handler: Gated::new(gate, self.handler),

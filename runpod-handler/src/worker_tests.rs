@@ -11,11 +11,12 @@ use crate::fake_http::{Exchange, FakeEndpoint, Fault, Reply, Request, secs};
 use crate::inflight::InFlight;
 use crate::job::Origin;
 use crate::log::StartupTail;
+use crate::restore::{Detector, RestoreResource};
 use crate::runtime::Runtime;
 use crate::service::JobService;
 use crate::startup::tail::Tail;
 use crate::startup::{Gate, Limit};
-use crate::worker::{Connection, Dispatch, StartUp, Worker, serve};
+use crate::worker::{Connection, Dispatch, Restore, StartUp, Worker, serve};
 use crate::{Job, JobError, service_fn};
 use serde_json::{Value, json};
 use std::collections::{HashMap, VecDeque};
@@ -29,6 +30,7 @@ use tower::Service;
 use tracing_subscriber::layer::SubscriberExt;
 
 mod chaos;
+mod restore;
 
 /// How long an empty take is held before its 204, as the platform's long-poll does.
 const LONG_POLL: Duration = Duration::from_secs(1);
@@ -159,6 +161,22 @@ struct Running {
 
 impl Running {
     fn start(config: Config, concurrency: Concurrency, service: JobService) -> Self {
+        let restore = Restore {
+            detector: Box::leak(Box::new(Detector::new())),
+            resources: Vec::new(),
+        };
+        Self::restoring(config, concurrency, service, Gate::new(), restore)
+    }
+
+    /// A worker whose restores `restore` detects and handles, its jobs held at `gate` (the
+    /// gate `service` waits at, when it does).
+    fn restoring(
+        config: Config,
+        concurrency: Concurrency,
+        service: JobService,
+        gate: Gate,
+        restore: Restore,
+    ) -> Self {
         let Mode::Worker(hooks) = config.mode.clone() else {
             panic!("not a worker configuration");
         };
@@ -169,9 +187,10 @@ impl Running {
             start: StartUp {
                 hook: None,
                 limit: Limit::starting_now(None),
-                gate: Gate::new(),
+                gate,
                 take_jobs: false,
             },
+            restore,
         };
         let shutdown = CancellationToken::new();
         let signal = shutdown.clone();
@@ -184,6 +203,11 @@ impl Running {
         self.shutdown.cancel();
         let ended = self.task.await.expect("the worker task");
         ended.expect("the worker ends cleanly");
+    }
+
+    /// Waits for the worker to end by itself; how it ended.
+    async fn ended(self) -> Result<(), Error> {
+        self.task.await.expect("the worker task")
     }
 }
 

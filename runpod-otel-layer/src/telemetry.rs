@@ -19,10 +19,11 @@ use tracing_subscriber::registry::LookupSpan;
 use crate::config::{EnvConfig, ExportConfig, Notice};
 use crate::error::TelemetryError;
 use crate::export::Pipeline;
-use crate::flashboot::{self, StartState};
+use crate::flashboot::StartState;
 use crate::flush::{FlushOutcome, Flusher, ShutdownOutcome};
 use crate::job_metrics::JobMetrics;
 use crate::log::EventLayer;
+use runpod_handler::restore::Detector;
 
 static GLOBAL: OnceLock<Telemetry> = OnceLock::new();
 
@@ -208,8 +209,6 @@ struct Inner {
     meter: Meter,
     job_metrics: JobMetrics,
     start: Arc<StartState>,
-    restore_watch: OnceLock<()>,
-    restore_thresholds: crate::config::RestoreThresholds,
     #[cfg(feature = "gpu")]
     _gpu: Option<crate::gpu::GpuGauges>,
 }
@@ -288,41 +287,33 @@ impl Telemetry {
         self.inner.settings.shutdown_timeout
     }
 
-    /// Runs `hook` (on the detector's thread, with the observed gap) on every detected
-    /// FlashBoot restore, e.g. to health-check an engine. Starts the detector if needed.
+    /// Runs `hook` (on the detecting thread, with the observed gap) on every detected
+    /// FlashBoot restore: runpod-handler's [`Detector`](runpod_handler::restore::Detector),
+    /// which the runtime starts in worker and load-balancing modes.
     pub fn on_restore(&self, hook: impl Fn(Duration) + Send + Sync + 'static) {
-        self.inner.start.add_hook(Arc::new(hook));
-        self.ensure_restore_watch();
+        Detector::global().on_restore(hook);
     }
 
     /// Restores detected since the process started.
     pub fn restores(&self) -> u64 {
-        self.inner.start.restores()
+        Detector::global().restores()
     }
 
-    fn ensure_restore_watch(&self) {
-        self.inner.restore_watch.get_or_init(|| {
-            let start = Arc::clone(&self.inner.start);
-            let starts = self.inner.job_metrics.clone();
-            let generation = self
-                .inner
-                .flusher
-                .as_ref()
-                .map(|f| Arc::clone(&f.pipeline().generation));
-            let spawned = flashboot::spawn_ticker(self.inner.restore_thresholds, move |gap| {
-                tracing::info!(
-                    gap_ms = gap.as_millis() as u64,
-                    "flashboot restore detected"
-                );
-                starts.count_start("restore");
-                if let Some(generation) = &generation {
-                    generation.invalidate();
-                }
-                start.restored(gap);
-            });
-            if spawned.is_err() {
-                tracing::warn!("could not start the FlashBoot restore detector");
+    /// Marks and counts every restore, and re-opens the exporters' connections after it.
+    fn watch_restores(&self) {
+        let start = Arc::clone(&self.inner.start);
+        let starts = self.inner.job_metrics.clone();
+        let generation = self
+            .inner
+            .flusher
+            .as_ref()
+            .map(|f| Arc::clone(&f.pipeline().generation));
+        Detector::global().on_restore(move |_| {
+            starts.count_start("restore");
+            if let Some(generation) = &generation {
+                generation.invalidate();
             }
+            start.restored();
         });
     }
 
@@ -360,11 +351,6 @@ impl Telemetry {
                 job_metrics: JobMetrics::new(&meter),
                 meter,
                 start: Arc::default(),
-                restore_watch: OnceLock::new(),
-                restore_thresholds: crate::config::RestoreThresholds {
-                    gap: Duration::from_secs(5),
-                    skew: Duration::from_secs(2),
-                },
                 #[cfg(feature = "gpu")]
                 _gpu: None,
             }),
@@ -582,7 +568,7 @@ fn build(
     let telemetry = handle(&builder, pipeline.map(|(p, _)| p), &logger_name);
     if telemetry.is_exporting() {
         telemetry.job_metrics().count_start("cold");
-        telemetry.ensure_restore_watch();
+        telemetry.watch_restores();
         tracing::debug!(
             target: "runpod_otel_layer",
             init_us = started.elapsed().as_micros() as u64,
@@ -644,8 +630,6 @@ fn handle(
             job_metrics: JobMetrics::new(&meter),
             meter,
             start: Arc::default(),
-            restore_watch: OnceLock::new(),
-            restore_thresholds: env.restore,
             #[cfg(feature = "gpu")]
             _gpu: gpu,
             flusher,

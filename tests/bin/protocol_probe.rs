@@ -7,7 +7,9 @@
 //! single-threaded runtime, so a `spin` job blocks everything but the heartbeat thread),
 //! `PROBE_ECHO=1` (return the whole input instead, as the `echo` example does), and
 //! `PROBE_START=fail` (`on_start` logs a line with the API key in it, and one with `HF_TOKEN`'s
-//! value when set, then fails). The other start-up paths are tested in-process.
+//! value when set, then fails), `PROBE_START=slow` (jobs are taken while `on_start` runs, and it
+//! logs a line then never ends: SIGTERM is what ends start-up). The other start-up paths are
+//! tested in-process.
 
 use runpod_handler::{Concurrency, Job, JobError, Runtime, service_fn};
 use serde_json::Value;
@@ -32,6 +34,10 @@ async fn start_up() -> Result<(), JobError> {
                 "weights not found at /models/probe.safetensors",
             ))
         }
+        Ok("slow") => {
+            tracing::info!("probe: loading weights (slowly)");
+            std::future::pending().await
+        }
         _ => Ok(()),
     }
 }
@@ -47,6 +53,7 @@ fn main() -> Result<(), runpod_handler::Error> {
     .map_err(runpod_handler::Error::Serve)?;
     let mut worker = Runtime::from_env()?
         .refresh_worker(env_flag("PROBE_REFRESH_WORKER"))
+        .take_jobs_while_starting(std::env::var("PROBE_START").is_ok_and(|v| v == "slow"))
         .on_start(start_up);
     if let Some(concurrency) = std::env::var("PROBE_CONCURRENCY")
         .ok()

@@ -106,3 +106,22 @@ async fn passing_checks_run_before_the_first_request_and_the_worker_serves() {
         "no unhealthy ping"
     );
 }
+
+/// runpod 2.0's `RUNPOD_SKIP_FITNESS_CHECKS`: a failing check is not even run, and the worker
+/// serves.
+#[tokio::test]
+async fn runpod_skip_fitness_checks_runs_none_and_the_worker_serves() {
+    let server = FakeRunpod::start().await;
+    server.push_job(json!({"id": "unchecked", "input": 1}));
+    let ran = Ran::default();
+    let config = seam::config(&server, &[("RUNPOD_SKIP_FITNESS_CHECKS", "true")]);
+    let runtime = Runtime::new(config)
+        .refresh_worker(true)
+        .fitness_check("disk", check(&ran, &server, "disk", Err("only 3% free")));
+    runtime.run(service_fn(echo)).await.unwrap();
+    assert!(ran.lock().unwrap().is_empty());
+    assert_eq!(
+        server.result_of("unchecked").await.text(),
+        r#"{"output": 1, "stopPod": true}"#
+    );
+}

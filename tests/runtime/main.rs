@@ -20,6 +20,7 @@ mod otel_runtime;
 #[path = "../otlp_receiver/mod.rs"]
 mod otlp_receiver;
 mod results;
+mod sdk2_parity;
 mod sdk_parity;
 mod seam;
 mod startup;

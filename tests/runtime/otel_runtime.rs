@@ -126,8 +126,8 @@ async fn a_frozen_and_resumed_worker_is_counted_as_a_restore_and_keeps_exporting
     env.push(("RUNPOD_OTEL_GPU_METRICS".into(), "0".into()));
     // The detector ticks every second; a freeze longer than the gap between two ticks is what
     // a FlashBoot snapshot restore looks like from inside the process. Only the gap rule here.
-    env.push(("RUNPOD_OTEL_RESTORE_GAP_MS".into(), "2500".into()));
-    env.push(("RUNPOD_OTEL_RESTORE_SKEW_MS".into(), "600000".into()));
+    env.push(("RUNPOD_RESTORE_GAP_MS".into(), "2500".into()));
+    env.push(("RUNPOD_RESTORE_SKEW_MS".into(), "600000".into()));
     let mut worker = Worker::spawn(&example("telemetry"), &[], &env, None);
     server.push_job(json!({"id": "before", "input": {"words": ["a"]}}));
     server.result_of("before").await;

@@ -237,3 +237,66 @@ async fn a_result_over_the_size_limit_becomes_an_error_that_names_the_limit() {
     );
     assert_eq!(logs.count("result too large to return"), 2);
 }
+
+/// `RUNPOD_LOG_CAPTURE` (runpod 2.0): with `all`, a failed job's error payload carries the
+/// lines that job logged (credentials redacted), and no other job's; by default (`auto`) and
+/// with `off` it carries none.
+#[tokio::test]
+async fn log_capture_all_puts_the_failed_jobs_own_lines_in_its_error_payload() {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    // The runtime's own log layers, for this thread (the test's tasks run on it).
+    let subscriber =
+        tracing_subscriber::registry().with(runpod_handler::log::StartupTail::new(true));
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let handler = service_fn(|job: Job<Value>| async move {
+        tracing::info!("loading {} with key rpa_SECRET_CAPTURE", job.input["file"]);
+        match job.input["fail"].as_bool() {
+            Some(true) => Err(JobError::new("ValueError", "no such file")),
+            _ => Ok(job.input),
+        }
+    });
+    let with_capture = |mode: &str| {
+        let vars = [
+            ("RUNPOD_POD_ID", "worker-7f3"),
+            ("RUNPOD_LOG_CAPTURE", mode),
+            ("RUNPOD_AI_API_KEY", "rpa_SECRET_CAPTURE"),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(key, _)| *key == name)
+                .map(|(_, value)| value.to_string())
+        };
+        Runtime::new(Config::from_parts(lookup, std::iter::empty::<String>()).unwrap())
+    };
+    let jobs = || {
+        [
+            json!({"id": "fine", "input": {"file": "a.pdf"}}),
+            json!({"id": "failed", "input": {"file": "b.pdf", "fail": true}}),
+        ]
+    };
+    let delivered = TestWorker::start(with_capture("all"), handler)
+        .await
+        .serve(jobs())
+        .await;
+    let payload = error_payload(by_id(&delivered, "failed"));
+    let logs = payload["logs"].as_str().unwrap();
+    assert!(
+        logs.contains(r#""message": "loading \"b.pdf\" with key [REDACTED]""#),
+        "{logs}"
+    );
+    assert!(logs.contains(r#""requestId": "failed""#), "{logs}");
+    assert!(!logs.contains("a.pdf"), "another job's line: {logs}");
+    assert!(!logs.contains("rpa_SECRET_CAPTURE"), "{logs}");
+    assert_eq!(
+        by_id(&delivered, "fine").body_text().unwrap(),
+        r#"{"output": {"file": "a.pdf"}}"#
+    );
+    for mode in ["auto", "off"] {
+        let delivered = TestWorker::start(with_capture(mode), handler)
+            .await
+            .serve(jobs())
+            .await;
+        let payload = error_payload(by_id(&delivered, "failed"));
+        assert!(payload.get("logs").is_none(), "{mode}: {payload:?}");
+    }
+}

@@ -7,9 +7,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
+use axum::serve::ListenerExt as _;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::os::fd::{AsFd as _, OwnedFd};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -118,6 +120,8 @@ struct Inner {
 struct Shared {
     inner: Mutex<Inner>,
     changed: Notify,
+    /// A duplicate of every accepted connection's socket, to close them all at once.
+    sockets: Mutex<Vec<OwnedFd>>,
 }
 
 /// The running fake server.
@@ -138,6 +142,15 @@ impl FakeRunpod {
         let app = Router::new()
             .fallback(handle)
             .with_state(Arc::clone(&shared));
+        let keep = Arc::clone(&shared);
+        let listener = listener.tap_io(move |stream: &mut tokio::net::TcpStream| {
+            if let Ok(fd) = stream.as_fd().try_clone_to_owned() {
+                keep.sockets
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(fd);
+            }
+        });
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -187,6 +200,22 @@ impl FakeRunpod {
 
     fn read<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
         f(&mut self.shared.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Closes every connection accepted so far, idle keep-alive ones included (both directions
+    /// shut down: the worker's side sees the connection end), as a host change behind a
+    /// FlashBoot restore leaves them. The server goes on accepting new ones.
+    pub fn close_connections(&self) {
+        let sockets = std::mem::take(
+            &mut *self
+                .shared
+                .sockets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for fd in sockets {
+            let _ = std::net::TcpStream::from(fd).shutdown(std::net::Shutdown::Both);
+        }
     }
 
     /// Queues a job (any JSON value, so malformed jobs can be served too).

@@ -47,18 +47,19 @@ pub(crate) struct Connection {
 
 impl Connection {
     pub(super) fn new(port: u16, api_key: Option<String>) -> Result<Self, EngineError> {
-        let client = reqwest::Client::builder()
-            // A worker's HTTP(S)_PROXY must never see loopback traffic to the engine.
-            .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
-            // Short-lived idle connections: a restored snapshot must not reuse a dead socket.
-            .pool_idle_timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| EngineError::Connection(e.to_string()))?;
         Ok(Connection {
             base_url: format!("http://127.0.0.1:{port}"),
-            client,
+            client: client()?,
             api_key,
+        })
+    }
+
+    /// The same server through a new client, with no pooled connection (after a restore).
+    pub(super) fn renewed(&self) -> Result<Self, EngineError> {
+        Ok(Connection {
+            base_url: self.base_url.clone(),
+            client: client()?,
+            api_key: self.api_key.clone(),
         })
     }
 
@@ -98,6 +99,18 @@ impl Connection {
         let body = response.bytes().await.unwrap_or_default();
         read(status, &body)
     }
+}
+
+/// A client for the engine on loopback.
+fn client() -> Result<reqwest::Client, EngineError> {
+    reqwest::Client::builder()
+        // A worker's HTTP(S)_PROXY must never see loopback traffic to the engine.
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(2))
+        // Short-lived idle connections: a restored snapshot must not reuse a dead socket.
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()
+        .map_err(|e| EngineError::Connection(e.to_string()))
 }
 
 /// Sends a request and turns every non-success answer into an [`EngineError`] through

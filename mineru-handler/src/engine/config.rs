@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::cached_models::CachedModels;
 use super::tier::{Backend, OcrMode, Tier};
 use crate::vars::Vars;
 
@@ -59,6 +60,9 @@ pub struct EngineConfig {
     /// `MINERU_API_STARTUP_TIMEOUT_SECONDS`: readiness deadline per start, and how long a job
     /// waits for a starting engine.
     pub startup_timeout: Duration,
+    /// `MINERU_RESTORE_HEALTH_TIMEOUT_SECONDS` (10): after a FlashBoot restore, how long the
+    /// engine has to answer its health check before it is restarted (docs/engine.md §4.5).
+    pub restore_health_timeout: Duration,
     /// `MINERU_API_LOG_LEVEL`: the server's `--log-level`.
     pub log_level: String,
     /// `MINERU_ENGINE_MAX_RESTARTS`: consecutive failed starts before the engine is Failed.
@@ -85,6 +89,8 @@ pub struct EngineConfig {
     pub vlm_server_url: Option<String>,
     /// `MINERU_HOME`; `None` = a per-boot directory in the scratch area.
     pub mineru_home: Option<PathBuf>,
+    /// Where RunPod cached models (or the user's) are looked for (docs/cached-models.md).
+    pub cached_models: CachedModels,
     /// Variables set for the child on top of the inherited environment.
     pub child_env: Vec<(String, String)>,
     /// Inherited variables removed from the child's environment (secrets).
@@ -161,6 +167,11 @@ impl EngineConfig {
                 "MINERU_API_STARTUP_TIMEOUT_SECONDS",
                 600,
             )?),
+            restore_health_timeout: Duration::from_secs(seconds(
+                vars,
+                "MINERU_RESTORE_HEALTH_TIMEOUT_SECONDS",
+                10,
+            )?),
             log_level: vars
                 .get("MINERU_API_LOG_LEVEL")
                 .unwrap_or_else(|| "warning".into()),
@@ -178,12 +189,32 @@ impl EngineConfig {
             default_ocr_mode: named(vars, "MINERU_DEFAULT_OCR_MODE", "auto, txt or ocr")?,
             vlm_server_url: vars.get("MINERU_MODEL_VLM_SERVER_URL"),
             mineru_home: vars.get("MINERU_HOME").map(PathBuf::from),
+            cached_models: cached_models(vars),
             child_env: child_env(vars),
             child_env_remove: child_env_remove(inherited_names),
             parent_death_signal: vars.flag("MINERU_ENGINE_PARENT_DEATH_SIGNAL", true),
             guard: None,
             api_key: vars.flag("MINERU_API_KEY_HARDENING", true),
         })
+    }
+}
+
+fn cached_models(vars: &Vars<'_>) -> CachedModels {
+    let image_dir = vars
+        .get("MINERU_MODEL_BASE_DIR")
+        .map(PathBuf::from)
+        .or_else(|| {
+            vars.get("MINERU_HOME")
+                .map(|home| PathBuf::from(home).join("models"))
+        });
+    CachedModels {
+        enabled: vars.flag("MINERU_CACHED_MODELS", true),
+        path: vars.get("MINERU_CACHED_MODELS_PATH").map(PathBuf::from),
+        root: vars
+            .get("MINERU_CACHED_MODELS_ROOT")
+            .map_or_else(|| PathBuf::from("/"), PathBuf::from),
+        revision: vars.get("MODEL_REVISION"),
+        image_dir,
     }
 }
 

@@ -86,6 +86,8 @@ pub(crate) enum RestartCause {
     Cancel,
     /// A job retries a failed page range on a fresh engine.
     Retry,
+    /// It did not answer its health check after a FlashBoot restore (docs/engine.md §4.5).
+    RestoreCheck,
 }
 
 impl RestartCause {
@@ -96,6 +98,7 @@ impl RestartCause {
             RestartCause::EngineDead(_) => "engine_dead",
             RestartCause::Cancel => "cancel",
             RestartCause::Retry => "retry",
+            RestartCause::RestoreCheck => "restore_check",
         }
     }
 
@@ -106,6 +109,9 @@ impl RestartCause {
             RestartCause::EngineDead(detail) => detail.clone(),
             RestartCause::Cancel => "stopped to cancel another job's parse".into(),
             RestartCause::Retry => "replaced to retry a failed page range".into(),
+            RestartCause::RestoreCheck => {
+                "it did not answer its health check after a FlashBoot restore".into()
+            }
         }
     }
 }
@@ -233,6 +239,26 @@ impl EngineCore {
             .max()
             .unwrap_or(self.config.server_tier);
         default_ocr_mode(self.config.default_ocr_mode, highest)
+    }
+
+    /// Replaces the running generation's HTTP client with a new one (after a restore, its
+    /// pooled connections may be dead); the renewed generation.
+    pub(super) fn renew_connection(&self, live: &Live) -> Result<Arc<Live>, EngineError> {
+        let renewed = Arc::new(Live {
+            generation: live.generation,
+            pid: live.pid,
+            connection: live.connection.renewed()?,
+            tiers: live.tiers.clone(),
+            degraded: live.degraded.clone(),
+        });
+        self.phase.send_if_modified(|phase| match phase {
+            EnginePhase::Ready(now) if now.generation == live.generation => {
+                *phase = EnginePhase::Ready(Arc::clone(&renewed));
+                true
+            }
+            _ => false,
+        });
+        Ok(renewed)
     }
 
     /// Asks the supervisor to replace `generation` (a later generation is left alone).

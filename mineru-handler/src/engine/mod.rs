@@ -8,15 +8,18 @@
 //!   and downloads the result zip into a private job directory ([`ParseOutput`]).
 //! * The job's cancellation signal cancels the task; a parse already running inside MinerU
 //!   cannot be interrupted, so the child's process group is killed and the engine re-warmed.
+//! * After a FlashBoot restore, [`Engine::after_restore`] (the engine is a runpod-handler
+//!   `RestoreResource`) rebuilds its client, re-probes it and restarts it when it is gone.
 //!
 //! This module is the façade. Behind it: `lifecycle` (the engine's state, shared by all
 //! parts), `supervisor` (the child process; `child_output` forwards its output), `task` (one
-//! parse), `warmup`, `scratch` (the private directories), `version` (which MinerU is
+//! parse), `warmup`, `restore` (after a FlashBoot restore), `scratch` (the private directories), `version` (which MinerU is
 //! installed), and the adapter boundary: MinerU-specific request and answer shapes live in
 //! `mineru4` for 4.x (the default) and `mineru3` for 3.4 (`MINERU_ENGINE_ADAPTER=v3`, or
 //! detected from the installed version).
 
 mod adapter;
+mod cached_models;
 mod child_output;
 mod config;
 mod deadline;
@@ -26,6 +29,7 @@ mod lifecycle;
 mod mineru3;
 mod mineru4;
 mod options;
+mod restore;
 mod scratch;
 mod supervisor;
 mod task;
@@ -39,6 +43,7 @@ use std::time::Instant;
 
 use tokio_util::sync::CancellationToken;
 
+pub use cached_models::{CachedModels, MissingModels};
 pub use config::{AdapterKind, EngineConfig, EngineConfigError, WarmupFixture};
 pub use deadline::{Deadline, DeadlineSource};
 pub use error::EngineError;
@@ -68,6 +73,8 @@ pub struct Engine {
 /// The engine's parts; the supervisor task holds only the core, so dropping these stops it.
 struct Parts {
     core: Arc<EngineCore>,
+    /// The tier's models were cached incompletely and the image has none: the start fails.
+    missing_models: Option<MissingModels>,
     warmup: Arc<Warmup>,
     supervisor: Supervisor,
 }
@@ -121,15 +128,31 @@ impl Engine {
         }
         let api_key = (config.api_key && adapter_kind == AdapterKind::V4 && private_key)
             .then(|| uuid::Uuid::new_v4().simple().to_string());
+        let mut config = config;
+        let missing_models = match adapter_kind {
+            // MinerU 3.4 reads its models from the Hugging Face cache itself.
+            AdapterKind::V3 => None,
+            AdapterKind::V4 => use_cached_models(&mut config, scratch.root()),
+        };
         let (core, restarts) = EngineCore::new(config, adapter, scratch, guard, api_key, version);
         let core = Arc::new(core);
         Ok(Engine {
             parts: Arc::new(Parts {
+                missing_models,
                 warmup: Arc::new(Warmup::new(Arc::clone(&core))),
                 supervisor: Supervisor::new(restarts),
                 core,
             }),
         })
+    }
+
+    /// `Err` when the configured tier's models were found cached but incomplete and the image
+    /// has none either (docs/cached-models.md): the worker's start must fail, naming the files.
+    pub fn models_ready(&self) -> Result<(), MissingModels> {
+        match &self.parts.missing_models {
+            Some(missing) => Err(missing.clone()),
+            None => Ok(()),
+        }
     }
 
     /// Calls `observer` with the reason of every later engine restart (set once; a second
@@ -250,5 +273,24 @@ impl Engine {
         self.parts.core.stop.cancel();
         self.parts.supervisor.join().await;
         self.parts.core.set_phase(EnginePhase::Stopped);
+    }
+}
+
+/// Points the engine at the cached models its tier needs, when any are cached.
+fn use_cached_models(config: &mut EngineConfig, scratch: &Path) -> Option<MissingModels> {
+    let links = scratch.join("cached-models");
+    match cached_models::prepare(&config.cached_models, config.server_tier, &links) {
+        Ok(Some(base)) => {
+            let base = base.to_string_lossy().into_owned();
+            config
+                .child_env
+                .push(("MINERU_MODEL_BASE_DIR".into(), base));
+            None
+        }
+        Ok(None) => None,
+        Err(missing) => {
+            tracing::error!("{missing}");
+            Some(missing)
+        }
     }
 }

@@ -274,8 +274,17 @@ impl Supervision {
             cause: cause.describe(),
             last_start_error: None,
         });
-        running.stop(CANCEL_GRACE).await;
-        if matches!(cause, RestartCause::Cancel | RestartCause::Retry) {
+        // A restored engine that does not answer is not going to finish anything: no grace.
+        let grace = match cause {
+            RestartCause::RestoreCheck => Duration::ZERO,
+            _ => CANCEL_GRACE,
+        };
+        running.stop(grace).await;
+        // Not a crash: no backoff.
+        if matches!(
+            cause,
+            RestartCause::Cancel | RestartCause::Retry | RestartCause::RestoreCheck
+        ) {
             return ControlFlow::Continue(());
         }
         if ready_at.elapsed() >= STABLE_AFTER {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::config::WarmupFixture;
@@ -64,6 +65,8 @@ type WarmupObserver = Box<dyn Fn(&WarmupReport) + Send + Sync>;
 pub(crate) struct Warmup {
     core: Arc<EngineCore>,
     observer: OnceLock<WarmupObserver>,
+    /// Warm-ups finished so far (a restore waits for the one after its restart).
+    finished: watch::Sender<u64>,
 }
 
 impl Warmup {
@@ -71,7 +74,13 @@ impl Warmup {
         Warmup {
             core,
             observer: OnceLock::new(),
+            finished: watch::Sender::new(0),
         }
+    }
+
+    /// Warm-ups finished so far, as it changes.
+    pub(super) fn finished(&self) -> watch::Receiver<u64> {
+        self.finished.subscribe()
     }
 
     pub(super) fn set_observer(&self, observer: WarmupObserver) {
@@ -103,6 +112,7 @@ impl Warmup {
         if let Some(observer) = self.observer.get() {
             observer(&report);
         }
+        self.finished.send_modify(|n| *n += 1);
         report
     }
 

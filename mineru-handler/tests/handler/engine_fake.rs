@@ -412,3 +412,65 @@ async fn shutting_down_stops_the_whole_process_group() {
         "the scratch directory is removed with the engine"
     );
 }
+
+/// Sends `signal` (a `kill` name) to a process.
+fn signal(pid: u32, signal: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success(), "kill -{signal} {pid}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_restore_a_healthy_engine_is_kept_and_a_hung_one_is_restarted_and_rewarmed() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("fake.log");
+    let mut config = fake_engine_config(Tier::Flash, &[("FAKE_MINERU_LOG", log.to_str().unwrap())]);
+    config.restore_health_timeout = Duration::from_secs(1);
+    let engine = Engine::new(config).unwrap();
+    let reasons = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = std::sync::Arc::clone(&reasons);
+    engine.on_restart(move |reason| sink.lock().unwrap().push(reason));
+    let warmups = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&warmups);
+    engine.on_warmup(move |_| {
+        counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    });
+    assert_eq!(engine.warmup().await.outcome, WarmupOutcome::Done);
+    let first_pid = engine.status().pid.unwrap();
+
+    // Answering: kept as it is.
+    engine.after_restore().await.unwrap();
+    assert_eq!(engine.status().pid, Some(first_pid));
+    assert_eq!(engine.status().restarts, 0);
+
+    // Alive but not answering (what a restore can leave behind): restarted, warmed, ready.
+    signal(first_pid, "STOP");
+    engine.after_restore().await.unwrap();
+    let status = engine.status();
+    assert_eq!(status.state, EngineState::Ready);
+    assert_eq!(status.restarts, 1);
+    assert_ne!(status.pid, Some(first_pid));
+    assert_eq!(*reasons.lock().unwrap(), ["restore_check"]);
+    assert_eq!(
+        warmups.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the restart was warmed before after_restore returned"
+    );
+    let starts = fake_log(&log)
+        .iter()
+        .filter(|e| e["event"] == "start")
+        .count();
+    assert_eq!(starts, 2);
+    // The stopped child's whole group was killed with it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !process_gone(first_pid) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the hung engine survived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine.shutdown().await;
+}

@@ -49,6 +49,11 @@ impl Health {
         self.set_unless_draining(UNHEALTHY);
     }
 
+    /// Back to starting (204) while a restore is handled, unless draining.
+    pub(crate) fn restoring(&self) {
+        self.set_unless_draining(STARTING);
+    }
+
     pub(crate) fn drain(&self) {
         self.state.store(DRAINING, Ordering::Release);
     }

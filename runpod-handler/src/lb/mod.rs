@@ -8,7 +8,9 @@
 //! `/ping` (on the same listener when the ports are equal), runs the fitness checks and the
 //! start hook while `/ping` says 204, bounds concurrency, request bodies and request time, logs
 //! in RunPod's format with a request id, and on SIGTERM stops accepting connections, finishes
-//! the requests in flight and returns `Ok(())`.
+//! the requests in flight and returns `Ok(())`. After a FlashBoot restore `/ping` answers 204
+//! again while the registered [`restore_resource`](LoadBalancer::restore_resource)s are
+//! re-established ([`restore`](crate::restore)).
 //!
 //! ```no_run
 //! use axum::{Router, routing::post};
@@ -39,10 +41,13 @@ pub use jobs::{JobRoute, NotAJob};
 
 use crate::config::ConfigError;
 use crate::error::{BoxError, Error};
+use crate::restore::RestoreResource;
+use crate::restore::lifecycle::Resources;
 use crate::startup::{FitnessCheck, fitness_check};
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{Request, Response};
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tower::Service;
@@ -57,6 +62,7 @@ pub struct LoadBalancer {
     health: Health,
     fitness_checks: Vec<Step>,
     on_start: Option<Step>,
+    resources: Resources,
     /// Fired by SIGTERM or SIGINT; jobs served by a [`JobRoute`] see it.
     shutdown: CancellationToken,
 }
@@ -83,6 +89,7 @@ impl LoadBalancer {
             health: Health::default(),
             fitness_checks: Vec::new(),
             on_start: None,
+            resources: Vec::new(),
             shutdown: CancellationToken::new(),
         }
     }
@@ -110,6 +117,18 @@ impl LoadBalancer {
         E: Into<BoxError>,
     {
         self.fitness_checks.push(step(name, check));
+        self
+    }
+
+    /// Registers a resource to re-establish after a FlashBoot restore: `/ping` answers 204
+    /// while the resources' [`after_restore`](crate::restore::RestoreResource::after_restore)
+    /// hooks run, in registration order, then 200; a failure makes the worker unhealthy as a
+    /// failed start does. See [`restore`](crate::restore).
+    pub fn restore_resource<R>(mut self, resource: Arc<R>) -> Self
+    where
+        R: RestoreResource + 'static,
+    {
+        self.resources.push(resource);
         self
     }
 

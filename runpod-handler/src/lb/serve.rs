@@ -3,10 +3,13 @@
 use super::guard::{Guard, Limits};
 use super::{Health, LoadBalancer, Step};
 use crate::error::{BoxError, Error};
+use crate::restore::Detector;
+use crate::restore::lifecycle::Restorer;
 use axum::ServiceExt as _;
 use axum::body::{Body, Bytes, HttpBody};
 use axum::http::{Request, Response};
 use std::net::Ipv4Addr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -30,6 +33,7 @@ where
         health,
         fitness_checks,
         on_start,
+        resources,
         shutdown,
     } = lb;
     crate::log::init(
@@ -66,6 +70,7 @@ where
     let drained = CancellationToken::new();
     let health_server =
         health_listener.map(|listener| spawn_health_server(listener, &health, &drained));
+    let fitness_checks = unless_skipped(fitness_checks, config.runtime.skip_fitness_checks);
     let failure = tokio::select! {
         failure = start(fitness_checks.into_iter().chain(on_start)) => failure,
         () = shutdown.cancelled() => None,
@@ -73,7 +78,28 @@ where
     // The start-up tail serves a queue worker's failure report only.
     crate::startup::tail::TAIL.stop();
     started(failure.as_ref(), &health, &shutdown).await;
+    let restore_failure = Arc::new(OnceLock::new());
+    let restores = (failure.is_none() && !shutdown.is_cancelled()).then(|| {
+        let restorer = Restorer::new(
+            Detector::global(),
+            resources,
+            Vec::new(),
+            config.runtime.start_timeout,
+        );
+        Detector::global().start(config.runtime.restore);
+        let failed = Arc::clone(&restore_failure);
+        tokio::spawn(handle_restores(
+            restorer,
+            health.clone(),
+            shutdown.clone(),
+            failed,
+        ))
+    });
     let served = server.await;
+    if let Some(task) = restores {
+        task.abort();
+    }
+    let failure = failure.or_else(|| restore_failure.get().cloned());
     drained.cancel();
     if let Some(health_server) = health_server {
         let _ = health_server.await;
@@ -135,6 +161,33 @@ fn spawn_health_server(
     )
 }
 
+/// After each restore: `/ping` answers 204 while the resources' `after_restore` hooks run,
+/// then 200; a failed hook makes the worker unhealthy, as a failed start does (its name and
+/// message go into `failed`, for [`serve`]'s error).
+async fn handle_restores(
+    restorer: Restorer,
+    health: Health,
+    shutdown: CancellationToken,
+    failed: Arc<OnceLock<(String, String)>>,
+) {
+    let mut restores = Detector::global().subscribe();
+    loop {
+        tokio::select! {
+            changed = restores.changed() => if changed.is_err() { return },
+            () = shutdown.cancelled() => return,
+        }
+        health.restoring();
+        match restorer.settle().await {
+            Ok(()) => health.mark_ready(),
+            Err(failure) => {
+                let failure = failed.get_or_init(|| (failure.hook, failure.error.to_string()));
+                started(Some(failure), &health, &shutdown).await;
+                return;
+            }
+        }
+    }
+}
+
 /// Marks the worker ready, or unhealthy until SIGTERM or a minute later, then shuts down.
 async fn started(
     failure: Option<&(String, String)>,
@@ -166,6 +219,15 @@ async fn bind(port: u16) -> Result<TcpListener, Error> {
                 format!("port {port}: {err}"),
             ))
         })
+}
+
+/// The fitness checks, or none with `RUNPOD_SKIP_FITNESS_CHECKS` (runpod 2.0).
+fn unless_skipped(checks: Vec<Step>, skip: bool) -> Vec<Step> {
+    if skip && !checks.is_empty() {
+        tracing::info!("Fitness checks disabled via RUNPOD_SKIP_FITNESS_CHECKS, skipping.");
+        return Vec::new();
+    }
+    checks
 }
 
 /// Runs the start-up steps in order; the first failure's name and message.

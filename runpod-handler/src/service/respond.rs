@@ -9,6 +9,7 @@ use crate::completion::{Completion, Outcome};
 use crate::deliver::{Final, Landed};
 use crate::error::JobError;
 use crate::job::JobContext;
+use crate::job_logs::{Capture, JOB_LOGS};
 use crate::output::Kind;
 use crate::post::PostError;
 use futures_util::future::BoxFuture;
@@ -80,12 +81,22 @@ impl Responder {
         let job_id = context.job_id().to_owned();
         let cancellation = context.cancellation();
         let sink = context.sink();
+        // RUNPOD_LOG_CAPTURE=all: what the job logs, for its error payload.
+        let capture = self
+            .reporter
+            .capture_logs
+            .is_some()
+            .then(|| JOB_LOGS.begin(&job_id));
         let finished = match cancellation.run_until_cancelled(handled).await {
             Some(Ok(handled)) => {
                 let emit = |part| sink.part(&job_id, part);
+                let reporting = Reporting {
+                    reporter: &self.reporter,
+                    capture: capture.as_ref(),
+                };
                 finish(
                     handled,
-                    &self.reporter,
+                    reporting,
                     self.settings.aggregate_stream,
                     cancellation,
                     emit,
@@ -94,6 +105,7 @@ impl Responder {
             }
             None => None,
         };
+        drop(capture);
         let Some(finished) = finished else {
             return stopped(&context).await;
         };
@@ -148,7 +160,7 @@ impl Responder {
             refused.size, self.settings.result_cap
         );
         let body = body::with_refresh(
-            body::from_error(&JobError::new(REFUSED, message), &self.reporter),
+            body::from_error(&JobError::new(REFUSED, message), &self.reporter, None),
             refused.refresh,
         );
         let result = Final {
@@ -238,11 +250,18 @@ impl Finished {
     }
 }
 
+/// Who reports a failure, and the job's captured lines.
+#[derive(Clone, Copy)]
+struct Reporting<'a> {
+    reporter: &'a Reporter,
+    capture: Option<&'a Capture<'static>>,
+}
+
 /// Maps what the handler produced to its final body (docs/protocol.md §6, §8), pulling a
 /// stream through `emit` part by part; `None` when the job is cancelled meanwhile.
 async fn finish<F, Fut>(
     handled: Handled,
-    reporter: &Reporter,
+    reporting: Reporting<'_>,
     aggregate_stream: bool,
     cancellation: &CancellationToken,
     emit: F,
@@ -257,8 +276,9 @@ where
             "Captured Handler Exception: {}",
             err.message()
         );
+        let logs = reporting.capture.map(Capture::text);
         Finished {
-            body: body::from_error(err, reporter),
+            body: body::from_error(err, reporting.reporter, logs.as_deref()),
             streamed: false,
             error_type: Some(err.kind().to_owned()),
         }

@@ -7,7 +7,8 @@
 //! to their queue TTL: every job taken meanwhile, or one job taken for the purpose, gets a
 //! `"prestart_failed"` error result with the cause and the tail of the worker's log, secrets
 //! redacted; then the worker exits with an error. Jobs wait behind a [`Gate`] for start-up to
-//! end.
+//! end. When shutdown (SIGTERM) begins before start-up has ended, the hook is dropped and every
+//! job held is answered with runpod 2.0's `"prestart_cancelled"` error (docs/protocol.md §1.3).
 
 pub(crate) mod tail;
 
@@ -27,6 +28,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -100,6 +102,11 @@ impl Limit {
         }
     }
 
+    /// The limit's length (`None`: unlimited).
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// Runs `work` until the limit; `None` when the limit came first.
     pub(crate) async fn run<F: Future>(&self, work: F) -> Option<F::Output> {
         match self.deadline {
@@ -108,7 +115,7 @@ impl Limit {
         }
     }
 
-    fn exceeded(&self, hook: &str) -> JobError {
+    pub(crate) fn exceeded(&self, hook: &str) -> JobError {
         let secs = self.timeout.unwrap_or_default().as_secs_f64();
         JobError::new(
             "PrestartTimeout",
@@ -183,12 +190,28 @@ fn clip(text: &str) -> String {
     )
 }
 
+/// runpod 2.0's answer to a job held when shutdown began before start-up ended.
+const CANCELLED_MESSAGE: &str = "worker shutdown began before prestart completed";
+
+/// runpod 2.0's `prestart_cancelled` payload (`build_prestart_cancelled_payload`).
+fn cancelled_payload(worker_id: &str) -> Value {
+    json!({
+        "event": "prestart_cancelled",
+        "error_type": "PrestartCancelled",
+        "error_message": CANCELLED_MESSAGE,
+        "worker_id": worker_id,
+        "runpod_version": crate::PROTOCOL_VERSION,
+    })
+}
+
 /// Where start-up stands, as the jobs waiting on it see it.
 #[derive(Debug, Clone)]
 enum State {
     Starting,
     Ready,
     Failed(Arc<Failed>),
+    /// Shutdown began first: the error every held job gets (the payload as a JSON string).
+    Cancelled(Arc<str>),
 }
 
 #[derive(Debug)]
@@ -199,17 +222,26 @@ struct Failed {
     message: String,
 }
 
-/// Holds jobs until start-up ends, then lets them run or answers them with its failure.
+/// Holds jobs until start-up ends, then lets them run or answers them with its failure (a
+/// failed restore closes it too).
 #[derive(Debug, Clone)]
 pub(crate) struct Gate {
     state: Arc<watch::Sender<State>>,
+    /// Jobs answered with the failure.
+    answered: Arc<AtomicUsize>,
 }
 
 impl Gate {
     pub(crate) fn new() -> Self {
         Self {
             state: Arc::new(watch::Sender::new(State::Starting)),
+            answered: Arc::default(),
         }
+    }
+
+    /// How many jobs were answered with the failure.
+    pub(crate) fn answered(&self) -> usize {
+        self.answered.load(Ordering::Acquire)
     }
 
     pub(crate) fn open(&self) {
@@ -219,7 +251,7 @@ impl Gate {
 
     /// Logs the failure and closes the gate on it, for good.
     pub(crate) fn fail(&self, failure: &StartFailure, config: &Config) {
-        let logs = (config.log_capture == LogCapture::Auto).then(|| tail::TAIL.snapshot());
+        let logs = (config.log_capture != LogCapture::Off).then(|| tail::TAIL.snapshot());
         let mut payload = failure.payload(&config.worker_id, logs.as_deref(), &config.secrets);
         let error = crate::json::to_ascii_string(&payload);
         if let Value::Object(fields) = &mut payload {
@@ -241,6 +273,25 @@ impl Gate {
         tail::TAIL.stop();
     }
 
+    /// Shutdown began before start-up ended: the jobs held (and any still arriving) are
+    /// answered with `prestart_cancelled`. Not a failure: the worker exits normally.
+    pub(crate) fn cancel(&self, config: &Config) {
+        let error = crate::json::to_ascii_string(&cancelled_payload(&config.worker_id));
+        let cancelled = self.state.send_if_modified(|state| match state {
+            State::Starting => {
+                *state = State::Cancelled(error.into());
+                true
+            }
+            _ => false,
+        });
+        if cancelled {
+            tracing::warn!(
+                "Shutting down before start-up ended: every job held is answered with prestart_cancelled."
+            );
+        }
+        tail::TAIL.stop();
+    }
+
     pub(crate) fn has_failed(&self) -> bool {
         matches!(*self.state.borrow(), State::Failed(_))
     }
@@ -256,15 +307,23 @@ impl Gate {
         }
     }
 
-    /// Waits for start-up to end; the failure when it failed.
-    async fn wait(&self) -> Result<(), Arc<Failed>> {
+    /// Waits for start-up to end; the error result when it failed or was cancelled.
+    async fn wait(&self) -> Result<(), Arc<str>> {
         let mut state = self.state.subscribe();
         let ended = state
             .wait_for(|s| !matches!(s, State::Starting))
             .await
             .map(|s| s.clone());
         match ended {
-            Ok(State::Failed(error)) => Err(error),
+            Ok(State::Failed(failed)) => {
+                self.answered.fetch_add(1, Ordering::AcqRel);
+                tracing::error!("Failing job due to prestart failure.");
+                Err(failed.error.as_str().into())
+            }
+            Ok(State::Cancelled(error)) => {
+                tracing::warn!("Failing job: shutdown began before start-up completed.");
+                Err(error)
+            }
             // The sender lives as long as the gate.
             _ => Ok(()),
         }
@@ -304,10 +363,9 @@ where
         Box::pin(async move {
             match gate.wait().await {
                 Ok(()) => inner.oneshot(invocation).await,
-                Err(failed) => {
-                    tracing::error!("Failing job due to prestart failure.");
+                Err(error) => {
                     let mut body = Map::new();
-                    body.insert("error".into(), Value::String(failed.error.clone()));
+                    body.insert("error".into(), Value::String(error.to_string()));
                     Ok(Handled::Output(JobOutput(Kind::Value {
                         value: Value::Object(body),
                         refresh_worker: false,
@@ -318,7 +376,9 @@ where
     }
 }
 
-/// Runs the start hook under `limit` and opens the gate, or fails it and begins the shutdown.
+/// Runs the start hook under `limit` and opens the gate, or fails it and begins the shutdown;
+/// when shutdown begins first, drops the hook and cancels the gate. (runpod 2.0 gives a hook
+/// that ignores its cancellation 1 s; a dropped future cannot ignore it.)
 pub(crate) fn run(
     hook: Option<Hook>,
     limit: Limit,
@@ -329,7 +389,10 @@ pub(crate) fn run(
     let (config, shutdown) = (config.clone(), shutdown.clone());
     async move {
         let outcome = match hook {
-            Some(hook) => run_hook(hook, &limit).await,
+            Some(hook) => tokio::select! {
+                outcome = run_hook(hook, &limit) => outcome,
+                () = shutdown.cancelled() => return gate.cancel(&config),
+            },
             None => Ok(()),
         };
         match outcome {
@@ -403,6 +466,51 @@ mod tests {
             "start-up hook 'on_start' exceeded the start-up timeout of 30s"
         );
         assert!(run_hook(hook(|| async {}), &limit).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_before_start_up_ends_drops_the_hook_and_cancels_the_held_jobs() {
+        let gate = Gate::new();
+        let held = tokio::spawn({
+            let gate = gate.clone();
+            async move { gate.wait().await }
+        });
+        let shutdown = CancellationToken::new();
+        let dropped = Arc::new(AtomicUsize::new(0));
+        struct Flag(Arc<AtomicUsize>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.fetch_add(1, Ordering::AcqRel);
+            }
+        }
+        let flag = Flag(Arc::clone(&dropped));
+        let slow = hook(move || async move {
+            let _flag = flag;
+            std::future::pending::<()>().await
+        });
+        let config = Config::from_parts(|_| None, std::iter::empty::<String>()).expect("defaults");
+        let starting = tokio::spawn(run(
+            Some(slow),
+            Limit::starting_now(None),
+            gate.clone(),
+            &config,
+            &shutdown,
+        ));
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert!(!held.is_finished());
+        shutdown.cancel();
+        starting.await.expect("start-up ends");
+        assert_eq!(dropped.load(Ordering::Acquire), 1, "the hook was dropped");
+        let error = held.await.expect("the held job").unwrap_err();
+        assert_eq!(
+            &*error,
+            format!(
+                r#"{{"event": "prestart_cancelled", "error_type": "PrestartCancelled", "error_message": "worker shutdown began before prestart completed", "worker_id": "{}", "runpod_version": "1.12.0"}}"#,
+                config.worker_id
+            )
+        );
+        assert!(gate.outcome().is_ok(), "a shutdown, not a failure");
+        assert_eq!(gate.answered(), 0);
     }
 
     #[tokio::test(start_paused = true)]

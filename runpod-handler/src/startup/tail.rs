@@ -4,8 +4,7 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The most a failure report carries, as in the SDK (`MAX_CAPTURED_CHARS`).
-pub(crate) const LIMIT: usize = 16 * 1024;
+pub(crate) use crate::job_logs::LIMIT;
 
 /// The worker's log tail. Process-wide, like the output it mirrors.
 pub(crate) struct Tail {
@@ -55,6 +54,12 @@ impl Tail {
         text[boundary(&text, text.len().saturating_sub(LIMIT))..].to_owned()
     }
 
+    /// Records afresh: a restore is a start-up too (its failure report shows its own lines).
+    pub(crate) fn resume(&self) {
+        *self.text() = String::new();
+        self.recording.store(true, Ordering::Relaxed);
+    }
+
     /// Start-up is over: stop recording and free the buffer.
     pub(crate) fn stop(&self) {
         self.recording.store(false, Ordering::Relaxed);
@@ -91,5 +96,8 @@ mod tests {
         tail.stop();
         tail.record("after start-up\n");
         assert_eq!(tail.snapshot(), "");
+        tail.resume();
+        tail.record("restoring\n");
+        assert_eq!(tail.snapshot(), "restoring\n");
     }
 }

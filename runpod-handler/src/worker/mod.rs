@@ -13,9 +13,12 @@ use crate::error::{BoxError, Error};
 use crate::inflight::InFlight;
 use crate::job::{JobContext, Malformed, Origin};
 use crate::post::Poster;
+use crate::restore::Detector;
+use crate::restore::lifecycle::{Resources, Restorer};
 use crate::served::Served;
 use crate::service::{Invocation, JobService, job_span};
 use crate::startup::{FitnessCheck, Gate, Hook, Limit};
+use crate::take::Taken;
 use crate::urls::Urls;
 use futures_util::{Stream, StreamExt};
 use incoming::{Demand, incoming};
@@ -107,7 +110,7 @@ impl Dispatch {
     /// Answers a job that cannot run with an error result, holding its slot until delivered.
     fn reject(&self, job_id: String, message: &str) {
         let err = crate::JobError::new("InvalidJob", message);
-        let body = body::from_error(&err, &self.reporter);
+        let body = body::from_error(&err, &self.reporter, None);
         let result = Final {
             bytes: crate::json::to_vec(&body),
             body,
@@ -138,6 +141,48 @@ impl Dispatch {
     }
 }
 
+/// One take, the restore lifecycle around it: a restore detected before the take is handled
+/// before it, and one detected while its long-poll was open (a snapshot of an idle worker is
+/// taken mid-take) before its jobs run. A failed restore fails the gate, so that the jobs
+/// taken get its error, and begins the shutdown.
+#[derive(Clone)]
+struct Taker {
+    urls: Urls,
+    client: Client,
+    restorer: Arc<Restorer>,
+    gate: Gate,
+    config: Config,
+    shutdown: CancellationToken,
+}
+
+impl Taker {
+    async fn take(self, wanted: usize, busy: bool) -> Taken {
+        if !self.settled().await {
+            return Taken::Nothing;
+        }
+        let taken = crate::take::take(&self.client, &self.urls.take(wanted, busy)).await;
+        if matches!(taken, Taken::Jobs(_)) {
+            self.settled().await;
+        }
+        taken
+    }
+
+    /// Handles a pending restore; whether the worker may go on taking jobs.
+    async fn settled(&self) -> bool {
+        if self.gate.has_failed() {
+            return false;
+        }
+        match self.restorer.settle().await {
+            Ok(()) => true,
+            Err(failure) => {
+                self.gate.fail(&failure, &self.config);
+                self.shutdown.cancel();
+                false
+            }
+        }
+    }
+}
+
 /// RunPod's side of a worker: its URLs and the HTTP client for job traffic.
 pub(crate) struct Connection {
     urls: Urls,
@@ -160,6 +205,10 @@ impl Connection {
         checks: Vec<(String, FitnessCheck)>,
         limit: &Limit,
     ) -> Result<(), Error> {
+        if config.skip_fitness_checks && !checks.is_empty() {
+            tracing::info!("Fitness checks disabled via RUNPOD_SKIP_FITNESS_CHECKS, skipping.");
+            return Ok(());
+        }
         for (name, check) in checks {
             let checked = limit
                 .run(check())
@@ -194,23 +243,17 @@ pub(crate) struct StartUp {
 }
 
 /// Serves RunPod's queue until shutdown (SIGTERM, the first job's end with a worker-level
-/// refresh, or a failed start-up), then waits for every running job's result and stops the
-/// heartbeat. After a failed start-up with no job held, one bounded take gets a job to tell.
+/// refresh, or a failed start-up or restore), then waits for every running job's result and
+/// stops the heartbeat. After a failure no job was told of, one bounded take gets a job to tell.
 pub(crate) async fn run(
     config: &Config,
     connection: Connection,
-    concurrency: Concurrency,
-    stop_after_job: bool,
     service: JobService,
-    start: StartUp,
+    worker: Worker,
 ) -> Result<(), Error> {
     let shutdown = CancellationToken::new();
     crate::signal::spawn_listener(shutdown.clone());
-    let worker = Worker {
-        concurrency,
-        stop_after_job,
-        start,
-    };
+    worker.restore.detector.start(config.restore);
     worker.run(config, connection, service, shutdown).await
 }
 
@@ -219,6 +262,23 @@ pub(crate) struct Worker {
     pub(crate) concurrency: Concurrency,
     pub(crate) stop_after_job: bool,
     pub(crate) start: StartUp,
+    pub(crate) restore: Restore,
+}
+
+/// Where restores are detected, and the resources to re-establish after one.
+pub(crate) struct Restore {
+    pub(crate) detector: &'static Detector,
+    pub(crate) resources: Resources,
+}
+
+impl Restore {
+    /// The process's detector and `resources`.
+    pub(crate) fn global(resources: Resources) -> Self {
+        Self {
+            detector: Detector::global(),
+            resources,
+        }
+    }
 }
 
 impl Worker {
@@ -234,8 +294,16 @@ impl Worker {
             concurrency,
             stop_after_job,
             start,
+            restore,
         } = self;
         let Connection { urls, client } = connection;
+        let heartbeat = Client::new(config)?;
+        let restorer = Arc::new(Restorer::new(
+            restore.detector,
+            restore.resources,
+            vec![client.clone(), heartbeat.clone()],
+            start.limit.timeout(),
+        ));
         let inflight = Arc::new(InFlight::new());
         let stopped = CancellationToken::new();
         let gate = start.gate.clone();
@@ -246,8 +314,13 @@ impl Worker {
             starting.await;
             None
         };
-        let ping =
-            crate::ping::spawn(config, urls.clone(), Arc::clone(&inflight), stopped.clone())?;
+        let ping = crate::ping::spawn(
+            config,
+            heartbeat,
+            urls.clone(),
+            Arc::clone(&inflight),
+            stopped.clone(),
+        )?;
         match urls.stop() {
             Some(stop_url) => {
                 tokio::spawn(crate::stop::run(
@@ -284,15 +357,18 @@ impl Worker {
             reporter: Reporter::new(config),
             stop_after_job,
         };
-        let demand = Demand::new(concurrency, Arc::clone(&inflight), shutdown);
-        let (take_urls, take_client) = (urls.clone(), client.clone());
-        let jobs = incoming(demand, move |wanted, busy| {
-            let url = take_urls.take(wanted, busy);
-            let client = take_client.clone();
-            async move { crate::take::take(&client, &url).await }
-        });
+        let demand = Demand::new(concurrency, Arc::clone(&inflight), shutdown.clone());
+        let taker = Taker {
+            urls: urls.clone(),
+            client: client.clone(),
+            restorer,
+            gate: gate.clone(),
+            config: config.clone(),
+            shutdown,
+        };
+        let jobs = incoming(demand, move |wanted, busy| taker.clone().take(wanted, busy));
         serve(jobs, service.clone(), &dispatch).await;
-        if gate.has_failed() && !inflight.ever_held() {
+        if gate.has_failed() && gate.answered() == 0 {
             let claimed = crate::startup::claim_one(&client, &urls).await;
             serve(futures_util::stream::iter(claimed), service, &dispatch).await;
         }

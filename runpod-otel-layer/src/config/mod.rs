@@ -21,15 +21,6 @@ pub(crate) enum LogFormat {
     Text,
 }
 
-/// Thresholds of the FlashBoot restore heuristic (docs/telemetry.md §11.3).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct RestoreThresholds {
-    /// Either clock advancing by more than this between two ticks means a freeze/restore.
-    pub(crate) gap: Duration,
-    /// The wall and monotonic advances differing by more than this means a restore.
-    pub(crate) skew: Duration,
-}
-
 /// A message found while reading the configuration, logged once the logger exists.
 #[derive(Debug, Clone)]
 pub(crate) struct Notice {
@@ -57,7 +48,6 @@ pub(crate) struct EnvConfig {
     pub(crate) flush_timeout: Option<Duration>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) gpu_metrics: bool,
-    pub(crate) restore: RestoreThresholds,
     pub(crate) notices: Vec<Notice>,
     pub(crate) redactor: Redactor,
 }
@@ -118,10 +108,6 @@ impl EnvConfig {
                     .as_deref(),
                 Some("0" | "false" | "off" | "no")
             ),
-            restore: RestoreThresholds {
-                gap: reader.millis("RUNPOD_OTEL_RESTORE_GAP_MS", 5_000),
-                skew: reader.millis("RUNPOD_OTEL_RESTORE_SKEW_MS", 2_000),
-            },
             notices: Vec::new(),
             redactor: Redactor::new(Secrets::from_vars(&vars)),
         };

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod exported;
+mod restore;
 
 use exported::{Kind, attrs, labels, mineru_metrics};
 use std::collections::BTreeMap;
