@@ -11,6 +11,8 @@
 //! Python does. [`api`] serves the same jobs on a load-balancing endpoint (`RUNPOD_RUNTIME_KIND=api`).
 
 #![deny(unreachable_pub)]
+// docs.rs marks what a feature adds (`--cfg docsrs`, Cargo.toml `[package.metadata.docs.rs]`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod api;
 pub mod bounds;

@@ -27,6 +27,8 @@
 //! RunPod would have received.
 
 #![deny(unreachable_pub)]
+// docs.rs marks what a feature adds (`--cfg docsrs`, Cargo.toml `[package.metadata.docs.rs]`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod body;
 mod cli;
@@ -44,9 +46,11 @@ mod job;
 mod json;
 mod kind;
 #[cfg(feature = "lb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "lb")))]
 pub mod lb;
 mod local;
 #[cfg(feature = "local-endpoint")]
+#[cfg_attr(docsrs, doc(cfg(feature = "local-endpoint")))]
 pub mod local_endpoint;
 pub mod log;
 mod output;

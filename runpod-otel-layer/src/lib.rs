@@ -34,6 +34,8 @@
 //! - Secrets (header values, API keys, URL query strings) are redacted from everything.
 
 #![deny(unreachable_pub)]
+// docs.rs marks what a feature adds (`--cfg docsrs`, Cargo.toml `[package.metadata.docs.rs]`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod error;
