@@ -24,6 +24,7 @@
 
 mod client_api;
 mod jobs;
+mod pids;
 mod refusal;
 mod state;
 mod webhook;
@@ -37,6 +38,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use jobs::{Jobs, Limits};
+use pids::Pids;
 use refusal::Refusal;
 use state::Shared;
 use std::ffi::OsString;
@@ -46,7 +48,7 @@ use std::time::Duration;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use workers::{Launch, Pids};
+use workers::Launch;
 
 /// RunPod's request body limits.
 const RUN_BODY: usize = 10_000_000;

@@ -2,8 +2,8 @@
 //! changed, and the shutdown that releases held requests.
 
 use super::jobs::{Ended, Jobs};
+use super::pids::Pids;
 use super::webhook::Webhooks;
-use super::workers::Pids;
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::sync::Notify;
