@@ -6,7 +6,7 @@
 #   docker build -t mineru-worker:4.0.12 .                          # standard tier (VLM + pipeline models)
 #   docker build --build-arg MINERU_TIER=basic -t mineru-worker:basic .
 #
-# See the README section "Deploying the MinerU worker on RunPod (GPU)" for the endpoint settings.
+# docs/mineru-worker.md, "Deploying on RunPod (GPU)", has the endpoint settings.
 
 ARG CUDA_IMAGE=nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04
 
