@@ -66,6 +66,7 @@ build='cargo build --release --locked'
 grep -qF "$build" Dockerfile || { echo "error: the Dockerfile no longer runs '$build'" >&2; exit 1; }
 ${build/ --release/} "${dev_profile[@]}"
 cargo test --locked "${dev_profile[@]}"
+cargo fmt --check # users copy it
 
 worker="$CARGO_TARGET_DIR/debug/my-worker"
 expected='Job result: {\"output\": {\"words\": 5, \"keywords\": [\"milliseconds\", \"workers\"]}}'

@@ -148,7 +148,9 @@ mod tests {
     async fn returns_the_longest_words_after_the_warm_up() {
         let delivered = worker()
             .await
-            .run(json!({"input": {"text": "The quick brown fox jumps over the lazy dog", "top": 2}}))
+            .run(
+                json!({"input": {"text": "The quick brown fox jumps over the lazy dog", "top": 2}}),
+            )
             .await;
         assert_eq!(
             delivered.body_text().as_deref(),
@@ -166,7 +168,9 @@ mod tests {
         let mistyped = worker.run(json!({"input": {"text": 7}})).await;
         let error = mistyped.error_payload().expect("an error result");
         assert_eq!(error["error_type"], "<class 'DeserializeError'>");
-        let next = worker.run(json!({"input": {"text": "still serving"}})).await;
+        let next = worker
+            .run(json!({"input": {"text": "still serving"}}))
+            .await;
         assert_eq!(
             next.output(),
             Some(&json!({"words": 2, "keywords": ["serving", "still"]}))

@@ -320,15 +320,12 @@ fn hub_rule_problems(hub: &Value) -> Vec<String> {
         "presets",
     ];
     check_keys(config, &allowed, "config", &mut problems);
-    if !config["containerDiskInGb"]
-        .as_u64()
-        .is_some_and(|gb| gb > 0)
-    {
+    if config["containerDiskInGb"].as_u64().unwrap_or(0) == 0 {
         problems.push("config.containerDiskInGb: a positive integer is required".into());
     }
     match config["runsOn"].as_str() {
         Some("GPU") => {
-            if !config["gpuCount"].as_u64().is_some_and(|n| n > 0) {
+            if config["gpuCount"].as_u64().unwrap_or(0) == 0 {
                 problems.push("config.gpuCount: a positive integer is required on GPU".into());
             }
             let ids = config["gpuIds"].as_str().unwrap_or_default();
@@ -504,7 +501,7 @@ fn the_test_job_parses_a_fixture_the_image_ships() {
     if !TEST_GPUS.contains(&config["gpuTypeId"].as_str().unwrap_or_default()) {
         problems.push("config.gpuTypeId: a GPU id with 24 GB or more".to_owned());
     }
-    if !config["gpuCount"].as_u64().is_some_and(|n| n > 0) {
+    if config["gpuCount"].as_u64().unwrap_or(0) == 0 {
         problems.push("config.gpuCount: a positive integer".to_owned());
     }
     check_keys(
@@ -529,7 +526,7 @@ fn the_test_job_parses_a_fixture_the_image_ships() {
     for case in cases {
         check_keys(case, &["name", "input", "timeout"], "test", &mut problems);
         check_text(&case["name"], NAME_LIMIT, "test name", &mut problems);
-        if !case["timeout"].as_u64().is_some_and(|ms| ms > 0) {
+        if case["timeout"].as_u64().unwrap_or(0) == 0 {
             problems.push("test timeout: positive milliseconds".to_owned());
         }
     }
