@@ -1,8 +1,11 @@
-//! Load-balancing workers (`runpod_handler::lb`) driven by real HTTP clients: the fixture
-//! `tests/bin/lb_probe.rs` as a child process, its start-up and held requests released with
+//! Load-balancing workers (`runpod_handler::lb`) driven by real HTTP clients: the probe's
+//! application (`test_support::lb_probe`) served in-process for request behaviour (limits,
+//! job shapes, health), and the fixture `tests/bin/lb_probe.rs` as a child process where signals,
+//! exit codes and process logs are the point, its start-up and held requests released with
 //! SIGUSR1.
 #![allow(clippy::unwrap_used)]
 
+use runpod_handler::lb::{LbConfig, LoadBalancer};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
@@ -104,6 +107,77 @@ impl Lb {
     }
 }
 
+/// The probe's application served by a [`LoadBalancer`] in this process, configured from `env`
+/// as a worker would be; ready once `/ping` answers 200.
+struct InProcess {
+    base: String,
+    http: reqwest::Client,
+    /// Each send answers the requests `/hold` holds.
+    release: tokio::sync::watch::Sender<u64>,
+    serving: tokio::task::JoinHandle<Result<(), runpod_handler::Error>>,
+}
+
+impl InProcess {
+    async fn start(env: &[(&str, &str)]) -> Self {
+        Self::serve(env, test_support::lb_probe::app).await
+    }
+
+    /// [`InProcess::start`] with the application `app` builds.
+    async fn serve(
+        env: &[(&str, &str)],
+        app: impl FnOnce(&LoadBalancer, tokio::sync::watch::Receiver<u64>) -> axum::Router,
+    ) -> Self {
+        let port = free_port().to_string();
+        let config = LbConfig::from_parts(
+            |name| match name {
+                "PORT" => Some(port.clone()),
+                _ => env
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string()),
+            },
+            std::iter::empty::<String>(),
+        )
+        .unwrap();
+        let lb = LoadBalancer::new(config);
+        let (release, releases) = tokio::sync::watch::channel(0);
+        let app = app(&lb, releases);
+        let serving = tokio::spawn(lb.serve(app));
+        let served = Self {
+            base: format!("http://127.0.0.1:{port}"),
+            http: reqwest::Client::new(),
+            release,
+            serving,
+        };
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        // Refused until the listener is bound, then 204 until the (empty) start-up is done.
+        while served.ping().await != Some(200) {
+            assert!(tokio::time::Instant::now() < deadline, "never ready");
+            tokio::task::yield_now().await;
+        }
+        served
+    }
+
+    async fn ping(&self) -> Option<u16> {
+        let response = self.http.get(format!("{}/ping", self.base)).send().await;
+        response.ok().map(|r| r.status().as_u16())
+    }
+
+    fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.get(format!("{}{path}", self.base))
+    }
+
+    fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http.post(format!("{}{path}", self.base))
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.serving.abort();
+    }
+}
+
 async fn error_of(response: reqwest::Response) -> (u16, String) {
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap();
@@ -191,8 +265,7 @@ async fn requests_in_flight_survive_sigterm() {
 
 #[tokio::test]
 async fn the_body_limit_is_a_clear_413() {
-    let mut lb = Lb::start(&[("RUNPOD_LB_MAX_BODY_BYTES", "1000")], false).await;
-    assert_eq!(lb.ping_after(204).await, 200);
+    let lb = InProcess::start(&[("RUNPOD_LB_MAX_BODY_BYTES", "1000")]).await;
     let small = lb
         .post("/echo")
         .body("x".repeat(1000))
@@ -235,46 +308,45 @@ async fn the_body_limit_is_a_clear_413() {
         raw.starts_with("HTTP/1.1 413") && raw.ends_with("cut at the limit"),
         "{raw}"
     );
-
-    lb.worker.signal("TERM");
-    assert_eq!(lb.worker.wait(LIMIT).await, 0);
 }
 
 #[tokio::test]
 async fn the_concurrency_bound_is_a_clear_429() {
-    let mut lb = Lb::start(&[("RUNPOD_LB_MAX_CONCURRENCY", "1")], false).await;
-    assert_eq!(lb.ping_after(204).await, 200);
-    let held = lb.hold("hold-2").await;
-    let response = lb.get("/hello").send().await.unwrap();
+    let lb = InProcess::start(&[("RUNPOD_LB_MAX_CONCURRENCY", "1")]).await;
+    let hold = lb.get("/hold").send();
+    let held = tokio::spawn(async move { hold.await.unwrap().status().as_u16() });
+    // Polled until the held request has taken the one place (a 429 can come from nothing else).
+    let deadline = tokio::time::Instant::now() + LIMIT;
+    let response = loop {
+        let response = lb.get("/hello").send().await.unwrap();
+        if response.status() != 200 {
+            break response;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never bounded");
+    };
     assert_eq!(response.headers()["retry-after"], "1");
     let (status, error) = error_of(response).await;
     assert_eq!(status, 429);
     assert!(error.contains("limit of 1 requests"), "{error}");
     // /ping is never bounded.
-    assert_eq!(lb.ping().await, 200);
+    assert_eq!(lb.ping().await, Some(200));
 
-    lb.worker.signal("USR1");
-    assert_eq!(held.await.unwrap().0, 200);
+    lb.release.send_modify(|n| *n += 1);
+    assert_eq!(held.await.unwrap(), 200);
     assert_eq!(lb.get("/hello").send().await.unwrap().status(), 200);
-    lb.worker.signal("TERM");
-    assert_eq!(lb.worker.wait(LIMIT).await, 0);
 }
 
 #[tokio::test]
 async fn the_request_timeout_is_a_clear_504() {
-    let mut lb = Lb::start(&[("RUNPOD_LB_REQUEST_TIMEOUT_SECS", "1")], false).await;
-    assert_eq!(lb.ping_after(204).await, 200);
+    let lb = InProcess::start(&[("RUNPOD_LB_REQUEST_TIMEOUT_SECS", "1")]).await;
     let (status, error) = error_of(lb.get("/hold").send().await.unwrap()).await;
     assert_eq!(status, 504);
     assert!(error.contains("limit of 1 s"), "{error}");
-    lb.worker.signal("TERM");
-    assert_eq!(lb.worker.wait(LIMIT).await, 0);
 }
 
 #[tokio::test]
 async fn a_job_handler_answers_the_queue_runsync_shape() {
-    let mut lb = Lb::start(&[], false).await;
-    assert_eq!(lb.ping_after(204).await, 200);
+    let lb = InProcess::start(&[]).await;
     let response = lb
         .post("/runsync")
         .header("x-request-id", "job-7")
@@ -299,8 +371,6 @@ async fn a_job_handler_answers_the_queue_runsync_shape() {
     .await;
     assert_eq!(status, 422);
     assert!(error.contains("no \"input\" field"), "{error}");
-    lb.worker.signal("TERM");
-    assert_eq!(lb.worker.wait(LIMIT).await, 0);
 }
 
 #[tokio::test]
@@ -364,55 +434,35 @@ async fn chunked_post(base: &str, path: &str, body: &str) -> String {
 #[tokio::test]
 async fn mark_unhealthy_turns_ping_503_and_refuses_requests_until_mark_ready() {
     use axum::routing::get;
-    use runpod_handler::lb::{LbConfig, LoadBalancer};
 
-    let port = free_port();
-    let vars = [("PORT", port.to_string())];
-    let config = LbConfig::from_parts(
-        |name| {
-            vars.iter()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.clone())
-        },
-        std::iter::empty::<String>(),
-    )
-    .unwrap();
-    let lb = LoadBalancer::new(config);
-    let health = lb.health();
-    let crashed = health.clone();
-    let app = axum::Router::new()
-        .route("/hello", get(|| async { "hello" }))
-        .route(
-            "/engine-crashed",
-            get(move || {
-                crashed.mark_unhealthy();
-                async { "noted" }
-            }),
-        );
-    let serving = tokio::spawn(lb.serve(app));
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let ping = || async {
-        loop {
-            // Refused until the listener is bound.
-            if let Ok(r) = http.get(format!("{base}/ping")).send().await {
-                return r.status().as_u16();
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    let deadline = tokio::time::Instant::now() + LIMIT;
-    while ping().await != 200 {
-        assert!(tokio::time::Instant::now() < deadline, "never ready");
-    }
-    let get = |path: &str| http.get(format!("{base}{path}")).send();
-    assert_eq!(get("/engine-crashed").await.unwrap().status(), 200);
-    assert_eq!((ping().await, health.status()), (503, 503));
-    let (status, error) = error_of(get("/hello").await.unwrap()).await;
+    let mut health = None;
+    let lb = InProcess::serve(&[], |lb, _| {
+        let crashed = lb.health();
+        health = Some(lb.health());
+        axum::Router::new()
+            .route("/hello", get(|| async { "hello" }))
+            .route(
+                "/engine-crashed",
+                get(move || {
+                    crashed.mark_unhealthy();
+                    async { "noted" }
+                }),
+            )
+    })
+    .await;
+    let health = health.unwrap();
+    assert_eq!(
+        lb.get("/engine-crashed").send().await.unwrap().status(),
+        200
+    );
+    assert_eq!((lb.ping().await, health.status()), (Some(503), 503));
+    let (status, error) = error_of(lb.get("/hello").send().await.unwrap()).await;
     assert_eq!((status, error.as_str()), (503, "the worker is unhealthy"));
 
     health.mark_ready();
-    assert_eq!(ping().await, 200);
-    assert_eq!(get("/hello").await.unwrap().text().await.unwrap(), "hello");
-    serving.abort();
+    assert_eq!(lb.ping().await, Some(200));
+    assert_eq!(
+        lb.get("/hello").send().await.unwrap().text().await.unwrap(),
+        "hello"
+    );
 }

@@ -4,6 +4,7 @@
 #![allow(missing_docs)]
 
 pub mod fake_runpod;
+pub mod lb_probe;
 pub mod probe;
 pub mod process;
 
