@@ -6,7 +6,7 @@
 #   docker build -t mineru-worker:4.0.12 .                          # standard tier (VLM + pipeline models)
 #   docker build --build-arg MINERU_TIER=basic -t mineru-worker:basic .
 #
-# See the README section "Deploying the MinerU worker on RunPod (GPU)" for the endpoint settings.
+# docs/mineru-worker.md, "Deploying on RunPod (GPU)", has the endpoint settings.
 
 ARG CUDA_IMAGE=nvidia/cuda:12.9.1-cudnn-runtime-ubuntu24.04
 
@@ -41,6 +41,9 @@ ENV MINERU_VENV=/opt/mineru \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
 COPY --from=build /usr/local/bin/mineru-handler /usr/local/bin/mineru-handler
+# The RunPod Hub's test job parses this sample (.runpod/tests.json; /worker is a default
+# volume_path root).
+COPY mineru-handler/assets/sample.pdf /worker/sample.pdf
 # The worker supervises mineru-api itself (127.0.0.1, a free port) and warms it up before the
 # first job is taken; nothing else needs to run in the container.
 ENTRYPOINT ["/usr/local/bin/mineru-handler"]

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# mineru-handler's benchmarks (README "Performance"): packaging throughput and peak memory for a
+# mineru-handler's benchmarks (docs/performance.md): packaging throughput and peak memory for a
 # ~100 MB result, then our overhead on a warm flash-tier parse against calling mineru-api
 # directly. Installs MinerU 4.0.12 into .venv/ first (scripts/setup-python.sh).
 # Knobs: BENCH_IMAGE_MB, BENCH_RUNS, BENCH_PDF (see the headers of mineru-handler/benches/*.rs).

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Chaos benchmark (not a test): one worker process against a FAKE RunPod queue (RunPod's servers
 cannot run here) that injects seeded faults, over loopback and the wall clock. Run it for our echo
-worker and for the official SDK's echo worker on the same seed to compare (README, reliability):
+worker and for the official SDK's echo worker on the same seed to compare (docs/performance.md, "Reliability under faults"):
 
     cargo build --release --example echo
     scripts/chaos-bench.py target/release/examples/echo

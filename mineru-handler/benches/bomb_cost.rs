@@ -1,4 +1,4 @@
-//! What a paragraph bomb costs (issue 10, README "Bounds"): a DOCX whose `word/document.xml`
+//! What a paragraph bomb costs (issue 10, docs/mineru-worker.md, "Bounds"): a DOCX whose `word/document.xml`
 //! holds one-word paragraphs, parsed by real MinerU 4.0.12 through the worker's engine (the
 //! cost without bounds: wall seconds and the engine's peak RSS), against the worker's bound
 //! check refusing the issue's full-size bomb (16 MiB of paragraphs in a 50 KB file) before the

@@ -61,7 +61,7 @@ pub struct ServiceConfig {
     /// `MINERU_OVERSIZE_FALLBACK=s3`: a result over `max_response_bytes` is uploaded to the
     /// bucket instead of failing (docs/job-contract.md §12); only with a bucket configured.
     pub oversize_fallback_s3: bool,
-    /// Bounds on the work one document may cost (README, "Bounds").
+    /// Bounds on the work one document may cost (docs/mineru-worker.md, "Bounds").
     pub limits: Limits,
     /// Secret values scrubbed from every error text.
     pub secrets: Secrets,

@@ -4,7 +4,7 @@
 //! in an `i128`, so `end_page - start_page + 1` ([`JsonInt::range_len`]) cannot overflow (`end_page = i64::MAX` once
 //! produced `pages_requested: -9223372036854775808`). Integers beyond 64 bits reach the worker
 //! as floating-point numbers (serde_json's `arbitrary_precision` would keep them, but it also
-//! changes how every flattened number in the build deserializes, see the README); an
+//! changes how every flattened number in the build deserializes, see docs/mineru-worker.md); an
 //! integral float of at least 2^64 in magnitude can only come from such an integer or from an
 //! exponent literal like `1e20`, so it counts as an integer too, with the float's value.
 //!

@@ -12,8 +12,19 @@
 //! Python does. [`api`] serves the same jobs on a load-balancing endpoint (`RUNPOD_RUNTIME_KIND=api`).
 //! [`fanout`] is the other side: a client that parses one PDF across many of these workers
 //! through a RunPod endpoint (the `mineru-fanout` binary).
+//!
+//! The crate is the `mineru-handler` worker binary first: its job contract, variables, bounds,
+//! transports, metrics, log lines and deployment (queue and load-balancing endpoints, the
+//! RunPod Hub listing) are in [the MinerU worker guide][guide] and the [job contract][contract].
+//! The library is what the binary is built from, public so that its parts can be tested and
+//! reused (the input contract, format detection, the bounds).
+//!
+//! [guide]: https://github.com/runpod-rs/runpod-workers/blob/main/docs/mineru-worker.md
+//! [contract]: https://github.com/runpod-rs/runpod-workers/blob/main/docs/job-contract.md
 
 #![deny(unreachable_pub)]
+// docs.rs marks what a feature adds (`--cfg docsrs`, Cargo.toml `[package.metadata.docs.rs]`).
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod api;
 pub mod bounds;

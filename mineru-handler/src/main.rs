@@ -1,6 +1,6 @@
 //! `mineru-handler`: the MinerU RunPod worker. Worker mode against RunPod's queue, a
 //! load-balancing worker with `RUNPOD_RUNTIME_KIND=api` (`mineru_handler::api`), or locally
-//! with `--test_input '{"input": {...}}'` and `--rp_serve_api` (see the README).
+//! with `--test_input '{"input": {...}}'` and `--rp_serve_api` (see docs/mineru-worker.md).
 
 use std::process::ExitCode;
 

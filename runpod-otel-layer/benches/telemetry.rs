@@ -9,8 +9,7 @@
 //! `cargo bench -p runpod-otel-layer --bench telemetry`
 #![allow(clippy::unwrap_used, missing_docs)]
 
-#[path = "../../tests/otlp_receiver/mod.rs"]
-mod receiver;
+use otlp_receiver as receiver;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -17,8 +17,6 @@ mod mineru_startup;
 mod mineru_telemetry;
 mod otel_lb;
 mod otel_runtime;
-#[path = "../otlp_receiver/mod.rs"]
-mod otlp_receiver;
 mod results;
 mod sdk2_parity;
 mod sdk_parity;

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::otlp_receiver::{Behaviour, Receiver, metrics, spans};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use otlp_receiver::{Behaviour, Receiver, metrics, spans};
 use test_support::{Worker, bin};
 
 const LIMIT: Duration = Duration::from_secs(60);

@@ -7,8 +7,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::otlp_receiver::{Behaviour, Receiver, metrics, spans};
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value::Value};
+use otlp_receiver::{Behaviour, Receiver, metrics, spans};
 use serde_json::json;
 use test_support::{FakeRunpod, Worker, example};
 
@@ -104,7 +104,7 @@ async fn runtime_jobs_are_traced_logged_and_counted() {
 }
 
 /// Whether `runpod.worker.starts` was exported with a data point of `kind`.
-fn start_counted(requests: &[crate::otlp_receiver::Received], kind: &str) -> bool {
+fn start_counted(requests: &[otlp_receiver::Received], kind: &str) -> bool {
     use opentelemetry_proto::tonic::metrics::v1::metric::Data;
     metrics(requests)
         .iter()

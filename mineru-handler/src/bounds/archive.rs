@@ -8,7 +8,7 @@
 //! * **markup bombs**: a document of modest size whose XML holds hundreds of thousands of tiny
 //!   paragraphs, rows or cells. MinerU 4.0.12's office parsers take time that grows with the
 //!   number of elements, not with bytes (measured on this project's 2-core CI machine: about
-//!   120 s per MB of one-word paragraphs, 10 s per MB of 60-word paragraphs; README, "Bounds").
+//!   120 s per MB of one-word paragraphs, 10 s per MB of 60-word paragraphs; docs/mineru-worker.md, "Bounds").
 //!   A 50 KB DOCX with 16 MiB of empty paragraphs kept a worker busy for more than 14 minutes.
 //!   So the markup members' elements are counted (start tags, streamed; the declared markup
 //!   size bounds that work) and bounded.

@@ -50,7 +50,7 @@ pub struct Limits {
 pub const RATIO_GRACE_BYTES: u64 = MIB;
 
 impl Default for Limits {
-    /// The defaults, sized for real office files (README, "Bounds").
+    /// The defaults, sized for real office files (docs/mineru-worker.md, "Bounds").
     fn default() -> Self {
         Limits {
             max_archive_members: 10_000,

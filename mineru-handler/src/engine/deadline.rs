@@ -48,7 +48,7 @@ impl Deadline {
     }
 
     /// The earlier of the worker's limit and the job's `policy.executionTimeout` (less
-    /// [`REPORT_MARGIN`]), both counted from `started`. `raw_job` is the job as RunPod served
+    /// a 5 s margin to report the timeout), both counted from `started`. `raw_job` is the job as RunPod served
     /// it; a policy value that is not a positive integer is ignored.
     ///
     /// ```

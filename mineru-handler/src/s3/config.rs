@@ -84,7 +84,7 @@ pub enum S3ConfigError {
 
 impl S3Config {
     /// Reads the `BUCKET_*` variables through `lookup` (values trimmed). `Ok(None)` when a
-    /// required one is missing or blank (see [`S3Config::missing`]).
+    /// required one is missing or blank.
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Option<S3Config>, S3ConfigError> {

@@ -2,7 +2,7 @@
 //! file; the tests still run two at a time): the engine against real MinerU 4.0.12 and 3.4.5
 //! and the FAKE mineru-api, the input contract, format detection, `volume_path`, packaging, the
 //! `s3` transport against a real S3 server, and the worker binary through its local API and as
-//! a load-balancing worker.
+//! a load-balancing worker, and the RunPod Hub listing against the worker.
 //! Real MinerU, MinerU 3.4 and moto are required (`scripts/setup-python.sh`); without them the
 //! tests that need them fail with a clear message.
 #![allow(clippy::unwrap_used)]
@@ -14,6 +14,7 @@ mod engine_real;
 mod engine_v3;
 mod format_detection;
 mod hostile_inputs;
+mod hub_listing;
 mod input_contract;
 mod input_numbers;
 mod lb;

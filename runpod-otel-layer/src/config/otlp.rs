@@ -18,7 +18,7 @@ const COMPRESSION: &str = "OTEL_EXPORTER_OTLP_COMPRESSION";
 const MAX_BODY: &str = "RUNPOD_OTEL_MAX_BODY_BYTES";
 
 /// Default bound of an export request's body: 5 MiB, under the strictest limit of the
-/// backends the README lists (axonpush refuses bodies over 6 MB).
+/// backends docs/telemetry-recipes.md lists (axonpush refuses bodies over 6 MB).
 const DEFAULT_MAX_BODY: usize = 5 * 1024 * 1024;
 const _: () = assert!(DEFAULT_MAX_BODY < 6_000_000, "axonpush: 413 beyond 6 MB");
 
@@ -408,7 +408,7 @@ mod tests {
         assert!(config(&[(ENDPOINT, "not a url")]).export.is_err());
     }
 
-    /// The README's JSON-only (axonpush) and traces-only (OpenRouter-style) recipes.
+    /// docs/telemetry-recipes.md's JSON-only (axonpush) and traces-only (OpenRouter-style) recipes.
     #[cfg(feature = "http-json")]
     #[test]
     fn json_only_and_traces_only_recipes() {

@@ -419,8 +419,8 @@ mod tests {
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use prost::Message;
 
-    use super::super::test_receiver as receiver;
     use super::*;
+    use otlp_receiver as receiver;
 
     fn logs_request(records: usize) -> ExportLogsServiceRequest {
         let record = |n: usize| LogRecord {

@@ -7,11 +7,6 @@ mod pipeline;
 mod redacting;
 mod report;
 mod split;
-/// The workspace's OTLP receiver, for the HTTP client's own tests.
-#[cfg(test)]
-#[allow(unreachable_pub)] // shared with the workspace tests, where its items are public
-#[path = "../../../tests/otlp_receiver/mod.rs"]
-mod test_receiver;
 
 use crate::signal::Signal;
 

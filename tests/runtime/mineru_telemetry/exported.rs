@@ -90,9 +90,7 @@ pub(super) fn exported(metric: &Metric) -> Exported {
 
 /// The `mineru.*` metrics as last exported (cumulative temporality: the last export of each
 /// metric holds the totals).
-pub(super) fn mineru_metrics(
-    requests: &[crate::otlp_receiver::Received],
-) -> HashMap<String, Exported> {
+pub(super) fn mineru_metrics(requests: &[otlp_receiver::Received]) -> HashMap<String, Exported> {
     let mut metrics = HashMap::new();
     for request in requests.iter().filter(|r| r.path == "/v1/metrics") {
         for rm in request.metrics().resource_metrics {

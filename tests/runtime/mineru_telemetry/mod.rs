@@ -14,10 +14,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::otlp_receiver::{Behaviour, Receiver, spans};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use opentelemetry_proto::tonic::trace::v1::Span;
+use otlp_receiver::{Behaviour, Receiver, spans};
 use serde_json::json;
 use test_support::{FakeRunpod, Worker, bin};
 
