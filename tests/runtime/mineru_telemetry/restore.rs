@@ -6,7 +6,7 @@
 
 use super::exported::{labels, mineru_metrics};
 use super::{attrs, fake_engine_env, mineru_handler, sample_pdf};
-use crate::otlp_receiver::{Behaviour, Receiver, spans};
+use otlp_receiver::{Behaviour, Receiver, spans};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
