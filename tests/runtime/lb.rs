@@ -212,6 +212,41 @@ async fn ping_is_204_across_a_slow_start_then_200() {
     assert_eq!(lb.worker.wait(LIMIT).await, 0);
 }
 
+/// A FlashBoot restore simulated for real (SIGSTOP longer than the restore threshold, then
+/// SIGCONT): `/ping` answers 204 and requests are refused while the restore resource is
+/// re-established, then 200 again (docs/flashboot.md).
+#[tokio::test]
+async fn ping_is_204_while_a_restore_is_handled_then_200() {
+    let mut lb = Lb::start(
+        &[
+            ("LB_PROBE_RESTORE", "gate"),
+            // A freeze over 1.5 s is a restore (the gap rule only; the clocks agree here).
+            ("RUNPOD_RESTORE_GAP_MS", "1500"),
+            ("RUNPOD_RESTORE_SKEW_MS", "600000"),
+        ],
+        false,
+    )
+    .await;
+    assert_eq!(lb.ping_after(204).await, 200);
+    lb.worker.signal("STOP");
+    // A stimulus, not synchronisation: the freeze must outlast the 1.5 s threshold.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    lb.worker.signal("CONT");
+    lb.worker
+        .wait_for_line("probe: re-establishing after the restore", LIMIT)
+        .await;
+    assert_eq!(lb.ping().await, 204, "starting again while restoring");
+    let (status, error) = error_of(lb.get("/hello").send().await.unwrap()).await;
+    assert_eq!((status, error.as_str()), (503, "the worker is starting"));
+
+    lb.worker.signal("USR1");
+    assert_eq!(lb.ping_after(204).await, 200);
+    let response = lb.get("/hello").send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    lb.worker.signal("TERM");
+    assert_eq!(lb.worker.wait(LIMIT).await, 0);
+}
+
 #[tokio::test]
 async fn a_failed_start_makes_ping_503_and_the_exit_a_failure() {
     let mut lb = Lb::start(&[("LB_PROBE_START", "fail")], false).await;

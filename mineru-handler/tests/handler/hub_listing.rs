@@ -59,6 +59,10 @@ const NOT_ON_THE_FORM: &[(&str, &str)] = &[
         "MINERU_ALLOW_LOCAL_FETCH",
         "lifts the SSRF guard of file_url: for development against local servers",
     ),
+    (
+        "MINERU_CACHED_MODELS_ROOT",
+        "moves RunPod's cache locations under another root: for tests",
+    ),
 ];
 
 fn repo() -> PathBuf {
