@@ -49,7 +49,7 @@ impl ClockWatch {
 type Listener = Arc<dyn Fn(Duration) + Send + Sync>;
 
 /// The process's restore detector: a thread reading the clocks every second once
-/// [started](Self::start), and a reading on demand ([`check`](Self::check)) for whoever must
+/// started (the runtime starts it when it serves), and a reading on demand ([`check`](Self::check)) for whoever must
 /// not act on a restore it has not noticed yet (the runtime, before it takes a job).
 ///
 /// ```
@@ -113,7 +113,7 @@ impl Detector {
     }
 
     /// Reads the clocks now; the gap when they show a restore (counted and announced before
-    /// this returns). Always `None` before [`start`](Self::start).
+    /// this returns). Always `None` before the runtime has started the detector.
     pub fn check(&self) -> Option<Duration> {
         let gap = lock(&self.watch).as_mut()?.observe(now())?;
         self.restored(gap);
