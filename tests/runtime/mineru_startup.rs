@@ -28,12 +28,7 @@ async fn a_failed_start_of_the_mineru_worker_reports_its_redacted_log_tail() {
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let mut worker = Worker::spawn(&bin("mineru-handler"), &[], &env, None);
-
-    let result = server.result_of("first").await.json();
-    let payload: Value = serde_json::from_str(result["error"].as_str().unwrap()).unwrap();
-    assert_eq!(worker.wait(Duration::from_secs(30)).await, 1);
-    assert_eq!(payload["event"], "prestart_failed", "{payload}");
+    let payload = failed_start(&server, &env).await;
     assert_eq!(payload["error_type"], "PrestartTimeout", "{payload}");
     let logs = payload["logs"].as_str().unwrap_or_default();
     // The tail of what the worker logged while starting: the engine's lines included.
@@ -103,11 +98,7 @@ async fn incomplete_cached_models_with_none_in_the_image_fail_the_start_naming_t
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
-    let mut worker = Worker::spawn(&bin("mineru-handler"), &[], &env, None);
-    let result = server.result_of("first").await.json();
-    let payload: Value = serde_json::from_str(result["error"].as_str().unwrap()).unwrap();
-    assert_eq!(worker.wait(Duration::from_secs(30)).await, 1);
-    assert_eq!(payload["event"], "prestart_failed", "{payload}");
+    let payload = failed_start(&server, &env).await;
     let message = payload["error_message"].as_str().unwrap();
     assert!(
         message.starts_with(
@@ -120,4 +111,15 @@ async fn incomplete_cached_models_with_none_in_the_image_fail_the_start_naming_t
         !message.contains("slanet-plus"),
         "present files are not listed: {message}"
     );
+}
+
+/// Runs the `mineru-handler` binary with `env` until it exits 1 after a failed start; the
+/// `prestart_failed` payload it posted for the job `first`.
+async fn failed_start(server: &FakeRunpod, env: &[(String, String)]) -> Value {
+    let mut worker = Worker::spawn(&bin("mineru-handler"), &[], env, None);
+    let result = server.result_of("first").await.json();
+    let payload: Value = serde_json::from_str(result["error"].as_str().unwrap()).unwrap();
+    assert_eq!(worker.wait(Duration::from_secs(30)).await, 1);
+    assert_eq!(payload["event"], "prestart_failed", "{payload}");
+    payload
 }
