@@ -93,8 +93,6 @@ async fn incomplete_cached_models_with_none_in_the_image_fail_the_start_naming_t
                 "MINERU_CACHED_MODELS_ROOT",
                 root.path().display().to_string(),
             ),
-            // Without it the process lingers ~30 s after the failed start (reported, not fixed).
-            ("MINERU_SKIP_WARMUP", "1".into()),
         ]
         .map(|(k, v)| (k.to_owned(), v)),
     );
