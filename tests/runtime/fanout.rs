@@ -3,19 +3,27 @@
 //! per-page time, poison pages) for a worker SIGKILLed mid-slice, a slice answered `partial`
 //! at the worker's deadline, and a slice that fails for good through the command line; real
 //! MinerU 4.0.12 (flash) on a generated report, the merged Markdown against the one-job
-//! chunked parse.
+//! chunked parse; a local file over the inline limit uploaded to a real S3 server (moto), the
+//! slices' results brought back through it.
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mineru_handler::fanout::{Document, Event, FanOut, FanOutReport, Observer};
+use mineru_handler::fanout::{
+    Document, Event, FanOut, FanOutError, FanOutReport, Observer, ResultTransport,
+};
 use runpod_handler::endpoint::{EndpointClient, JobRequest, JobStatus};
 use runpod_handler::local_endpoint::{LocalEndpoint, LocalEndpointConfig};
 use serde_json::{Value, json};
 use test_support::{bin, fake_pdf};
 use tokio::sync::mpsc;
+
+// moto's S3 server, as the MinerU worker's own S3 tests start it.
+#[path = "../../mineru-handler/tests/handler/common/moto.rs"]
+mod moto;
+use moto::{ACCESS_KEY_ID, Moto, SECRET_ACCESS_KEY};
 
 const LIMIT: Duration = Duration::from_secs(180);
 
@@ -354,4 +362,84 @@ async fn one_job(client: &EndpointClient, pdf: &Path, options: Value) -> String 
         .as_str()
         .unwrap()
         .to_owned()
+}
+
+/// A local file over the inline limit goes to the bucket and every job names it by its
+/// presigned URL, which the workers fetch; the slices' results come back through the bucket
+/// (`ResultTransport::S3`: each worker uploads its archive, the client fetches it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_over_the_inline_limit_is_uploaded_and_the_results_come_back_through_the_bucket() {
+    let moto = Moto::start().await;
+    moto.create_bucket("fanout").await;
+    let bucket = [
+        ("BUCKET_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("BUCKET_NAME", "fanout"),
+        ("BUCKET_ACCESS_KEY_ID", ACCESS_KEY_ID),
+        ("BUCKET_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY),
+        // The presigned URL is on loopback, which the worker's SSRF guard refuses otherwise.
+        ("MINERU_ALLOW_LOCAL_FETCH", "1"),
+    ];
+    let local = endpoint(2, fake_engine("0", &bucket)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut fanout = fake_fanout(dir.path(), 12, 2, 6);
+    fanout.inline_limit = 1;
+    fanout.bucket = Some(moto.config("fanout", &[]));
+    fanout.transport = ResultTransport::S3;
+    let (observer, _live) = seen();
+    let report = tokio::time::timeout(LIMIT, fanout.run(&client(&local), observer))
+        .await
+        .unwrap()
+        .unwrap();
+    local.shutdown().await;
+    assert_eq!((report.jobs, report.slices), (2, 2));
+    assert_complete(&report, &dir.path().join("out"), 12);
+
+    // In the bucket: the document, once, and the two slices' archives. moto does not check
+    // signatures, so a plain listing reads it.
+    let listing = reqwest::get(format!("{}/fanout?list-type=2", moto.endpoint))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let keys: Vec<&str> = listing
+        .split("<Key>")
+        .skip(1)
+        .filter_map(|rest| rest.split("</Key>").next())
+        .collect();
+    assert_eq!(
+        keys.iter().filter(|k| k.contains("fanout-input")).count(),
+        1,
+        "{keys:?}"
+    );
+    assert_eq!(
+        keys.len(),
+        3,
+        "the document and two result archives: {keys:?}"
+    );
+}
+
+/// Without a bucket, a file over the inline limit is refused before any job is sent, with the
+/// variables that would configure one.
+#[tokio::test]
+async fn a_file_over_the_inline_limit_without_a_bucket_is_refused_naming_the_bucket_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut fanout = fake_fanout(dir.path(), 4, 1, 4);
+    fanout.inline_limit = 1;
+    // Nothing listens there: a job sent would fail differently.
+    let nowhere = EndpointClient::builder("local")
+        .base_url("http://127.0.0.1:9/v2")
+        .build()
+        .unwrap();
+    let (observer, _live) = seen();
+    let err = fanout.run(&nowhere, observer).await.unwrap_err();
+    assert!(matches!(err, FanOutError::Document(_)), "{err:?}");
+    let message = err.to_string();
+    for expected in [
+        "over the 1 bytes sent inline",
+        "BUCKET_NAME",
+        "or pass a URL",
+    ] {
+        assert!(message.contains(expected), "{expected} not in: {message}");
+    }
 }

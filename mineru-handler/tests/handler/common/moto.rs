@@ -14,12 +14,20 @@ use rusty_s3::S3Action as _;
 pub const ACCESS_KEY_ID: &str = "AKIAMOTOTESTKEY4LEAK";
 pub const SECRET_ACCESS_KEY: &str = "moto/Secret+Value=NeverLogged";
 
-/// The environment with `moto_server`: `S3_VENV`, else `<workspace>/.venv/s3`. Panics with a
-/// clear message when it is missing: these tests must never pass without a real S3 server.
+/// The environment with `moto_server`: `S3_VENV`, else `<workspace>/.venv/s3` (this file also
+/// serves the workspace's own tests, `tests/runtime/fanout.rs`, whose manifest is the
+/// workspace's). Panics with a clear message when it is missing: these tests must never pass
+/// without a real S3 server.
 pub fn moto_server_bin() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
     let venv = std::env::var_os("S3_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/s3"));
+        .or_else(|| {
+            [manifest.join(".venv/s3"), manifest.join("../.venv/s3")]
+                .into_iter()
+                .find(|venv| venv.is_dir())
+        })
+        .unwrap_or_else(|| manifest.join("../.venv/s3"));
     let bin = venv.join("bin/moto_server");
     assert!(
         bin.is_file(),
