@@ -347,26 +347,7 @@ impl ParseJob<'_> {
         deadline: Option<Deadline>,
     ) -> Result<Result<ParseOutput, EngineError>, JobFailure> {
         let pipeline = self.pipeline;
-        let options = &self.request.options;
-        let span = tracing::info_span!(
-            "mineru.parse",
-            phase = "parse",
-            mineru.backend = options.backend.as_str(),
-            mineru.input_format = self.input_type.format().as_str(),
-            mineru.start_page = start,
-            mineru.end_page = end,
-            mineru.pages = Empty,
-            mineru.chunk = chunk.map(|c| c.attempt.as_str()),
-            mineru.outcome = Empty,
-            mineru.tier = Empty,
-            mineru.ocr_mode = options.ocr_mode.as_str(),
-            mineru.input_type = self.input_type.as_str(),
-            otel.status_code = Empty,
-            otel.status_message = Empty,
-        );
-        if let Some(call) = chunk {
-            span.record("mineru.pages", call.range.len());
-        }
+        let span = self.parse_span((start, end), chunk);
         let phase = state.begin(JobPhase::Parse, span, &pipeline.config);
         // The runtime drops this future right after a job-stop fires the cancellation token,
         // so the parse runs in its own task: it still sees the token, cancels MinerU's task
@@ -406,6 +387,31 @@ impl ParseJob<'_> {
             }
         }
         Ok(outcome)
+    }
+
+    /// The `mineru.parse` span of one engine call (docs/telemetry.md §5.2).
+    fn parse_span(&self, (start, end): (i64, i64), chunk: Option<Call>) -> tracing::Span {
+        let options = &self.request.options;
+        let span = tracing::info_span!(
+            "mineru.parse",
+            phase = "parse",
+            mineru.backend = options.backend.as_str(),
+            mineru.input_format = self.input_type.format().as_str(),
+            mineru.start_page = start,
+            mineru.end_page = end,
+            mineru.pages = Empty,
+            mineru.chunk = chunk.map(|c| c.attempt.as_str()),
+            mineru.outcome = Empty,
+            mineru.tier = Empty,
+            mineru.ocr_mode = options.ocr_mode.as_str(),
+            mineru.input_type = self.input_type.as_str(),
+            otel.status_code = Empty,
+            otel.status_message = Empty,
+        );
+        if let Some(call) = chunk {
+            span.record("mineru.pages", call.range.len());
+        }
+        span
     }
 
     /// The update after a chunk settled pages.
