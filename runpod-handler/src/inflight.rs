@@ -103,21 +103,21 @@ impl InFlight {
             .collect()
     }
 
-    /// Fires the cancellation of the held job with this id; whether there was one. A stop for
-    /// a job not held is kept a while, for a job still on its way here.
-    pub(crate) fn cancel(&self, job_id: &str) -> bool {
+    /// Fires the cancellation of the held job with this id. A stop for a job not held is kept
+    /// a while, for a job still on its way here.
+    pub(crate) fn cancel(&self, job_id: &str) {
         let mut held = self.held();
         let token = held.jobs.values().find(|(id, _)| id == job_id);
         if let Some((_, token)) = token {
+            tracing::info!(job_id, "Stopping job.");
             token.cancel();
-            return true;
+            return;
         }
         if held.early_stops.len() == EARLY_STOPS_MAX {
             held.early_stops.pop_front();
         }
         held.early_stops
             .push_back((job_id.to_owned(), Instant::now()));
-        false
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<usize> {
@@ -149,7 +149,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_stop_that_comes_before_its_job_cancels_the_job_as_it_starts_once() {
         let inflight = Arc::new(InFlight::new());
-        assert!(!inflight.cancel("early"), "not held yet");
+        inflight.cancel("early");
         let token = CancellationToken::new();
         let guard = inflight.insert("early", token.clone()).expect("a new id");
         assert!(token.is_cancelled());

@@ -67,7 +67,8 @@ pub(crate) async fn run(
     }
 }
 
-/// Cancels the listed jobs this worker holds; whether the answer named any job at all.
+/// Cancels the listed jobs, now or, for one not held yet, as it starts; whether the answer
+/// named any job at all.
 fn cancel_listed(payload: &Value, inflight: &InFlight) -> bool {
     let Some(ids) = payload.get("jobsToStop") else {
         return false;
@@ -78,11 +79,7 @@ fn cancel_listed(payload: &Value, inflight: &InFlight) -> bool {
     };
     for id in ids {
         match id.as_str() {
-            Some(id) => {
-                if inflight.cancel(id) {
-                    tracing::info!(job_id = id, "Stopping job.");
-                }
-            }
+            Some(id) => inflight.cancel(id),
             None => tracing::warn!("Ignoring a job id that is not a string in jobsToStop: {id}"),
         }
     }

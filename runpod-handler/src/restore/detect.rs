@@ -48,9 +48,9 @@ impl ClockWatch {
 /// Told of every restore, with the observed gap.
 type Listener = Arc<dyn Fn(Duration) + Send + Sync>;
 
-/// The process's restore detector: a thread reading the clocks every second once
-/// started (the runtime starts it when it serves), and a reading on demand ([`check`](Self::check)) for whoever must
-/// not act on a restore it has not noticed yet (the runtime, before it takes a job).
+/// The process's restore detector: a thread reading the clocks every second once started (the
+/// runtime starts it when it serves), and a reading on demand ([`check`](Self::check)) for
+/// whoever must not act on a restore it has not noticed yet (the runtime, before it takes a job).
 ///
 /// ```
 /// let detector = runpod_handler::restore::Detector::global();
