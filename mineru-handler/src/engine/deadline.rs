@@ -47,9 +47,9 @@ impl Deadline {
         })
     }
 
-    /// The earlier of the worker's limit and the job's `policy.executionTimeout` (less
-    /// a 5 s margin to report the timeout), both counted from `started`. `raw_job` is the job as RunPod served
-    /// it; a policy value that is not a positive integer is ignored.
+    /// The earlier of the worker's limit and the job's `policy.executionTimeout` (less a 5 s
+    /// margin to report the timeout), both counted from `started`. `raw_job` is the job as
+    /// RunPod served it; a policy value that is not a positive integer is ignored.
     ///
     /// ```
     /// use std::time::{Duration, Instant};

@@ -167,18 +167,15 @@ impl ParseJob<'_> {
         });
         let mut run = ChunkRun::default();
         while let Some(call) = schedule.next() {
-            if allow_partial && run.would_miss(call.range, cutoff) {
+            if allow_partial && run.would_miss(call.range, schedule.parsed_pages(), cutoff) {
                 if let (0, Some(deadline)) = (schedule.parsed_pages(), self.deadline) {
                     return Err(EngineError::TimedOut(deadline).into());
                 }
                 let missing = schedule.stop(Some(call));
                 return self.stopped(run, &schedule, missing, PartialReason::Deadline);
             }
-            let selection = PageSelection::from_zero_based(
-                call.range.first,
-                i64::try_from(call.range.last).unwrap_or(i64::MAX),
-            );
             let span_range = (to_i64(call.range.first), to_i64(call.range.last));
+            let selection = PageSelection::from_zero_based(call.range.first, span_range.1);
             let outcome = self
                 .call(state, selection, span_range, Some(call), cutoff)
                 .await?;
@@ -435,9 +432,8 @@ impl ParseJob<'_> {
 #[derive(Default)]
 struct ChunkRun {
     outputs: Vec<(u64, ParseOutput)>,
-    /// Engine time per page parsed, for the deadline's forecast.
+    /// Engine time of the pages parsed, for the deadline's forecast.
     parse_time: Duration,
-    parsed_pages: u64,
     last_error: Option<EngineError>,
     /// The failure of the last page written off.
     lost_error: Option<String>,
@@ -446,22 +442,21 @@ struct ChunkRun {
 impl ChunkRun {
     fn parsed(&mut self, range: PageRange, output: ParseOutput) {
         self.parse_time += output.duration;
-        self.parsed_pages += range.len();
         self.outputs.push((range.first, output));
     }
 
-    /// Whether `range` would, at the pace so far, still be parsing at `cutoff`: starting it
-    /// would only cost an engine restart when the deadline cancels it.
-    fn would_miss(&self, range: PageRange, cutoff: Option<Deadline>) -> bool {
+    /// Whether `range` would, at the pace of the `parsed_pages` so far, still be parsing at
+    /// `cutoff`: starting it would only cost an engine restart when the deadline cancels it.
+    fn would_miss(&self, range: PageRange, parsed_pages: u64, cutoff: Option<Deadline>) -> bool {
         let Some(cutoff) = cutoff else { return false };
         let now = Instant::now();
         if now >= cutoff.at {
             return true;
         }
-        if self.parsed_pages == 0 {
+        if parsed_pages == 0 {
             return false;
         }
-        let per_page = self.parse_time.as_secs_f64() / self.parsed_pages as f64;
+        let per_page = self.parse_time.as_secs_f64() / parsed_pages as f64;
         let forecast = Duration::from_secs_f64(per_page * range.len() as f64);
         now + forecast > cutoff.at
     }
